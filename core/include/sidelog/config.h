@@ -1,0 +1,72 @@
+// The sidecar's YAML configuration (DESIGN.md "Sidecar config"), loaded with yaml-cpp.
+// Every error names the file, the line and the field, e.g.
+//   "orders.yaml:14: streams[0].entity.reducers.ItemAdded[0].op: \"add\" is not one of ...".
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sidelog/event.h"
+#include "sidelog/fold.h"
+#include "sidelog/status.h"
+
+namespace sidelog {
+
+struct NatsTlsConfig {
+  std::string ca;
+  std::string cert;
+  std::string key;
+};
+
+struct NatsConfig {
+  std::string url;
+  std::string creds_file;
+  std::string user;
+  std::string password;
+  std::string token;
+  NatsTlsConfig tls;
+  bool create_streams = false;  // dev mode: create missing JetStream streams
+};
+
+enum class StreamAccess { kRead, kWrite };
+
+struct StreamConfig {
+  std::string name;
+  StreamAccess access = StreamAccess::kRead;
+  std::vector<std::string> types;  // empty: every type
+  Json entity = Json::object();    // the folding rules as declared
+  std::shared_ptr<const Rules> rules;
+};
+
+struct LimitsConfig {
+  int64_t max_body_bytes = 1 << 20;
+  int64_t max_events_per_commit = 1000;
+  int64_t max_header_bytes = 16 << 10;
+  int64_t max_url_bytes = 8 << 10;
+};
+
+struct SidecarConfig {
+  std::string service = "local";
+  std::string ns = "default";
+  std::string listen = "127.0.0.1:4380";
+  std::string health_listen = "0.0.0.0:4381";
+  std::string data_dir = ".sidelog/data";
+  std::optional<NatsConfig> nats;  // absent: standalone
+  std::string durability;          // "", "fsync" or "normal"; "" picks the mode's default
+  int snapshot_every = 100;
+  std::string log_level = "info";
+  LimitsConfig limits;
+  std::vector<StreamConfig> streams;
+
+  const StreamConfig* FindStream(const std::string& name) const;
+};
+
+// Parses YAML text; `origin` names it in errors (a file name).
+Result<SidecarConfig> ParseSidecarConfig(const std::string& yaml, const std::string& origin);
+// Reads and parses a file.
+Result<SidecarConfig> LoadSidecarConfig(const std::string& path);
+
+}  // namespace sidelog

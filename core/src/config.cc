@@ -1,0 +1,351 @@
+#include "sidelog/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "sidelog/names.h"
+
+namespace sidelog {
+namespace {
+
+// YAML converted to JSON, remembering the line of every node by its JSON pointer.
+struct Document {
+  Json root;
+  std::map<std::string, int> lines;  // pointer -> 1-based line
+};
+
+Json ScalarToJson(const YAML::Node& node) {
+  const std::string& s = node.Scalar();
+  if (node.Tag() == "!") return s;  // quoted: always a string
+  if (s == "null" || s == "~" || s.empty()) return nullptr;
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  // Integers and floats as YAML 1.2 core schema spells them.
+  char* end = nullptr;
+  errno = 0;
+  long long i = std::strtoll(s.c_str(), &end, 10);
+  if (end && *end == '\0' && errno == 0 && (std::isdigit(s[0]) || s[0] == '-' || s[0] == '+')) {
+    return static_cast<int64_t>(i);
+  }
+  double d = std::strtod(s.c_str(), &end);
+  if (end && *end == '\0' && (std::isdigit(s[0]) || s[0] == '-' || s[0] == '+' || s[0] == '.')) {
+    return d;
+  }
+  return s;
+}
+
+std::string EscapeToken(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+Json ToJson(const YAML::Node& node, const std::string& ptr, Document* doc) {
+  doc->lines[ptr] = node.Mark().line + 1;
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar: return ScalarToJson(node);
+    case YAML::NodeType::Sequence: {
+      Json arr = Json::array();
+      size_t i = 0;
+      for (const auto& item : node) {
+        arr.push_back(ToJson(item, ptr + "/" + std::to_string(i++), doc));
+      }
+      return arr;
+    }
+    case YAML::NodeType::Map: {
+      Json obj = Json::object();
+      for (const auto& kv : node) {
+        std::string key = kv.first.as<std::string>();
+        std::string child = ptr + "/" + EscapeToken(key);
+        obj[key] = ToJson(kv.second, child, doc);
+        doc->lines[child] = kv.first.Mark().line + 1;
+      }
+      return obj;
+    }
+    default: return nullptr;
+  }
+}
+
+// "/streams/0/entity/reducers/A/0/op" -> "streams[0].entity.reducers.A[0].op"
+std::string Dotted(const std::string& ptr) {
+  std::string out;
+  size_t i = 0;
+  while (i < ptr.size()) {
+    size_t j = ptr.find('/', i + 1);
+    std::string tok = ptr.substr(i + 1, j == std::string::npos ? std::string::npos : j - i - 1);
+    std::string unescaped;
+    for (size_t k = 0; k < tok.size(); ++k) {
+      if (tok[k] == '~' && k + 1 < tok.size()) {
+        unescaped += tok[k + 1] == '1' ? '/' : '~';
+        ++k;
+      } else {
+        unescaped += tok[k];
+      }
+    }
+    bool numeric = !unescaped.empty() &&
+                   unescaped.find_first_not_of("0123456789") == std::string::npos;
+    if (numeric) {
+      out += "[" + unescaped + "]";
+    } else {
+      out += (out.empty() ? "" : ".") + unescaped;
+    }
+    if (j == std::string::npos) break;
+    i = j;
+  }
+  return out;
+}
+
+class Parser {
+ public:
+  Parser(Document doc, std::string origin) : doc_(std::move(doc)), origin_(std::move(origin)) {}
+
+  Status Error(const std::string& ptr, const std::string& message) const {
+    // The nearest ancestor that has a line.
+    std::string p = ptr;
+    int line = 0;
+    for (;;) {
+      auto it = doc_.lines.find(p);
+      if (it != doc_.lines.end()) {
+        line = it->second;
+        break;
+      }
+      if (p.empty()) break;
+      p = p.substr(0, p.rfind('/'));
+    }
+    std::string where = origin_ + (line > 0 ? ":" + std::to_string(line) : "");
+    std::string field = Dotted(ptr);
+    ErrorContext ctx;
+    ctx.rule = field;
+    return Status::Invalid(where + ": " + (field.empty() ? "" : field + ": ") + message, ctx);
+  }
+
+  Status Keys(const Json& obj, const std::string& ptr, std::initializer_list<const char*> keys) {
+    if (!obj.is_object()) return Error(ptr, "must be a mapping");
+    for (const auto& [k, v] : obj.items()) {
+      bool known = false;
+      for (const char* key : keys) known = known || k == key;
+      if (!known) {
+        std::string list;
+        for (const char* key : keys) list += std::string(list.empty() ? "" : ", ") + key;
+        return Error(ptr + "/" + EscapeToken(k),
+                     "unknown field \"" + k + "\" (known fields: " + list + ")");
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status String(const Json& obj, const std::string& ptr, const char* key, std::string* out,
+                bool required = false) {
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) {
+      return required ? Error(ptr + "/" + key, "is required") : Status::Ok();
+    }
+    if (!it->is_string()) return Error(ptr + "/" + key, "must be a string");
+    *out = it->get<std::string>();
+    return Status::Ok();
+  }
+
+  Status Int(const Json& obj, const std::string& ptr, const char* key, int64_t* out, int64_t min,
+             int64_t max) {
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return Status::Ok();
+    if (!it->is_number_integer()) return Error(ptr + "/" + key, "must be an integer");
+    int64_t v = it->get<int64_t>();
+    if (v < min || v > max) {
+      return Error(ptr + "/" + key, "must be between " + std::to_string(min) + " and " +
+                                        std::to_string(max) + ", it is " + std::to_string(v));
+    }
+    *out = v;
+    return Status::Ok();
+  }
+
+  Status HostPort(const Json& obj, const std::string& ptr, const char* key, std::string* out) {
+    if (auto s = String(obj, ptr, key, out); !s.ok()) return s;
+    auto colon = out->rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == out->size() ||
+        out->substr(colon + 1).find_first_not_of("0123456789") != std::string::npos) {
+      return Error(ptr + "/" + key, "\"" + *out + "\" must be host:port, like 127.0.0.1:4380");
+    }
+    return Status::Ok();
+  }
+
+  Result<SidecarConfig> Parse() {
+    SidecarConfig c;
+    const Json& r = doc_.root;
+    if (r.is_null()) return Error("", "the configuration is empty");
+    if (auto s = Keys(r, "", {"service", "namespace", "listen", "healthListen", "dataDir", "nats",
+                              "durability", "snapshotEvery", "logLevel", "limits", "streams"});
+        !s.ok()) {
+      return s;
+    }
+    for (auto s : {String(r, "", "service", &c.service), String(r, "", "namespace", &c.ns),
+                   HostPort(r, "", "listen", &c.listen),
+                   HostPort(r, "", "healthListen", &c.health_listen),
+                   String(r, "", "dataDir", &c.data_dir), String(r, "", "durability", &c.durability),
+                   String(r, "", "logLevel", &c.log_level)}) {
+      if (!s.ok()) return s;
+    }
+    if (auto s = ValidateStreamName(c.service); !s.ok()) {
+      return Error("/service", "\"" + c.service + "\" must be a DNS-1123 label (lowercase "
+                                                   "letters, digits, '-')");
+    }
+    if (auto s = ValidateStreamName(c.ns); !s.ok()) {
+      return Error("/namespace", "\"" + c.ns + "\" must be a DNS-1123 label");
+    }
+    if (!c.durability.empty() && c.durability != "fsync" && c.durability != "normal") {
+      return Error("/durability", "\"" + c.durability + "\" is not one of fsync, normal");
+    }
+    static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error",
+                                                  "critical", "off"};
+    if (!kLevels.count(c.log_level)) {
+      return Error("/logLevel", "\"" + c.log_level +
+                                    "\" is not one of trace, debug, info, warn, error, critical, off");
+    }
+    int64_t snap = c.snapshot_every;
+    if (auto s = Int(r, "", "snapshotEvery", &snap, 0, 1000000); !s.ok()) return s;
+    c.snapshot_every = static_cast<int>(snap);
+
+    if (auto it = r.find("limits"); it != r.end() && !it->is_null()) {
+      if (auto s = Keys(*it, "/limits", {"maxBodyBytes", "maxEventsPerCommit", "maxHeaderBytes",
+                                         "maxUrlBytes"});
+          !s.ok()) {
+        return s;
+      }
+      for (auto s : {Int(*it, "/limits", "maxBodyBytes", &c.limits.max_body_bytes, 1024, 64 << 20),
+                     Int(*it, "/limits", "maxEventsPerCommit", &c.limits.max_events_per_commit, 1,
+                         100000),
+                     Int(*it, "/limits", "maxHeaderBytes", &c.limits.max_header_bytes, 1024,
+                         1 << 20),
+                     Int(*it, "/limits", "maxUrlBytes", &c.limits.max_url_bytes, 256, 1 << 20)}) {
+        if (!s.ok()) return s;
+      }
+    }
+
+    if (auto it = r.find("nats"); it != r.end() && !it->is_null()) {
+      NatsConfig n;
+      const std::string p = "/nats";
+      if (auto s = Keys(*it, p, {"url", "credsFile", "user", "password", "token", "tls",
+                                 "createStreams"});
+          !s.ok()) {
+        return s;
+      }
+      for (auto s : {String(*it, p, "url", &n.url, true), String(*it, p, "credsFile", &n.creds_file),
+                     String(*it, p, "user", &n.user), String(*it, p, "password", &n.password),
+                     String(*it, p, "token", &n.token)}) {
+        if (!s.ok()) return s;
+      }
+      if (n.url.rfind("nats://", 0) != 0 && n.url.rfind("tls://", 0) != 0) {
+        return Error(p + "/url", "\"" + n.url + "\" must start with nats:// or tls://");
+      }
+      if (auto cs = it->find("createStreams"); cs != it->end()) {
+        if (!cs->is_boolean()) return Error(p + "/createStreams", "must be true or false");
+        n.create_streams = cs->get<bool>();
+      }
+      if (auto tls = it->find("tls"); tls != it->end() && !tls->is_null()) {
+        if (auto s = Keys(*tls, p + "/tls", {"ca", "cert", "key"}); !s.ok()) return s;
+        for (auto s : {String(*tls, p + "/tls", "ca", &n.tls.ca),
+                       String(*tls, p + "/tls", "cert", &n.tls.cert),
+                       String(*tls, p + "/tls", "key", &n.tls.key)}) {
+          if (!s.ok()) return s;
+        }
+        if (n.tls.cert.empty() != n.tls.key.empty()) {
+          return Error(p + "/tls", "cert and key must be given together");
+        }
+      }
+      c.nats = n;
+    }
+
+    auto streams = r.find("streams");
+    if (streams == r.end() || !streams->is_array() || streams->empty()) {
+      return Error("/streams", "is required: a list of at least one stream");
+    }
+    std::set<std::string> names;
+    for (size_t i = 0; i < streams->size(); ++i) {
+      const Json& sj = (*streams)[i];
+      const std::string p = "/streams/" + std::to_string(i);
+      if (auto s = Keys(sj, p, {"name", "access", "types", "entity"}); !s.ok()) return s;
+      StreamConfig sc;
+      if (auto s = String(sj, p, "name", &sc.name, true); !s.ok()) return s;
+      if (auto s = ValidateStreamName(sc.name); !s.ok()) return Error(p + "/name", s.message());
+      if (!names.insert(sc.name).second) {
+        return Error(p + "/name", "stream " + sc.name + " is listed twice");
+      }
+      std::string access = "read";
+      if (auto s = String(sj, p, "access", &access); !s.ok()) return s;
+      if (access != "read" && access != "write") {
+        return Error(p + "/access", "\"" + access + "\" is not one of read, write");
+      }
+      sc.access = access == "write" ? StreamAccess::kWrite : StreamAccess::kRead;
+      if (auto t = sj.find("types"); t != sj.end() && !t->is_null()) {
+        if (!t->is_array()) return Error(p + "/types", "must be a list of event types");
+        for (size_t k = 0; k < t->size(); ++k) {
+          const std::string tp = p + "/types/" + std::to_string(k);
+          if (!(*t)[k].is_string()) return Error(tp, "must be an event type");
+          auto type = (*t)[k].get<std::string>();
+          if (auto s = ValidateEventType(type); !s.ok()) return Error(tp, s.message());
+          sc.types.push_back(type);
+        }
+      }
+      if (auto e = sj.find("entity"); e != sj.end() && !e->is_null()) sc.entity = *e;
+      auto rules = Rules::Compile(sc.entity);
+      if (!rules.ok()) {
+        // The rules name their field as a pointer inside `entity`, followed by ": message".
+        const auto& st = rules.status();
+        const std::string& field = st.context().rule;
+        std::string message = st.message();
+        if (message.rfind(field + ": ", 0) == 0) message = message.substr(field.size() + 2);
+        return Error(p + "/entity" + field, message);
+      }
+      sc.rules = *rules;
+      c.streams.push_back(std::move(sc));
+    }
+    return c;
+  }
+
+ private:
+  Document doc_;
+  std::string origin_;
+};
+
+}  // namespace
+
+const StreamConfig* SidecarConfig::FindStream(const std::string& name) const {
+  for (const auto& s : streams) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+Result<SidecarConfig> ParseSidecarConfig(const std::string& yaml, const std::string& origin) {
+  Document doc;
+  try {
+    YAML::Node node = YAML::Load(yaml);
+    doc.root = ToJson(node, "", &doc);
+  } catch (const YAML::Exception& e) {
+    return Status::Invalid(origin + ":" + std::to_string(e.mark.line + 1) +
+                           ": not valid YAML: " + e.msg);
+  }
+  return Parser(std::move(doc), origin).Parse();
+}
+
+Result<SidecarConfig> LoadSidecarConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::Invalid("cannot read config file " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseSidecarConfig(ss.str(), path);
+}
+
+}  // namespace sidelog

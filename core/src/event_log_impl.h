@@ -1,0 +1,128 @@
+// Internals shared by event_log.cc (open, writer) and event_log_read.cc (reads).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <list>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "sidelog/event_log.h"
+#include "sqlite.h"
+
+namespace sidelog {
+
+struct StreamRuntime {
+  int64_t id = 0;
+  std::string name;
+  std::shared_ptr<const Rules> rules;
+  std::atomic<int64_t> last_position{0};
+  std::atomic<int64_t> watermark{0};
+  // Counters: written by the writer thread, read by anyone.
+  std::atomic<int64_t> entities{0};
+  std::atomic<int64_t> commits{0};
+  std::atomic<int64_t> events{0};
+};
+
+// The writer's in-memory view of recently written entities: their current folded state.
+// Writer thread only.
+class EntityCache {
+ public:
+  explicit EntityCache(size_t capacity) : capacity_(capacity) {}
+  EntityState* Find(const std::string& key);
+  EntityState* Put(const std::string& key, EntityState state);
+  void Erase(const std::string& key);
+  void Clear();
+
+ private:
+  using Entry = std::pair<std::string, EntityState>;
+  size_t capacity_;
+  std::list<Entry> lru_;  // front = most recent
+  std::unordered_map<std::string, std::list<Entry>::iterator> index_;
+};
+
+class EventLog::Impl {
+ public:
+  explicit Impl(EventLogOptions options) : options_(std::move(options)), cache_(options_.entity_cache_size) {}
+
+  // --- open (event_log.cc)
+  Status OpenDatabase(const std::vector<StreamSpec>& streams);
+  void StartWriter();
+  void Close();
+
+  // --- append (event_log.cc)
+  Status Prepare(AppendRequest& request) const;
+  void Enqueue(AppendRequest request, AppendCallback done);
+
+  // --- reads (event_log_read.cc)
+  const StreamRuntime* Find(const std::string& stream) const;
+  Result<EntityState> Fold(sqlite::Db& db, const StreamRuntime& s, const std::string& entity,
+                           int64_t target_version) const;
+  Result<EntityEvents> ReadEntity(const std::string& stream, const std::string& entity,
+                                  int64_t from_version, int limit) const;
+  Result<StreamPage> ReadStream(const std::string& stream, int64_t after, int limit,
+                                const std::set<std::string>& types) const;
+  Result<EntityList> ListEntities(const std::string& stream, const std::string& prefix,
+                                  const std::string& after, int limit) const;
+  Result<EntityState> State(const std::string& stream, const std::string& entity,
+                            const StateQuery& query) const;
+
+  // A read connection from the pool, returned on destruction.
+  class Reader {
+   public:
+    Reader(const Impl* impl, std::unique_ptr<sqlite::Db> db) : impl_(impl), db_(std::move(db)) {}
+    ~Reader();
+    Reader(Reader&&) = default;
+    sqlite::Db& db() { return *db_; }
+    // A read transaction, so multi-statement reads see one snapshot.
+    Status Begin() { return db_->Exec("BEGIN"); }
+    void End() { (void)db_->Exec("COMMIT"); }
+
+   private:
+    const Impl* impl_;
+    std::unique_ptr<sqlite::Db> db_;
+  };
+  Result<Reader> AcquireReader() const;
+
+  EventLogOptions options_;
+  std::map<std::string, std::unique_ptr<StreamRuntime>> streams_;
+
+  // Writer thread state.
+  struct Pending {
+    AppendRequest request;
+    AppendCallback done;
+  };
+  void WriterLoop();
+  void CommitBatch(std::vector<Pending>& batch);
+  Result<AppendResult> ApplyOne(StreamRuntime& s, AppendRequest& request,
+                                std::vector<std::string>* touched);
+  Result<EntityState*> LoadForWrite(StreamRuntime& s, const std::string& entity);
+  Result<std::optional<AppendResult>> CheckIdempotency(StreamRuntime& s, const AppendRequest& r,
+                                                       int64_t current_version);
+
+  std::unique_ptr<sqlite::Db> writer_db_;
+  EntityCache cache_;
+  std::thread writer_;
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<Pending> queue_;
+  bool closing_ = false;
+  bool closed_ = false;
+
+  mutable std::mutex pool_mu_;
+  mutable std::vector<std::unique_ptr<sqlite::Db>> pool_;
+
+  std::mutex subs_mu_;
+  std::map<int, std::function<void(const std::string&, int64_t)>> subs_;
+  int next_sub_ = 1;
+};
+
+// Row decoding shared by reads: the columns of kEventColumns, in order.
+extern const char* const kEventColumns;
+StoredEvent DecodeEvent(const sqlite::Stmt& row, const std::string& stream,
+                        const std::string& entity_or_empty, int first_col = 0);
+
+}  // namespace sidelog

@@ -1,0 +1,114 @@
+#include "schema.h"
+
+#include <string>
+#include <vector>
+
+namespace sidelog::schema {
+namespace {
+
+// Migration N takes the schema from version N-1 to N. Never edit a released migration: append.
+const std::vector<std::string> kMigrations = {
+    // 1: the first schema.
+    R"sql(
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- One row per stream. In standalone mode positions are a local sequence and the watermark is
+-- always last_position; in replicated mode positions are JetStream sequences and the watermark
+-- is the last sequence up to which every commit is here.
+CREATE TABLE streams (
+  id            INTEGER PRIMARY KEY,
+  name          TEXT NOT NULL UNIQUE,
+  last_position INTEGER NOT NULL DEFAULT 0,
+  watermark     INTEGER NOT NULL DEFAULT 0,
+  entities      INTEGER NOT NULL DEFAULT 0,
+  commits       INTEGER NOT NULL DEFAULT 0,
+  events        INTEGER NOT NULL DEFAULT 0,
+  origin        TEXT              -- replicated: the JetStream stream's identity (created time)
+);
+
+-- One row per commit: 1..N events of one entity at one position.
+CREATE TABLE commits (
+  stream_id     INTEGER NOT NULL,
+  position      INTEGER NOT NULL,
+  entity        TEXT NOT NULL,
+  commit_id     TEXT NOT NULL,
+  first_version INTEGER NOT NULL,
+  last_version  INTEGER NOT NULL,
+  PRIMARY KEY (stream_id, position)
+) WITHOUT ROWID;
+
+-- The current head of each entity.
+CREATE TABLE entities (
+  stream_id INTEGER NOT NULL,
+  entity    TEXT NOT NULL,
+  version   INTEGER NOT NULL,
+  time      INTEGER NOT NULL,   -- microseconds; never decreases
+  status    TEXT NOT NULL,      -- state machine state ('' without one)
+  deleted   INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (stream_id, entity)
+) WITHOUT ROWID;
+
+CREATE TABLE events (
+  stream_id INTEGER NOT NULL,
+  entity    TEXT NOT NULL,
+  version   INTEGER NOT NULL,
+  position  INTEGER NOT NULL,
+  idx       INTEGER NOT NULL,
+  id        TEXT NOT NULL,
+  type      TEXT NOT NULL,
+  time      INTEGER NOT NULL,
+  status    TEXT NOT NULL,
+  source    TEXT NOT NULL,
+  data      TEXT NOT NULL,      -- JSON
+  metadata  TEXT,               -- JSON object of strings, NULL when empty
+  PRIMARY KEY (stream_id, entity, version)
+) WITHOUT ROWID;
+CREATE INDEX events_by_position ON events (stream_id, position, idx);
+CREATE UNIQUE INDEX events_by_id ON events (stream_id, entity, id);
+
+-- Folded state every K versions, valid only for the rules whose hash it carries.
+CREATE TABLE snapshots (
+  stream_id  INTEGER NOT NULL,
+  entity     TEXT NOT NULL,
+  version    INTEGER NOT NULL,
+  rules_hash TEXT NOT NULL,
+  status     TEXT NOT NULL,
+  deleted    INTEGER NOT NULL,
+  time       INTEGER NOT NULL,
+  state      TEXT NOT NULL,
+  PRIMARY KEY (stream_id, entity, version)
+) WITHOUT ROWID;
+)sql",
+};
+
+}  // namespace
+
+Status Migrate(sqlite::Db& db) {
+  int current = 0;
+  {
+    auto stmt = db.Prepare("PRAGMA user_version");
+    if (!stmt.ok()) return stmt.status();
+    if (stmt->Step() != SQLITE_ROW) return sqlite::Error(db, "reading the schema version");
+    current = static_cast<int>(stmt->Int(0));
+  }
+  if (current > kVersion) {
+    return Status::Internal("the event log has schema version " + std::to_string(current) +
+                            ", newer than this build's " + std::to_string(kVersion) +
+                            "; upgrade Sidelog");
+  }
+  for (int v = current + 1; v <= kVersion; ++v) {
+    std::string sql = "BEGIN IMMEDIATE;" + kMigrations[v - 1] +
+                      "PRAGMA user_version = " + std::to_string(v) + "; COMMIT;";
+    if (auto s = db.Exec(sql); !s.ok()) {
+      (void)db.Exec("ROLLBACK");
+      return Status::Internal("migrating the event log to schema " + std::to_string(v) + ": " +
+                              s.message());
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace sidelog::schema

@@ -1,0 +1,79 @@
+#include "sqlite.h"
+
+#include <unordered_map>
+
+namespace sidelog::sqlite {
+
+struct Db::Cache {
+  std::unordered_map<const char*, Stmt> stmts;
+};
+
+Status Stmt::Exec() {
+  int rc;
+  while ((rc = Step()) == SQLITE_ROW) {
+  }
+  if (rc != SQLITE_DONE) {
+    return Status::Internal(std::string("sqlite: ") +
+                            sqlite3_errmsg(sqlite3_db_handle(stmt_)));
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Db>> Db::Open(const std::string& path, bool read_only) {
+  sqlite3* raw = nullptr;
+  int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  flags |= SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+    sqlite3_close(raw);
+    return Status::Internal("cannot open event log " + path + ": " + msg);
+  }
+  sqlite3_busy_timeout(raw, 5000);
+  std::unique_ptr<Db> db(new Db(raw));
+  return db;
+}
+
+Db::Db(sqlite3* db) : db_(db), cache_(std::make_unique<Cache>()) {}
+
+Db::~Db() {
+  cache_.reset();  // statements first
+  sqlite3_close(db_);
+}
+
+Status Db::Exec(const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Status::Internal("sqlite: " + msg);
+  }
+  return Status::Ok();
+}
+
+Result<Stmt> Db::Prepare(std::string_view sql) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr) !=
+      SQLITE_OK) {
+    return Status::Internal("sqlite: cannot prepare \"" + std::string(sql.substr(0, 80)) +
+                            "\": " + sqlite3_errmsg(db_));
+  }
+  return Stmt(s);
+}
+
+Stmt& Db::Cached(const char* sql) {
+  auto it = cache_->stmts.find(sql);
+  if (it == cache_->stmts.end()) {
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+    it = cache_->stmts.emplace(sql, Stmt(s)).first;
+  }
+  it->second.Reset();
+  return it->second;
+}
+
+Status Error(const Db& db, const std::string& what) {
+  return Status::Internal(what + ": " + db.LastError());
+}
+
+}  // namespace sidelog::sqlite

@@ -1,0 +1,148 @@
+#include "sidelog/config.h"
+
+#include <gtest/gtest.h>
+
+namespace sidelog {
+namespace {
+
+constexpr const char* kGood = R"(
+service: billing
+namespace: shop
+listen: 127.0.0.1:4380
+healthListen: 0.0.0.0:4381
+dataDir: /var/lib/sidelog
+nats: {url: "nats://nats.sidelog-system:4222", credsFile: /etc/creds, tls: {ca: /ca.pem}}
+limits: {maxBodyBytes: 2097152}
+streams:
+  - name: payments
+    access: write
+    entity:
+      reducers:
+        PaymentReceived: [{op: increment, path: /paid, from: /amount}]
+        Flagged: [{op: set, path: /flag, value: "yes"}]
+      stateMachine:
+        initial: new
+        strict: true
+        transitions:
+          - {on: PaymentReceived, from: [new, partial], to: partial}
+      schemas:
+        PaymentReceived: {type: object, required: [amount]}
+  - name: orders
+    access: read
+    types: [OrderCreated, OrderPaid]
+)";
+
+TEST(Config, LoadsTheDesignExample) {
+  auto c = ParseSidecarConfig(kGood, "billing.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->service, "billing");
+  EXPECT_EQ(c->ns, "shop");
+  ASSERT_TRUE(c->nats.has_value());
+  EXPECT_EQ(c->nats->url, "nats://nats.sidelog-system:4222");
+  EXPECT_EQ(c->nats->tls.ca, "/ca.pem");
+  EXPECT_EQ(c->limits.max_body_bytes, 2097152);
+  EXPECT_EQ(c->limits.max_events_per_commit, 1000);
+  ASSERT_EQ(c->streams.size(), 2u);
+  EXPECT_EQ(c->streams[0].access, StreamAccess::kWrite);
+  EXPECT_EQ(c->streams[1].access, StreamAccess::kRead);
+  EXPECT_EQ(c->streams[1].types, (std::vector<std::string>{"OrderCreated", "OrderPaid"}));
+  EXPECT_TRUE(c->streams[0].rules->has_state_machine());
+  // YAML scalars keep their JSON types; quoted scalars stay strings.
+  EXPECT_EQ(c->streams[0].entity["reducers"]["Flagged"][0]["value"], "yes");
+  EXPECT_TRUE(c->streams[0].entity["stateMachine"]["strict"].is_boolean());
+}
+
+TEST(Config, StandaloneWithoutNats) {
+  auto c = ParseSidecarConfig("streams: [{name: orders, access: write}]\n", "x.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_FALSE(c->nats.has_value());
+  EXPECT_EQ(c->listen, "127.0.0.1:4380");
+  EXPECT_EQ(c->health_listen, "0.0.0.0:4381");
+}
+
+struct BadCase {
+  const char* name;
+  const char* yaml;
+  const char* expect;  // a substring of the error: file, line and field
+};
+
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
+
+class BadConfig : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadConfig, ItsErrorNamesFileLineAndField) {
+  auto c = ParseSidecarConfig(GetParam().yaml, "svc.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), Status::Code::kInvalid);
+  EXPECT_NE(c.status().message().find(GetParam().expect), std::string::npos)
+      << "got: " << c.status().message();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Rules, BadConfig,
+    ::testing::Values(
+        BadCase{"not_yaml", "streams: [\n", "svc.yaml:"},
+        BadCase{"empty", "", "svc.yaml: the configuration is empty"},
+        BadCase{"no_streams", "service: a\n", "svc.yaml:1: streams: is required"},
+        BadCase{"unknown_top_field", "service: a\nstream: []\n",
+                "svc.yaml:2: stream: unknown field \"stream\""},
+        BadCase{"bad_stream_name", "streams:\n  - name: Orders\n",
+                "svc.yaml:2: streams[0].name: stream name \"Orders\""},
+        BadCase{"duplicate_stream", "streams:\n  - name: a\n  - name: a\n",
+                "svc.yaml:3: streams[1].name: stream a is listed twice"},
+        BadCase{"bad_access", "streams:\n  - name: a\n    access: admin\n",
+                "svc.yaml:3: streams[0].access: \"admin\" is not one of read, write"},
+        BadCase{"bad_type_filter", "streams:\n  - name: a\n    types: [9x]\n",
+                "svc.yaml:3: streams[0].types[0]"},
+        BadCase{"bad_listen", "listen: localhost\nstreams: [{name: a}]\n",
+                "svc.yaml:1: listen: \"localhost\" must be host:port"},
+        BadCase{"bad_durability", "durability: maybe\nstreams: [{name: a}]\n",
+                "svc.yaml:1: durability: \"maybe\" is not one of fsync, normal"},
+        BadCase{"bad_nats_url", "nats: {url: http://x}\nstreams: [{name: a}]\n",
+                "svc.yaml:1: nats.url: \"http://x\" must start with nats://"},
+        BadCase{"nats_without_url", "nats: {token: t}\nstreams: [{name: a}]\n",
+                "nats.url: is required"},
+        BadCase{"tls_cert_without_key",
+                "nats: {url: nats://x:4222, tls: {cert: /c}}\nstreams: [{name: a}]\n",
+                "nats.tls: cert and key must be given together"},
+        BadCase{"limit_out_of_range", "limits: {maxBodyBytes: 10}\nstreams: [{name: a}]\n",
+                "svc.yaml:1: limits.maxBodyBytes: must be between"},
+        BadCase{"limit_not_int", "limits: {maxEventsPerCommit: lots}\nstreams: [{name: a}]\n",
+                "limits.maxEventsPerCommit: must be an integer"},
+        BadCase{"unknown_op",
+                "streams:\n  - name: a\n    entity:\n      reducers:\n        X:\n"
+                "          - {op: add, path: /x}\n",
+                "svc.yaml:6: streams[0].entity.reducers.X[0].op: \"add\" is not one of"},
+        BadCase{"op_missing_path",
+                "streams:\n  - name: a\n    entity:\n      reducers:\n        X: [{op: set, value: 1}]\n",
+                "svc.yaml:5: streams[0].entity.reducers.X[0].path: is required"},
+        BadCase{"bad_pointer",
+                "streams:\n  - name: a\n    entity:\n      reducers:\n        X: [{op: unset, path: x}]\n",
+                "streams[0].entity.reducers.X[0].path: \"x\" is not an RFC 6901 JSON pointer"},
+        BadCase{"machine_without_initial",
+                "streams:\n  - name: a\n    entity:\n      stateMachine:\n        transitions: []\n",
+                "svc.yaml:4: streams[0].entity.stateMachine.initial: is required"},
+        BadCase{"transition_without_to",
+                "streams:\n  - name: a\n    entity:\n      stateMachine:\n        initial: n\n"
+                "        transitions:\n          - {on: A, from: [n]}\n",
+                "svc.yaml:7: streams[0].entity.stateMachine.transitions[0].to: is required"},
+        BadCase{"strict_not_bool",
+                "streams:\n  - name: a\n    entity:\n      stateMachine:\n        initial: n\n"
+                "        strict: \"yes\"\n        transitions: [{on: A, from: [n], to: m}]\n",
+                "svc.yaml:6: streams[0].entity.stateMachine.strict: must be true or false"},
+        BadCase{"schema_not_object",
+                "streams:\n  - name: a\n    entity:\n      schemas:\n        X: [1]\n",
+                "svc.yaml:5: streams[0].entity.schemas.X: must be a JSON Schema object"},
+        BadCase{"unknown_entity_field",
+                "streams:\n  - name: a\n    entity:\n      reducer: {}\n",
+                "svc.yaml:4: streams[0].entity.reducer: unknown field"}),
+    [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.name); });
+
+TEST(Config, MissingFileIsAClearError) {
+  auto c = LoadSidecarConfig("/nonexistent/sidelog.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("/nonexistent/sidelog.yaml"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sidelog
