@@ -1,4 +1,5 @@
 // EventLog: open, group-commit writer and append.
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <future>
@@ -178,7 +179,10 @@ Status EventLog::Impl::OpenDatabase(const std::vector<StreamSpec>& streams) {
 }
 
 void EventLog::Impl::StartWriter() {
-  writer_ = std::thread([this] { WriterLoop(); });
+  writer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "sidelog-writer");
+    WriterLoop();
+  });
 }
 
 void EventLog::Impl::Close() {
@@ -252,7 +256,10 @@ Status EventLog::Impl::Prepare(AppendRequest& r) const {
     }
   }
   for (auto& e : r.events) {
-    if (e.id.empty()) e.id = NewUuidV7();
+    if (e.id.empty()) {
+      e.id = NewUuidV7();
+      e.id_generated = true;
+    }
   }
   return Status::Ok();
 }
@@ -419,7 +426,7 @@ Result<std::optional<AppendResult>> EventLog::Impl::CheckIdempotency(StreamRunti
   auto& db = *writer_db_;
   auto& q = db.Cached(
       "SELECT version, position, idx, type, data, metadata, time FROM events "
-      "WHERE stream_id = ? AND entity = ? AND id = ?");
+      "WHERE stream_id = ? AND id = ? AND entity = ?");
   ErrorContext ctx;
   ctx.stream = r.stream;
   ctx.entity = r.entity;
@@ -434,7 +441,11 @@ Result<std::optional<AppendResult>> EventLog::Impl::CheckIdempotency(StreamRunti
   bool order_ok = true;
   for (size_t i = 0; i < r.events.size(); ++i) {
     const auto& e = r.events[i];
-    q.Bind(1, s.id).Bind(2, r.entity).Bind(3, e.id);
+    if (e.id_generated) {  // a fresh UUIDv7 cannot be stored yet
+      if (first_missing.empty()) first_missing = e.id;
+      continue;
+    }
+    q.Bind(1, s.id).Bind(2, e.id).Bind(3, r.entity);
     if (q.Step() != SQLITE_ROW) {
       if (first_missing.empty()) first_missing = e.id;
       q.Reset();

@@ -51,12 +51,14 @@ CREATE TABLE entities (
   PRIMARY KEY (stream_id, entity)
 ) WITHOUT ROWID;
 
+-- Events are keyed by position, so appends only ever touch the end of this tree; the two
+-- indexes serve entity reads (by version) and idempotency (by id).
 CREATE TABLE events (
   stream_id INTEGER NOT NULL,
-  entity    TEXT NOT NULL,
-  version   INTEGER NOT NULL,
   position  INTEGER NOT NULL,
   idx       INTEGER NOT NULL,
+  entity    TEXT NOT NULL,
+  version   INTEGER NOT NULL,
   id        TEXT NOT NULL,
   type      TEXT NOT NULL,
   time      INTEGER NOT NULL,
@@ -64,10 +66,10 @@ CREATE TABLE events (
   source    TEXT NOT NULL,
   data      TEXT NOT NULL,      -- JSON
   metadata  TEXT,               -- JSON object of strings, NULL when empty
-  PRIMARY KEY (stream_id, entity, version)
+  PRIMARY KEY (stream_id, position, idx)
 ) WITHOUT ROWID;
-CREATE INDEX events_by_position ON events (stream_id, position, idx);
-CREATE UNIQUE INDEX events_by_id ON events (stream_id, entity, id);
+CREATE UNIQUE INDEX events_by_entity ON events (stream_id, entity, version);
+CREATE UNIQUE INDEX events_by_id ON events (stream_id, id, entity);
 
 -- Folded state every K versions, valid only for the rules whose hash it carries.
 CREATE TABLE snapshots (

@@ -26,6 +26,7 @@ struct EventInput {
   std::string type;
   Json data;  // any JSON value; null when absent
   Metadata metadata;
+  bool id_generated = false;  // set by the log when it generated the id (never a replay)
 };
 
 // One event as the log stores it.
