@@ -393,14 +393,14 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
     for (auto& [s, before] : moved) s->watermark = s->last_position.load();
   }
 
-  for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(results[i]));
-
+  // Subscribers first, so a caller that saw its append acknowledged finds it announced.
   if (!moved.empty()) {
     std::lock_guard<std::mutex> lock(subs_mu_);
     for (auto& [s, before] : moved) {
       for (auto& [id, fn] : subs_) fn(s->name, s->watermark.load());
     }
   }
+  for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(results[i]));
 }
 
 Result<EntityState*> EventLog::Impl::LoadForWrite(StreamRuntime& s, const std::string& entity) {
