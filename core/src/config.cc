@@ -186,7 +186,7 @@ class Parser {
     const Json& r = doc_.root;
     if (r.is_null()) return Error("", "the configuration is empty");
     if (auto s = Keys(r, "", {"service", "namespace", "listen", "healthListen", "dataDir", "nats",
-                              "durability", "snapshotEvery", "logLevel", "limits", "streams"});
+                              "durability", "snapshotEvery", "logLevel", "limits", "sse", "streams"});
         !s.ok()) {
       return s;
     }
@@ -231,6 +231,17 @@ class Parser {
                      Int(*it, "/limits", "maxUrlBytes", &c.limits.max_url_bytes, 256, 1 << 20)}) {
         if (!s.ok()) return s;
       }
+    }
+
+    if (auto it = r.find("sse"); it != r.end() && !it->is_null()) {
+      if (auto s = Keys(*it, "/sse", {"heartbeatMs", "maxBufferedBytes"}); !s.ok()) return s;
+      int64_t hb = c.sse.heartbeat_ms;
+      for (auto s : {Int(*it, "/sse", "heartbeatMs", &hb, 100, 3600000),
+                     Int(*it, "/sse", "maxBufferedBytes", &c.sse.max_buffered_bytes, 4096,
+                         1LL << 30)}) {
+        if (!s.ok()) return s;
+      }
+      c.sse.heartbeat_ms = static_cast<int>(hb);
     }
 
     if (auto it = r.find("nats"); it != r.end() && !it->is_null()) {

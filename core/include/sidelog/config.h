@@ -48,6 +48,11 @@ struct LimitsConfig {
   int64_t max_url_bytes = 8 << 10;
 };
 
+struct SseConfig {
+  int heartbeat_ms = 15000;                  // an SSE comment when nothing was sent this long
+  int64_t max_buffered_bytes = 8 << 20;      // per subscriber; beyond it reading pauses
+};
+
 struct SidecarConfig {
   std::string service = "local";
   std::string ns = "default";
@@ -59,6 +64,7 @@ struct SidecarConfig {
   int snapshot_every = 100;
   std::string log_level = "info";
   LimitsConfig limits;
+  SseConfig sse;
   std::vector<StreamConfig> streams;
 
   const StreamConfig* FindStream(const std::string& name) const;

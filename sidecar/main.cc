@@ -1,0 +1,123 @@
+// sidelog-sidecar: the localhost HTTP API of one microservice pod over its local event log.
+//
+//   sidelog-sidecar --config sidecar.yaml [--listen HOST:PORT] [--health-listen HOST:PORT]
+//                   [--data-dir DIR] [--log-level LEVEL] [--threads N]
+//
+// Flags override the config file. SIGTERM or SIGINT: stop accepting appends, finish the ones in
+// flight, close the log, exit 0.
+#include <pplx/threadpool.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <thread>
+
+#include "server.h"
+#include "sidelog/log.h"
+
+namespace {
+
+void Usage() {
+  std::cerr << "usage: sidelog-sidecar --config FILE [--listen HOST:PORT] [--health-listen "
+               "HOST:PORT] [--data-dir DIR] [--log-level LEVEL] [--threads N]\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace sidelog;
+  auto started = std::chrono::steady_clock::now();
+  std::string config_path, listen, health, data_dir, level;
+  int threads = 2;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= argc) {
+        std::cerr << "sidelog-sidecar: " << a << " needs a value\n";
+        std::exit(2);
+      }
+      *out = argv[++i];
+    };
+    if (a == "--config") {
+      value(&config_path);
+    } else if (a == "--listen") {
+      value(&listen);
+    } else if (a == "--health-listen") {
+      value(&health);
+    } else if (a == "--data-dir") {
+      value(&data_dir);
+    } else if (a == "--log-level") {
+      value(&level);
+    } else if (a == "--threads") {
+      std::string t;
+      value(&t);
+      threads = std::atoi(t.c_str());
+      if (threads < 1 || threads > 64) {
+        std::cerr << "sidelog-sidecar: --threads must be 1-64\n";
+        return 2;
+      }
+    } else if (a == "-h" || a == "--help") {
+      Usage();
+      return 0;
+    } else {
+      std::cerr << "sidelog-sidecar: unknown argument " << a << "\n";
+      Usage();
+      return 2;
+    }
+  }
+  if (config_path.empty()) {
+    Usage();
+    return 2;
+  }
+  auto config = LoadSidecarConfig(config_path);
+  if (!config.ok()) {
+    std::cerr << "sidelog-sidecar: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (!listen.empty()) config->listen = listen;
+  if (!health.empty()) config->health_listen = health;
+  if (!data_dir.empty()) config->data_dir = data_dir;
+  if (!level.empty()) config->log_level = level;
+  log::Init("sidecar", config->log_level);
+
+  // Signals are taken by sigwait below, never by a pool thread: block them before any thread.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  // A small pool is fast only if nothing blocks it; handlers never wait (see api.h).
+  crossplat::threadpool::initialize_with_threads(static_cast<size_t>(threads));
+
+  sidecar::Server server(*config);
+  if (auto s = server.Start(); !s.ok()) {
+    log::Error("cannot start", {{"error", s.message()}});
+    std::cerr << "sidelog-sidecar: " << s.message() << "\n";
+    return 1;
+  }
+  log::Info("ready", {{"listen", config->listen},
+                      {"healthListen", config->health_listen},
+                      {"dataDir", config->data_dir},
+                      {"mode", config->nats ? "replicated" : "standalone"},
+                      {"startupMs", std::chrono::duration<double, std::milli>(
+                                        std::chrono::steady_clock::now() - started)
+                                        .count()}});
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log::Info("shutting down", {{"signal", strsignal(sig)}});
+  // Bounded: if draining takes longer than this, exit anyway (every acknowledged append is
+  // already durable; unacknowledged ones were never promised).
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(15));
+    log::Error("shutdown took longer than 15 s; exiting");
+    std::_Exit(1);
+  }).detach();
+  server.Stop();
+  log::Info("stopped");
+  return 0;
+}

@@ -1,0 +1,205 @@
+#include "feed.h"
+
+#include "sidelog/log.h"
+
+namespace sidelog::sidecar {
+
+using Clock = std::chrono::steady_clock;
+
+struct Feed::Subscriber {
+  std::string stream;
+  std::set<std::string> types;
+  int64_t after = 0;    // events after this position ...
+  int after_index = -1;  // ... and, within it, after this index (-1: the whole commit is done)
+  concurrency::streams::producer_consumer_buffer<uint8_t> buffer;
+  std::atomic<bool> gone{false};
+  Clock::time_point last_write = Clock::now();
+  Clock::time_point over_limit_since{};
+  std::string request_id;
+};
+
+Feed::Feed(EventLog* log, Metrics* metrics, FeedOptions options)
+    : log_(log), metrics_(metrics), options_(options) {
+  log_subscription_ = log_->Subscribe([this](const std::string&, int64_t) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      dirty_ = true;
+    }
+    cv_.notify_one();
+  });
+  thread_ = std::thread([this] { Run(); });
+}
+
+Feed::~Feed() { Stop(); }
+
+void Feed::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
+  log_->Unsubscribe(log_subscription_);
+  std::list<std::shared_ptr<Subscriber>> subs;
+  std::list<Waiter> waiters;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    subs.swap(subscribers_);
+    waiters.swap(waiters_);
+  }
+  for (auto& s : subs) s->buffer.close(std::ios_base::out).wait();
+  for (auto& w : waiters) w.done(false);
+}
+
+size_t Feed::subscribers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return subscribers_.size();
+}
+
+void Feed::Subscribe(const web::http::http_request& request, const std::string& stream,
+                     int64_t after, int after_index, std::set<std::string> types) {
+  auto s = std::make_shared<Subscriber>();
+  s->stream = stream;
+  s->types = std::move(types);
+  s->after = after;
+  s->after_index = after_index;
+  web::http::http_response resp(web::http::status_codes::OK);
+  resp.headers().add("Cache-Control", "no-cache");
+  resp.headers().add("X-Accel-Buffering", "no");
+  resp.set_body(concurrency::streams::istream(s->buffer), "text/event-stream");
+  // A retry hint and an opening comment, so clients see the stream is live at once.
+  std::string hello = "retry: 2000\n: subscribed to " + stream + "\n\n";
+  s->buffer.putn_nocopy(reinterpret_cast<const uint8_t*>(hello.data()), hello.size()).wait();
+  s->buffer.sync().wait();
+  std::weak_ptr<Subscriber> weak = s;
+  request.reply(resp).then([weak, this](pplx::task<void> sent) {
+    try {
+      sent.get();
+    } catch (...) {
+    }
+    // The response ended: the client went away, or we closed it.
+    if (auto sub = weak.lock()) sub->gone = true;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      dirty_ = true;
+    }
+    cv_.notify_one();
+  });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      s->buffer.close(std::ios_base::out).wait();
+      return;
+    }
+    subscribers_.push_back(s);
+    dirty_ = true;
+  }
+  cv_.notify_one();
+}
+
+void Feed::WaitFor(const std::string& stream, int64_t position, std::chrono::milliseconds timeout,
+                   std::function<void(bool)> done) {
+  if (log_->Watermark(stream) >= position) {
+    done(true);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopping_) {
+      waiters_.push_back({stream, position, Clock::now() + timeout, std::move(done)});
+      dirty_ = true;
+      cv_.notify_one();
+      return;
+    }
+  }
+  done(false);
+}
+
+bool Feed::Pump(Subscriber& s, bool heartbeat_due) {
+  if (s.gone) return false;
+  auto now = Clock::now();
+  if (s.buffer.in_avail() > options_.max_buffered_bytes) {
+    // The client reads slower than the stream grows: stop reading for it until it drains.
+    if (s.over_limit_since == Clock::time_point{}) s.over_limit_since = now;
+    return now - s.over_limit_since < std::chrono::milliseconds(options_.stuck_drop_ms);
+  }
+  s.over_limit_since = {};
+  std::string out;
+  for (int pages = 0; pages < 8 && out.size() < options_.max_buffered_bytes; ++pages) {
+    int64_t from = s.after_index >= 0 ? s.after - 1 : s.after;
+    auto page = log_->ReadStream(s.stream, from, 500, s.types);
+    if (!page.ok()) break;
+    for (const auto& e : page->events) {
+      if (s.after_index >= 0 && e.position == s.after && e.index <= s.after_index) continue;
+      out += "id: " + std::to_string(e.position) + "." + std::to_string(e.index) +
+             "\nevent: " + e.type + "\ndata: " + ToCloudEvent(e).dump() + "\n\n";
+    }
+    bool moved = page->next > s.after || s.after_index >= 0;
+    s.after = std::max(page->next, s.after);
+    s.after_index = -1;
+    if (!moved || page->events.empty()) break;
+  }
+  if (out.empty() && heartbeat_due) out = ": heartbeat\n\n";
+  if (!out.empty()) {
+    try {
+      s.buffer.putn_nocopy(reinterpret_cast<const uint8_t*>(out.data()), out.size()).wait();
+      s.buffer.sync().wait();  // hand the bytes to the sender now, not when 64 KiB piled up
+    } catch (...) {
+      return false;
+    }
+    s.last_write = now;
+    metrics_->GetCounter("sidelog_sse_bytes_total", "Bytes written to SSE subscribers.")
+        .Inc(static_cast<double>(out.size()));
+  }
+  return true;
+}
+
+void Feed::Run() {
+  auto next_heartbeat_check = Clock::now();
+  for (;;) {
+    std::list<std::shared_ptr<Subscriber>> subs;
+    std::list<Waiter> fire_true, fire_false;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopping_ || dirty_; });
+      if (stopping_) return;
+      dirty_ = false;
+      subs = subscribers_;
+      auto now = Clock::now();
+      for (auto it = waiters_.begin(); it != waiters_.end();) {
+        if (log_->Watermark(it->stream) >= it->position) {
+          fire_true.splice(fire_true.end(), waiters_, it++);
+        } else if (now >= it->deadline) {
+          fire_false.splice(fire_false.end(), waiters_, it++);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& w : fire_true) w.done(true);
+    for (auto& w : fire_false) w.done(false);
+
+    auto now = Clock::now();
+    bool check_heartbeats = now >= next_heartbeat_check;
+    if (check_heartbeats) next_heartbeat_check = now + std::chrono::milliseconds(250);
+    std::vector<std::shared_ptr<Subscriber>> dropped;
+    for (auto& s : subs) {
+      bool due = check_heartbeats &&
+                 now - s->last_write >= std::chrono::milliseconds(options_.heartbeat_ms);
+      if (!Pump(*s, due)) dropped.push_back(s);
+    }
+    if (!dropped.empty()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& d : dropped) subscribers_.remove(d);
+    }
+    for (auto& d : dropped) {
+      if (!d->gone) log::Warn("dropping a stuck SSE subscriber", {{"stream", d->stream}});
+      d->buffer.close(std::ios_base::out).wait();
+    }
+    metrics_->GetGauge("sidelog_sse_subscribers", "Open SSE subscriptions.")
+        .Set(static_cast<double>(subscribers()));
+  }
+}
+
+}  // namespace sidelog::sidecar

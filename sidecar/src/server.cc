@@ -1,0 +1,101 @@
+#include "server.h"
+
+#include <filesystem>
+
+#include "sidelog/log.h"
+
+namespace sidelog::sidecar {
+
+using web::http::experimental::listener::http_listener;
+
+namespace {
+
+Result<std::unique_ptr<http_listener>> OpenListener(const std::string& host_port,
+                                                    std::function<void(web::http::http_request)> fn) {
+  try {
+    auto l = std::make_unique<http_listener>(web::uri("http://" + host_port));
+    l->support(std::move(fn));
+    l->open().wait();
+    return l;
+  } catch (const std::exception& e) {
+    return Status::Unavailable("cannot listen on " + host_port + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+Server::Server(SidecarConfig config) : config_(std::move(config)) {}
+Server::~Server() { Stop(); }
+
+Status Server::Start() {
+  std::error_code ec;
+  std::filesystem::create_directories(config_.data_dir, ec);
+  if (ec) return Status::Invalid("cannot create dataDir " + config_.data_dir + ": " + ec.message());
+
+  EventLogOptions o;
+  o.path = config_.data_dir + "/sidelog.db";
+  o.mode = config_.nats ? LogMode::kReplicated : LogMode::kStandalone;
+  if (config_.nats) {
+    return Status::Invalid("nats: is configured, but this sidecar runs standalone only; remove "
+                           "the nats: section");
+  }
+  o.durability = config_.durability == "normal" ? Durability::kNormal
+                 : config_.durability == "fsync" ? Durability::kFsync
+                 : config_.nats                  ? Durability::kNormal
+                                                 : Durability::kFsync;
+  o.snapshot_every = config_.snapshot_every;
+  o.max_events_per_commit = static_cast<size_t>(config_.limits.max_events_per_commit);
+  o.source = ServiceSource(config_.ns, config_.service);
+  std::vector<StreamSpec> streams;
+  for (const auto& s : config_.streams) streams.push_back({s.name, s.rules});
+  auto log = EventLog::Open(o, streams);
+  if (!log.ok()) return log.status();
+  log_ = std::move(log).value();
+
+  metrics_.OnScrape([this] {
+    metrics_.GetGauge("sidelog_log_size_bytes", "Size of the local event log files.")
+        .Set(static_cast<double>(log_->SizeBytes()));
+    for (const auto& name : log_->StreamNames()) {
+      auto st = log_->Stats(name);
+      if (!st.ok()) continue;
+      Labels l = {{"stream", name}};
+      metrics_.GetGauge("sidelog_stream_last_position", "Last position in the local log.", l)
+          .Set(static_cast<double>(st->last_position));
+      metrics_.GetGauge("sidelog_stream_watermark", "Watermark of the local log.", l)
+          .Set(static_cast<double>(st->watermark));
+      metrics_.GetGauge("sidelog_stream_events", "Events in the local log.", l)
+          .Set(static_cast<double>(st->events));
+    }
+  });
+
+  FeedOptions feed;
+  feed.heartbeat_ms = config_.sse.heartbeat_ms;
+  feed.max_buffered_bytes = static_cast<size_t>(config_.sse.max_buffered_bytes);
+  feed_ = std::make_unique<Feed>(log_.get(), &metrics_, feed);
+  api_ = std::make_unique<Api>(config_, log_.get(), &metrics_, feed_.get());
+  auto main = OpenListener(config_.listen, [this](web::http::http_request r) { api_->Handle(r); });
+  if (!main.ok()) return main.status();
+  listener_ = std::move(main).value();
+  auto health =
+      OpenListener(config_.health_listen, [this](web::http::http_request r) { api_->HandleHealth(r); });
+  if (!health.ok()) return health.status();
+  health_ = std::move(health).value();
+  api_->SetReady(true);
+  return Status::Ok();
+}
+
+void Server::Stop() {
+  if (stopped_ || !api_) return;
+  stopped_ = true;
+  api_->SetDraining();      // new appends answer 503, /readyz 503
+  feed_->Stop();            // SSE responses end
+  log_->Close();            // queued appends finish and are answered
+  try {
+    listener_->close().wait();
+    health_->close().wait();
+  } catch (const std::exception& e) {
+    log::Warn("closing listeners", {{"error", e.what()}});
+  }
+}
+
+}  // namespace sidelog::sidecar
