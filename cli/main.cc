@@ -1,0 +1,310 @@
+// sidelog: the command-line client of a Sidelog sidecar ($SIDELOG_URL, default
+// http://127.0.0.1:4380). Prints readable tables by default and JSON with -o json; exits 1 with
+// the problem's detail when the sidecar refuses, 3 when it cannot be reached, 2 on bad usage.
+#include <cpprest/uri.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <vector>
+
+#include "client.h"
+
+namespace {
+
+using sidelog::Json;
+using sidelog::cli::Client;
+using sidelog::cli::ProblemText;
+using sidelog::cli::Response;
+
+const char* kUsage = R"(usage: sidelog [-o table|json] COMMAND ...
+
+  append STREAM ENTITY TYPE [DATA] [--expect N|none|exists|any] [--id ID] [--meta k=v]...
+                               append one event (DATA is JSON; an id is generated if not given,
+                               so a retry with the same --id is safe)
+  get STREAM ENTITY [--version N | --at RFC3339]
+                               an entity's folded state
+  events STREAM [ENTITY] [--from N] [--limit N] [--types A,B]
+                               a stream's events after position N, or an entity's from version N
+  tail -f STREAM [--from N] [--types A,B]
+                               follow a stream live (Server-Sent Events)
+  entities STREAM [--prefix P] [--limit N]
+                               entity ids and versions
+  streams                      configured streams with counts and positions
+  status                       the sidecar's component status
+
+environment: SIDELOG_URL (default http://127.0.0.1:4380)
+)";
+
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::vector<std::string>> flags;
+  std::string Flag(const std::string& name, const std::string& def = "") const {
+    auto it = flags.find(name);
+    return it == flags.end() || it->second.empty() ? def : it->second.back();
+  }
+  bool Has(const std::string& name) const { return flags.count(name) > 0; }
+};
+
+[[noreturn]] void UsageError(const std::string& msg) {
+  std::cerr << "sidelog: " << msg << "\n\n" << kUsage;
+  std::exit(2);
+}
+
+std::string Enc(const std::string& s) { return web::uri::encode_data_string(s); }
+
+// Prints the response, or the problem, and returns the exit code.
+int Check(const Response& r, const std::string& transport_error) {
+  if (r.status == 0) {
+    std::cerr << "sidelog: " << transport_error << "\n";
+    return 3;
+  }
+  if (r.status >= 400) {
+    std::cerr << "sidelog: " << ProblemText(r) << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+std::string Pad(std::string s, size_t n) {
+  if (s.size() > n) s = s.substr(0, n - 1) + "~";
+  return s + std::string(n - s.size() + 1, ' ');
+}
+
+std::string Str(const Json& j) {
+  if (j.is_string()) return j.get<std::string>();
+  if (j.is_null()) return "-";
+  return j.dump();
+}
+
+void PrintEvents(const Json& events) {
+  std::cout << Pad("POSITION", 10) << Pad("ENTITY", 20) << Pad("VERSION", 8) << Pad("TYPE", 20)
+            << Pad("TIME", 28) << "DATA\n";
+  for (const auto& e : events) {
+    std::string pos = Str(e["sidelogposition"]) + "." + Str(e["sidelogindex"]);
+    std::cout << Pad(pos, 10) << Pad(Str(e["subject"]), 20) << Pad(Str(e["sidelogversion"]), 8)
+              << Pad(Str(e["type"]), 20) << Pad(Str(e["time"]), 28) << e["data"].dump() << "\n";
+  }
+}
+
+int Append(Client& c, const Args& a, bool json_out) {
+  if (a.positional.size() < 4 || a.positional.size() > 5) {
+    UsageError("append needs STREAM ENTITY TYPE [DATA]");
+  }
+  Json data = Json::object();
+  if (a.positional.size() == 5) {
+    data = Json::parse(a.positional[4], nullptr, false);
+    if (data.is_discarded()) UsageError("DATA is not valid JSON: " + a.positional[4]);
+  }
+  Json event = {{"type", a.positional[3]}, {"data", data}};
+  // Always send an id, so that retrying this command can never store the event twice.
+  event["id"] = a.Flag("id", sidelog::NewUuidV7());
+  if (a.Has("meta")) {
+    Json meta = Json::object();
+    for (const auto& kv : a.flags.at("meta")) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos) UsageError("--meta needs key=value, got " + kv);
+      meta[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    event["metadata"] = meta;
+  }
+  Json body = {{"events", Json::array({event})}};
+  if (a.Has("expect")) {
+    std::string e = a.Flag("expect");
+    bool numeric = !e.empty() && e.find_first_not_of("0123456789") == std::string::npos;
+    body["expectedVersion"] = numeric ? Json(std::stoll(e)) : Json(e);
+  }
+  std::string err;
+  auto r = c.Send("POST", "/v1/streams/" + Enc(a.positional[1]) + "/entities/" +
+                              Enc(a.positional[2]) + "/events",
+                  body, {}, &err);
+  if (int code = Check(r, err)) return code;
+  if (json_out) {
+    std::cout << r.body.dump(2) << "\n";
+  } else {
+    std::cout << (r.status == 200 ? "already stored (replay): " : "appended ")
+              << Str(r.body["stream"]) << "/" << Str(r.body["entity"]) << " version "
+              << Str(r.body["version"]) << " at position " << Str(r.body["position"]) << "\n";
+  }
+  return 0;
+}
+
+int Get(Client& c, const Args& a, bool json_out) {
+  if (a.positional.size() != 3) UsageError("get needs STREAM ENTITY");
+  std::string q;
+  if (a.Has("version")) q = "?version=" + Enc(a.Flag("version"));
+  if (a.Has("at")) q = "?at=" + Enc(a.Flag("at"));
+  std::string err;
+  auto r = c.Send("GET", "/v1/streams/" + Enc(a.positional[1]) + "/entities/" +
+                             Enc(a.positional[2]) + q,
+                  nullptr, {}, &err);
+  if (int code = Check(r, err)) return code;
+  if (json_out) {
+    std::cout << r.body.dump(2) << "\n";
+  } else {
+    std::cout << "entity:   " << Str(r.body["stream"]) << "/" << Str(r.body["entity"]) << "\n"
+              << "version:  " << Str(r.body["version"]) << "\n"
+              << "status:   " << Str(r.body["status"]) << "\n"
+              << "updated:  " << Str(r.body["updatedAt"]) << "\n"
+              << "state:    " << r.body["state"].dump(2) << "\n";
+  }
+  return 0;
+}
+
+int Events(Client& c, const Args& a, bool json_out) {
+  if (a.positional.size() < 2 || a.positional.size() > 3) UsageError("events needs STREAM [ENTITY]");
+  std::string path = "/v1/streams/" + Enc(a.positional[1]);
+  std::string q = "?limit=" + Enc(a.Flag("limit", "100"));
+  if (a.positional.size() == 3) {
+    path += "/entities/" + Enc(a.positional[2]) + "/events";
+    q += "&fromVersion=" + Enc(a.Flag("from", "1"));
+  } else {
+    path += "/events";
+    q += "&from=" + Enc(a.Flag("from", "0"));
+    if (a.Has("types")) q += "&types=" + Enc(a.Flag("types"));
+  }
+  std::string err;
+  auto r = c.Send("GET", path + q, nullptr, {}, &err);
+  if (int code = Check(r, err)) return code;
+  if (json_out) {
+    std::cout << r.body.dump(2) << "\n";
+  } else {
+    PrintEvents(r.body["events"]);
+    std::cout << "next: " << Str(r.body["next"]) << "\n";
+  }
+  return 0;
+}
+
+int Tail(Client& c, const Args& a, bool json_out) {
+  if (a.positional.size() != 2 || !a.Has("f")) UsageError("tail needs -f STREAM");
+  std::string q = "?follow=true&from=" + Enc(a.Flag("from", "0"));
+  if (a.Has("types")) q += "&types=" + Enc(a.Flag("types"));
+  if (!json_out) {
+    std::cout << Pad("POSITION", 10) << Pad("ENTITY", 20) << Pad("VERSION", 8) << Pad("TYPE", 20)
+              << "DATA\n"
+              << std::flush;
+  }
+  std::string err = c.Follow("/v1/streams/" + Enc(a.positional[1]) + "/events" + q, "",
+                             [&](const std::string& id, const std::string& type, const Json& e) {
+                               if (json_out) {
+                                 std::cout << e.dump() << "\n" << std::flush;
+                               } else {
+                                 std::cout << Pad(id, 10) << Pad(Str(e["subject"]), 20)
+                                           << Pad(Str(e["sidelogversion"]), 8) << Pad(type, 20)
+                                           << e["data"].dump() << "\n"
+                                           << std::flush;
+                               }
+                               return true;
+                             });
+  if (!err.empty()) {
+    std::cerr << "sidelog: " << err << "\n";
+    return 3;
+  }
+  return 0;
+}
+
+int Entities(Client& c, const Args& a, bool json_out) {
+  if (a.positional.size() != 2) UsageError("entities needs STREAM");
+  std::string q = "?limit=" + Enc(a.Flag("limit", "100"));
+  if (a.Has("prefix")) q += "&prefix=" + Enc(a.Flag("prefix"));
+  std::string err;
+  auto r = c.Send("GET", "/v1/streams/" + Enc(a.positional[1]) + "/entities" + q, nullptr, {}, &err);
+  if (int code = Check(r, err)) return code;
+  if (json_out) {
+    std::cout << r.body.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << Pad("ENTITY", 40) << Pad("VERSION", 8) << "DELETED\n";
+  for (const auto& e : r.body["entities"]) {
+    std::cout << Pad(Str(e["id"]), 40) << Pad(Str(e["version"]), 8)
+              << (e.value("deleted", false) ? "yes" : "") << "\n";
+  }
+  return 0;
+}
+
+int Streams(Client& c, bool json_out) {
+  std::string err;
+  auto r = c.Send("GET", "/v1/streams", nullptr, {}, &err);
+  if (int code = Check(r, err)) return code;
+  if (json_out) {
+    std::cout << r.body.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << Pad("STREAM", 24) << Pad("ACCESS", 7) << Pad("ENTITIES", 9) << Pad("EVENTS", 9)
+            << Pad("POSITION", 9) << "LAG\n";
+  for (const auto& s : r.body["streams"]) {
+    std::cout << Pad(Str(s["name"]), 24) << Pad(Str(s["access"]), 7) << Pad(Str(s["entities"]), 9)
+              << Pad(Str(s["events"]), 9) << Pad(Str(s["lastPosition"]), 9)
+              << Str(s["replicationLag"]) << "\n";
+  }
+  return 0;
+}
+
+int StatusCmd(Client& c, bool json_out) {
+  std::string err;
+  auto r = c.Send("GET", "/v1/status", nullptr, {}, &err);
+  if (int code = Check(r, err)) return code;
+  if (json_out) {
+    std::cout << r.body.dump(2) << "\n";
+    return 0;
+  }
+  const Json& b = r.body;
+  std::cout << "service:   " << Str(b["namespace"]) << "/" << Str(b["service"]) << "\n"
+            << "mode:      " << Str(b["mode"]) << "\n"
+            << "ready:     " << Str(b["ready"]) << "\n"
+            << "log:       " << Str(b["log"]["path"]) << " (" << Str(b["log"]["sizeBytes"])
+            << " bytes, durability " << Str(b["log"]["durability"]) << ")\n"
+            << "nats:      " << Str(b["nats"]["state"]) << "\n";
+  for (const auto& s : b["streams"]) {
+    std::cout << "stream:    " << Pad(Str(s["name"]), 24) << "position " << Str(s["lastPosition"])
+              << ", lag " << Str(s["lag"]) << ", " << Str(s["state"]) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  bool json_out = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s == "-h" || s == "--help" || s == "help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (s == "-o") {
+      if (i + 1 >= argc) UsageError("-o needs table or json");
+      std::string o = argv[++i];
+      if (o != "json" && o != "table") UsageError("-o must be table or json");
+      json_out = o == "json";
+    } else if (s == "-f") {
+      a.flags["f"].push_back("");
+    } else if (s.rfind("--", 0) == 0) {
+      std::string name = s.substr(2), value;
+      if (auto eq = name.find('='); eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+      } else {
+        if (i + 1 >= argc) UsageError("--" + name + " needs a value");
+        value = argv[++i];
+      }
+      a.flags[name].push_back(value);
+    } else {
+      a.positional.push_back(s);
+    }
+  }
+  if (a.positional.empty()) UsageError("no command");
+  const char* url = std::getenv("SIDELOG_URL");
+  Client c(url && *url ? url : "http://127.0.0.1:4380");
+  const std::string& cmd = a.positional[0];
+  if (cmd == "append") return Append(c, a, json_out);
+  if (cmd == "get") return Get(c, a, json_out);
+  if (cmd == "events") return Events(c, a, json_out);
+  if (cmd == "tail") return Tail(c, a, json_out);
+  if (cmd == "entities") return Entities(c, a, json_out);
+  if (cmd == "streams") return Streams(c, json_out);
+  if (cmd == "status") return StatusCmd(c, json_out);
+  UsageError("unknown command " + cmd);
+}
