@@ -144,6 +144,47 @@ Status ValidateMetadataValue(std::string_view key, std::string_view value) {
   return Status::Ok();
 }
 
+bool IsValidUtf8(std::string_view s, size_t* bad_offset) {
+  size_t i = 0;
+  auto fail = [&] {
+    if (bad_offset) *bad_offset = i;
+    return false;
+  };
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+      n = 1;
+      cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return fail();
+    }
+    if (i + n >= s.size()) return fail();
+    for (size_t k = 1; k <= n; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return fail();
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+        (cp >= 0xd800 && cp <= 0xdfff)) {
+      return fail();
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
 std::string EncodeSubjectToken(std::string_view entity_id) {
   static const char* kHex = "0123456789ABCDEF";
   std::string out;

@@ -279,7 +279,13 @@ void Api::Dispatch(Call& call, bool health_only) {
     }
     call.route = route.spec.path;
     call.params = std::move(params);
-    (this->*route.handler)(call);
+    try {
+      (this->*route.handler)(call);
+    } catch (const std::exception& e) {  // a bug must cost one request, never the process
+      log::Error("handler failed unexpectedly",
+                 {{"requestId", call.request_id}, {"route", call.route}, {"error", e.what()}});
+      Fail(call, Status::Internal(std::string("unexpected error: ") + e.what()));
+    }
     return;
   }
   if (!allowed.empty()) {
@@ -399,7 +405,12 @@ void Api::Append(Call& call) {
       Fail(*shared, Status::Invalid(std::string("cannot read the request body: ") + e.what()));
       return;
     }
-    AppendBody(*shared, body);
+    try {
+      AppendBody(*shared, body);
+    } catch (const std::exception& e) {
+      log::Error("append failed unexpectedly", {{"requestId", shared->request_id}, {"error", e.what()}});
+      Fail(*shared, Status::Internal(std::string("unexpected error: ") + e.what()));
+    }
   });
 }
 
@@ -417,10 +428,19 @@ void Api::AppendBody(Call& call, const std::vector<unsigned char>& body) {
                                 ctx));
     return;
   }
+  size_t bad = 0;
+  if (!IsValidUtf8(std::string_view(reinterpret_cast<const char*>(body.data()), body.size()),
+                   &bad)) {
+    ctx.rule = "body.utf8";
+    Fail(call, Status::Invalid("the body is not valid JSON: it is not valid UTF-8 (byte " +
+                                   std::to_string(bad) + ")",
+                               ctx));
+    return;
+  }
   Json j;
   try {
     j = Json::parse(body.begin(), body.end());
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // parse_error, or out_of_range for 1e999
     ctx.rule = "body.json";
     std::string what = e.what();
     auto colon = what.find("parse error");

@@ -16,9 +16,9 @@ assert_ok "applying the CRDs again changes nothing" kubectl apply -f "$ROOT/crds
 assert_not_contains "second apply reports no change" "$OUT" "configured"
 
 resources=$(kubectl api-resources --api-group=sidelog.dev --no-headers)
-for line in "eventstreams evs" "eventservices evsvc" "consolidators cons"; do
-  set -- $line
-  assert_contains "$1 has short name $2" "$(awk -v r="$1" '$1 == r {print $2}' <<<"$resources")" "$2"
+for pair in "eventstreams evs" "eventservices evsvc" "consolidators cons"; do
+  read -r plural short <<<"$pair"
+  assert_contains "$plural has short name $short" "$(awk -v r="$plural" '$1 == r {print $2}' <<<"$resources")" "$short"
 done
 assert_eq "all three kinds are in category sidelog" "consolidators eventservices eventstreams" \
   "$(kubectl get crd -o jsonpath='{range .items[?(@.spec.names.categories[0]=="sidelog")]}{.spec.names.plural}{" "}{end}' | xargs -n1 | sort | xargs)"

@@ -53,7 +53,7 @@ assert_ok "orders' replicas can change back" kubectl patch -n shop evs/orders --
 
 # Status goes through the status subresource, and the printer columns show it.
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-status='{"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"True","reason":"StreamReady","message":"JetStream stream SIDELOG_shop_orders exists","lastTransitionTime":"'$now'","observedGeneration":1}],"jetStream":{"name":"SIDELOG_shop_orders","subjects":["sidelog.shop.orders.>"],"events":42,"bytes":4096,"firstPosition":1,"lastPosition":40}}}'
+status='{"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"True","reason":"StreamReady","message":"JetStream stream SIDELOG_shop_orders exists","lastTransitionTime":"'"$now"'","observedGeneration":1}],"jetStream":{"name":"SIDELOG_shop_orders","subjects":["sidelog.shop.orders.>"],"events":42,"bytes":4096,"firstPosition":1,"lastPosition":40}}}'
 assert_ok "the operator's status patch is accepted" \
   kubectl patch -n shop evs/orders --subresource=status --type=merge -p "$status"
 assert_ok "kubectl get evs orders" kubectl get -n shop evs/orders --no-headers
@@ -61,16 +61,16 @@ assert_eq "printer columns show Ready, Events and Last" "orders True 42 40" "$(a
 assert_ok "a spec patch does not touch status" kubectl patch -n shop evs/orders --type=merge -p '{"status":{"jetStream":{"events":1}}}'
 assert_eq "status is unchanged by the main resource" "42" "$(get evs/orders '{.status.jetStream.events}')"
 assert_fails "a condition with a bad status is refused" kubectl patch -n shop evs/orders --subresource=status --type=merge \
-  -p '{"status":{"conditions":[{"type":"Ready","status":"Maybe","reason":"X","message":"","lastTransitionTime":"'$now'"}]}}'
+  -p '{"status":{"conditions":[{"type":"Ready","status":"Maybe","reason":"X","message":"","lastTransitionTime":"'"$now"'"}]}}'
 assert_contains "the error names status.conditions[0].status" "$OUT" "status.conditions[0].status"
 
-svc_status='{"status":{"observedGeneration":1,"injectedPods":2,"dependencies":[{"service":"orders","streams":["orders"]}],"conditions":[{"type":"Ready","status":"True","reason":"ConfigRendered","message":"","lastTransitionTime":"'$now'"},{"type":"DependenciesResolved","status":"True","reason":"Resolved","message":"","lastTransitionTime":"'$now'"}]}}'
+svc_status='{"status":{"observedGeneration":1,"injectedPods":2,"dependencies":[{"service":"orders","streams":["orders"]}],"conditions":[{"type":"Ready","status":"True","reason":"ConfigRendered","message":"","lastTransitionTime":"'"$now"'"},{"type":"DependenciesResolved","status":"True","reason":"Resolved","message":"","lastTransitionTime":"'"$now"'"}]}}'
 assert_ok "an EventService status patch is accepted" \
   kubectl patch -n shop evsvc/billing --subresource=status --type=merge -p "$svc_status"
 assert_eq "printer columns show Ready, Dependencies and Pods" "billing True True 2" \
   "$(kubectl get -n shop evsvc/billing --no-headers | awk '{print $1, $2, $3, $4}')"
 
-cons_status='{"status":{"observedGeneration":1,"lag":{"events":7,"seconds":1},"sources":[{"stream":"orders","position":40}],"rebuild":{"requestedAt":"'$now'","progress":100},"conditions":[{"type":"Ready","status":"True","reason":"Following","message":"","lastTransitionTime":"'$now'"},{"type":"Rebuilding","status":"False","reason":"Idle","message":"","lastTransitionTime":"'$now'"}]}}'
+cons_status='{"status":{"observedGeneration":1,"lag":{"events":7,"seconds":1},"sources":[{"stream":"orders","position":40}],"rebuild":{"requestedAt":"'"$now"'","progress":100},"conditions":[{"type":"Ready","status":"True","reason":"Following","message":"","lastTransitionTime":"'"$now"'"},{"type":"Rebuilding","status":"False","reason":"Idle","message":"","lastTransitionTime":"'"$now"'"}]}}'
 assert_ok "a Consolidator status patch is accepted" \
   kubectl patch -n shop cons/order-summary --subresource=status --type=merge -p "$cons_status"
 assert_eq "printer columns show Ready and Lag" "order-summary True 7" \

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the e2e tests, sourced by each tests/e2e/NN-*.sh. Bash only, so that a fresh
 # machine needs nothing beyond kubectl, helm and the control plane (scripts/e2e starts it).
 #

@@ -90,3 +90,22 @@ TEST(Subjects, FollowTheNamingTable) {
 
 }  // namespace
 }  // namespace sidelog
+
+namespace sidelog {
+namespace {
+
+TEST(Utf8, AcceptsWellFormedAndRejectsMalformed) {
+  EXPECT_TRUE(IsValidUtf8("plain ascii"));
+  EXPECT_TRUE(IsValidUtf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+  size_t at = 0;
+  EXPECT_FALSE(IsValidUtf8("ab\xff", &at));
+  EXPECT_EQ(at, 2u);
+  EXPECT_FALSE(IsValidUtf8("\xc3"));              // truncated
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // past U+10FFFF
+  EXPECT_FALSE(IsValidUtf8("\xe2\x82"));          // truncated at the end
+}
+
+}  // namespace
+}  // namespace sidelog

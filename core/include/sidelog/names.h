@@ -28,6 +28,10 @@ Status ValidateEventId(std::string_view id);
 Status ValidateMetadataKey(std::string_view key);
 Status ValidateMetadataValue(std::string_view key, std::string_view value);
 
+// True when `s` is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF).
+// On false, *bad_offset is the offset of the first bad byte.
+bool IsValidUtf8(std::string_view s, size_t* bad_offset = nullptr);
+
 // The entity subject token: every byte outside [A-Za-z0-9_-] written as %XX (uppercase hex).
 std::string EncodeSubjectToken(std::string_view entity_id);
 // The inverse; returns false on a malformed token.

@@ -1,0 +1,135 @@
+// A real sidelog-sidecar process for integration tests: free loopback ports, a config written
+// to a temporary directory, started with fork/exec, ready when /readyz answers 200, and stopped
+// with a signal.
+#pragma once
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "client.h"
+
+namespace sidelog::testing {
+
+inline int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The streams most tests use: `orders` (write, with rules), `audit` (read only).
+inline const char* kTestStreams = R"(
+streams:
+  - name: orders
+    access: write
+    entity:
+      reducers:
+        ItemAdded: [{op: append, path: /items, from: /item}]
+        Paid: [{op: increment, path: /paid, from: /amount}]
+        Deleted: [{op: delete}]
+      stateMachine:
+        initial: new
+        transitions:
+          - {on: Created, from: [new], to: created}
+          - {on: Paid, from: [created], to: paid}
+      schemas:
+        Created: {type: object, required: [customerId]}
+  - name: audit
+    access: read
+)";
+
+class SidecarProcess {
+ public:
+  explicit SidecarProcess(std::string streams_yaml = kTestStreams, std::string extra = "") {
+    char tmpl[] = "/tmp/sidelog-it.XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    streams_ = std::move(streams_yaml);
+    extra_ = std::move(extra);
+    port_ = FreePort();
+    health_port_ = FreePort();
+    WriteConfig();
+  }
+  ~SidecarProcess() {
+    Kill(SIGKILL);
+    std::filesystem::remove_all(dir_);
+  }
+
+  void WriteConfig() {
+    std::ofstream out(dir_ + "/sidecar.yaml");
+    out << "service: test\nnamespace: it\nlisten: 127.0.0.1:" << port_
+        << "\nhealthListen: 127.0.0.1:" << health_port_ << "\ndataDir: " << dir_ << "/data\n"
+        << "sse: {heartbeatMs: 300}\n"
+        << extra_ << streams_;
+  }
+
+  // Starts the process and waits until /readyz answers 200 (at most 10 s).
+  void Start() {
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::string log = dir_ + "/sidecar.log";
+      freopen(log.c_str(), "a", stderr);
+      execl(SIDELOG_SIDECAR_BIN, "sidelog-sidecar", "--config", (dir_ + "/sidecar.yaml").c_str(),
+            "--log-level", "info", nullptr);
+      _exit(127);
+    }
+    cli::Client health("http://127.0.0.1:" + std::to_string(health_port_));
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (health.Send("GET", "/readyz").status == 200) return;
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        FAIL() << "the sidecar exited during startup:\n" << Log();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    FAIL() << "the sidecar did not become ready in 10 s:\n" << Log();
+  }
+
+  // Sends `sig` and waits for the exit; returns the wait status (-1 if not running).
+  int Kill(int sig) {
+    if (pid_ <= 0) return -1;
+    kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+  std::string Log() const {
+    std::ifstream in(dir_ + "/sidecar.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string health_url() const { return "http://127.0.0.1:" + std::to_string(health_port_); }
+  const std::string& dir() const { return dir_; }
+  int port() const { return port_; }
+  int health_port() const { return health_port_; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  std::string dir_, streams_, extra_;
+  int port_ = 0, health_port_ = 0;
+  pid_t pid_ = -1;
+};
+
+}  // namespace sidelog::testing
