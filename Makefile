@@ -1,5 +1,8 @@
 # Each target is a thin wrapper over a script in scripts/ that a person can read.
-.PHONY: test bench lint
+.PHONY: run test bench lint
+
+run:
+	scripts/run
 
 test:
 	scripts/test

@@ -208,7 +208,7 @@ void EventLog::Impl::Close() {
 // ---------------------------------------------------------------------------------------------
 // Append
 
-Status EventLog::Impl::Prepare(AppendRequest& r) const {
+Status EventLog::Impl::Prepare(AppendRequest& r, Status* deferred) const {
   ErrorContext ctx;
   ctx.stream = r.stream;
   ctx.entity = r.entity;
@@ -249,10 +249,12 @@ Status EventLog::Impl::Prepare(AppendRequest& r) const {
       ctx.rule = "eventId.uniqueInCommit";
       return Status::Invalid(where + ": event id " + e.id + " appears twice in this commit", ctx);
     }
-    if (auto v = s->rules->ValidateSchema(e.type, e.data); !v.ok()) {
-      auto c = ctx;
-      c.rule = v.context().rule;
-      return Status::Rejected(where + ": " + v.message(), c);
+    if (deferred->ok()) {
+      if (auto v = s->rules->ValidateSchema(e.type, e.data); !v.ok()) {
+        auto c = ctx;
+        c.rule = v.context().rule;
+        *deferred = Status::Rejected(where + ": " + v.message(), c);
+      }
     }
   }
   for (auto& e : r.events) {
@@ -265,11 +267,19 @@ Status EventLog::Impl::Prepare(AppendRequest& r) const {
 }
 
 void EventLog::AppendAsync(AppendRequest request, AppendCallback done) {
-  if (auto s = impl_->Prepare(request); !s.ok()) {
+  Status deferred;
+  if (auto s = impl_->Prepare(request, &deferred); !s.ok()) {
     done(s);
     return;
   }
-  impl_->Enqueue(std::move(request), std::move(done));
+  // Without client ids an append cannot be a replay: a rule rejection is final at once.
+  bool any_client_id = false;
+  for (const auto& e : request.events) any_client_id = any_client_id || !e.id_generated;
+  if (!deferred.ok() && !any_client_id) {
+    done(deferred);
+    return;
+  }
+  impl_->Enqueue(std::move(request), std::move(deferred), std::move(done));
 }
 
 Result<AppendResult> EventLog::Append(AppendRequest request) {
@@ -280,11 +290,11 @@ Result<AppendResult> EventLog::Append(AppendRequest request) {
   return future.get();
 }
 
-void EventLog::Impl::Enqueue(AppendRequest request, AppendCallback done) {
+void EventLog::Impl::Enqueue(AppendRequest request, Status deferred, AppendCallback done) {
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
     if (!closing_) {
-      queue_.push_back({std::move(request), std::move(done)});
+      queue_.push_back({std::move(request), std::move(deferred), std::move(done)});
       queue_cv_.notify_one();
       return;
     }
@@ -329,7 +339,7 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
     StreamRuntime& s = *streams_.at(p.request.stream);
     int64_t before = s.last_position.load();
     (void)db.Cached("SAVEPOINT append").Exec();
-    auto r = ApplyOne(s, p.request, &touched);
+    auto r = ApplyOne(s, p.request, p.deferred, &touched);
     if (r.ok()) {
       (void)db.Cached("RELEASE append").Exec();
       if (!r->replay) moved.emplace(&s, before);
@@ -513,6 +523,7 @@ Result<std::optional<AppendResult>> EventLog::Impl::CheckIdempotency(StreamRunti
 }
 
 Result<AppendResult> EventLog::Impl::ApplyOne(StreamRuntime& s, AppendRequest& r,
+                                              const Status& deferred,
                                               std::vector<std::string>* touched) {
   auto& db = *writer_db_;
   auto loaded = LoadForWrite(s, r.entity);
@@ -523,6 +534,7 @@ Result<AppendResult> EventLog::Impl::ApplyOne(StreamRuntime& s, AppendRequest& r
   auto replay = CheckIdempotency(s, r, current);
   if (!replay.ok()) return replay.status();
   if (replay->has_value()) return std::move(**replay);
+  if (!deferred.ok()) return deferred;
 
   ErrorContext ctx;
   ctx.stream = r.stream;

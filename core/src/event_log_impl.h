@@ -54,8 +54,10 @@ class EventLog::Impl {
   void Close();
 
   // --- append (event_log.cc)
-  Status Prepare(AppendRequest& request) const;
-  void Enqueue(AppendRequest request, AppendCallback done);
+  // Checks what needs no entity state. A schema rejection is returned in *deferred, not as the
+  // result: ids are checked before rules, so a retry of a stored commit still replays.
+  Status Prepare(AppendRequest& request, Status* deferred) const;
+  void Enqueue(AppendRequest request, Status deferred, AppendCallback done);
 
   // --- reads (event_log_read.cc)
   const StreamRuntime* Find(const std::string& stream) const;
@@ -93,11 +95,12 @@ class EventLog::Impl {
   // Writer thread state.
   struct Pending {
     AppendRequest request;
+    Status deferred;  // a rule rejection to answer unless the append is a replay
     AppendCallback done;
   };
   void WriterLoop();
   void CommitBatch(std::vector<Pending>& batch);
-  Result<AppendResult> ApplyOne(StreamRuntime& s, AppendRequest& request,
+  Result<AppendResult> ApplyOne(StreamRuntime& s, AppendRequest& request, const Status& deferred,
                                 std::vector<std::string>* touched);
   Result<EntityState*> LoadForWrite(StreamRuntime& s, const std::string& entity);
   Result<std::optional<AppendResult>> CheckIdempotency(StreamRuntime& s, const AppendRequest& r,

@@ -1,6 +1,7 @@
 #include "sidelog/metrics.h"
 
 #include <cmath>
+#include <charconv>
 #include <cstdio>
 
 namespace sidelog {
@@ -34,8 +35,8 @@ std::string RenderLabels(const Labels& labels) {
 std::string Number(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);  // shortest round-trip form
+  return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
 }
 
 // `{a="b"}` plus one more label -> `{a="b",le="0.1"}`.

@@ -530,6 +530,7 @@ void Api::AppendBody(Call& call, const std::vector<unsigned char>& body) {
         case Status::Code::kConflict: result = "conflict"; break;
         case Status::Code::kRejected: result = "rejected"; break;
         case Status::Code::kUnavailable: result = "unavailable"; break;
+        case Status::Code::kGone: result = "gone"; break;
         default: result = "error";
       }
     } else if (r->replay) {
@@ -675,7 +676,14 @@ void Api::StreamEvents(Call& call) {
   }
   auto types = TypeFilter(*s, call.query);
   if (!types.ok()) return Fail(call, types.status());
-  bool follow = call.query.count("follow") && call.query["follow"] != "false";
+  bool follow = false;
+  if (auto f = call.query.find("follow"); f != call.query.end()) {
+    if (f->second == "true" || f->second == "1") {
+      follow = true;
+    } else if (f->second != "false" && f->second != "0") {
+      return Fail(call, BadParam("follow", "must be true or false"));
+    }
+  }
   if (!follow) {
     auto r = log_->ReadStream(s->name, from.value_or(0), static_cast<int>(limit.value_or(100)),
                               *types);

@@ -27,6 +27,10 @@ Feed::Feed(EventLog* log, Metrics* metrics, FeedOptions options)
     }
     cv_.notify_one();
   });
+  metrics_->OnScrape([this] {
+    metrics_->GetGauge("sidelog_sse_subscribers", "Open SSE subscriptions.")
+        .Set(static_cast<double>(subscribers()));
+  });
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -197,8 +201,6 @@ void Feed::Run() {
       if (!d->gone) log::Warn("dropping a stuck SSE subscriber", {{"stream", d->stream}});
       d->buffer.close(std::ios_base::out).wait();
     }
-    metrics_->GetGauge("sidelog_sse_subscribers", "Open SSE subscriptions.")
-        .Set(static_cast<double>(subscribers()));
   }
 }
 

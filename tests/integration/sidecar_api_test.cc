@@ -354,6 +354,9 @@ TEST_F(SidecarApi, HealthListenerServesOnlyHealthAndMetrics) {
 
 TEST_F(SidecarApi, MetricsLabelRoutesByTemplate) {
   ASSERT_EQ(Append("metric-entity-42", Body({E("Created", {{"customerId", "c"}})})).status, 201);
+  ASSERT_EQ(Append("metric-entity-42", Body({E("Created", {{"customerId", "c"}})}, "none")).status,
+            409);
+  ASSERT_EQ(Get("/v1/streams/orders/entities/metric-entity-42").status, 200);
   auto m = RawRequest(proc_->health_port(), "GET", "/metrics");
   ASSERT_EQ(m.status, 200);
   EXPECT_NE(m.header("content-type").find("text/plain"), std::string::npos);

@@ -439,3 +439,37 @@ TEST_F(EventLogTest, SnapshotsGiveTheSameStateAsAFullFold) {
 
 }  // namespace
 }  // namespace sidelog
+
+namespace sidelog {
+namespace {
+
+using sidelog::testing::Ev;
+using sidelog::testing::MustCompile;
+using sidelog::testing::Req;
+using sidelog::testing::TempDir;
+
+// Ids are checked before rules: a retry of a stored commit replays even after the schema changed
+// so that it would now reject the events.
+TEST(EventLogRules, RetryOfAStoredCommitReplaysAfterTheSchemaTightened) {
+  TempDir dir;
+  EventLogOptions o;
+  o.path = dir.File("log.db");
+  o.durability = Durability::kNormal;
+  {
+    auto log = EventLog::Open(o, {{"orders", nullptr}});
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE((*log)->Append(Req("orders", "o1", {Ev("Created", {{"a", 1}}, "id-1")})).ok());
+  }
+  auto strict = MustCompile(R"({"schemas":{"Created":{"type":"object","required":["customerId"]}}})");
+  auto log = EventLog::Open(o, {{"orders", strict}});
+  ASSERT_TRUE(log.ok());
+  auto again = (*log)->Append(Req("orders", "o1", {Ev("Created", {{"a", 1}}, "id-1")}));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(again->replay);
+  auto fresh = (*log)->Append(Req("orders", "o2", {Ev("Created", {{"a", 1}}, "id-2")}));
+  EXPECT_EQ(fresh.status().code(), Status::Code::kRejected);
+  EXPECT_EQ((*log)->Stats("orders")->events, 1);
+}
+
+}  // namespace
+}  // namespace sidelog
