@@ -1,134 +1,19 @@
 #include "sidelog/config.h"
 
-#include <yaml-cpp/yaml.h>
-
-#include <fstream>
-#include <map>
 #include <set>
-#include <sstream>
 
 #include "sidelog/names.h"
+#include "sidelog/yaml.h"
 
 namespace sidelog {
 namespace {
 
-// YAML converted to JSON, remembering the line of every node by its JSON pointer.
-struct Document {
-  Json root;
-  std::map<std::string, int> lines;  // pointer -> 1-based line
-};
-
-Json ScalarToJson(const YAML::Node& node) {
-  const std::string& s = node.Scalar();
-  if (node.Tag() == "!") return s;  // quoted: always a string
-  if (s == "null" || s == "~" || s.empty()) return nullptr;
-  if (s == "true" || s == "True" || s == "TRUE") return true;
-  if (s == "false" || s == "False" || s == "FALSE") return false;
-  // Integers and floats as YAML 1.2 core schema spells them.
-  char* end = nullptr;
-  errno = 0;
-  long long i = std::strtoll(s.c_str(), &end, 10);
-  if (end && *end == '\0' && errno == 0 && (std::isdigit(s[0]) || s[0] == '-' || s[0] == '+')) {
-    return static_cast<int64_t>(i);
-  }
-  double d = std::strtod(s.c_str(), &end);
-  if (end && *end == '\0' && (std::isdigit(s[0]) || s[0] == '-' || s[0] == '+' || s[0] == '.')) {
-    return d;
-  }
-  return s;
-}
-
-std::string EscapeToken(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-Json ToJson(const YAML::Node& node, const std::string& ptr, Document* doc) {
-  doc->lines[ptr] = node.Mark().line + 1;
-  switch (node.Type()) {
-    case YAML::NodeType::Scalar: return ScalarToJson(node);
-    case YAML::NodeType::Sequence: {
-      Json arr = Json::array();
-      size_t i = 0;
-      for (const auto& item : node) {
-        arr.push_back(ToJson(item, ptr + "/" + std::to_string(i++), doc));
-      }
-      return arr;
-    }
-    case YAML::NodeType::Map: {
-      Json obj = Json::object();
-      for (const auto& kv : node) {
-        std::string key = kv.first.as<std::string>();
-        std::string child = ptr + "/" + EscapeToken(key);
-        obj[key] = ToJson(kv.second, child, doc);
-        doc->lines[child] = kv.first.Mark().line + 1;
-      }
-      return obj;
-    }
-    default: return nullptr;
-  }
-}
-
-// "/streams/0/entity/reducers/A/0/op" -> "streams[0].entity.reducers.A[0].op"
-std::string Dotted(const std::string& ptr) {
-  std::string out;
-  size_t i = 0;
-  while (i < ptr.size()) {
-    size_t j = ptr.find('/', i + 1);
-    std::string tok = ptr.substr(i + 1, j == std::string::npos ? std::string::npos : j - i - 1);
-    std::string unescaped;
-    for (size_t k = 0; k < tok.size(); ++k) {
-      if (tok[k] == '~' && k + 1 < tok.size()) {
-        unescaped += tok[k + 1] == '1' ? '/' : '~';
-        ++k;
-      } else {
-        unescaped += tok[k];
-      }
-    }
-    bool numeric = !unescaped.empty() &&
-                   unescaped.find_first_not_of("0123456789") == std::string::npos;
-    if (numeric) {
-      out += "[" + unescaped + "]";
-    } else {
-      out += (out.empty() ? "" : ".") + unescaped;
-    }
-    if (j == std::string::npos) break;
-    i = j;
-  }
-  return out;
-}
-
 class Parser {
  public:
-  Parser(Document doc, std::string origin) : doc_(std::move(doc)), origin_(std::move(origin)) {}
+  explicit Parser(YamlDocument doc) : doc_(std::move(doc)) {}
 
   Status Error(const std::string& ptr, const std::string& message) const {
-    // The nearest ancestor that has a line.
-    std::string p = ptr;
-    int line = 0;
-    for (;;) {
-      auto it = doc_.lines.find(p);
-      if (it != doc_.lines.end()) {
-        line = it->second;
-        break;
-      }
-      if (p.empty()) break;
-      p = p.substr(0, p.rfind('/'));
-    }
-    std::string where = origin_ + (line > 0 ? ":" + std::to_string(line) : "");
-    std::string field = Dotted(ptr);
-    ErrorContext ctx;
-    ctx.rule = field;
-    return Status::Invalid(where + ": " + (field.empty() ? "" : field + ": ") + message, ctx);
+    return doc_.Error(ptr, message);
   }
 
   Status Keys(const Json& obj, const std::string& ptr, std::initializer_list<const char*> keys) {
@@ -139,7 +24,7 @@ class Parser {
       if (!known) {
         std::string list;
         for (const char* key : keys) list += std::string(list.empty() ? "" : ", ") + key;
-        return Error(ptr + "/" + EscapeToken(k),
+        return Error(ptr + "/" + EscapePointerToken(k),
                      "unknown field \"" + k + "\" (known fields: " + list + ")");
       }
     }
@@ -326,8 +211,7 @@ class Parser {
   }
 
  private:
-  Document doc_;
-  std::string origin_;
+  YamlDocument doc_;
 };
 
 }  // namespace
@@ -340,23 +224,15 @@ const StreamConfig* SidecarConfig::FindStream(const std::string& name) const {
 }
 
 Result<SidecarConfig> ParseSidecarConfig(const std::string& yaml, const std::string& origin) {
-  Document doc;
-  try {
-    YAML::Node node = YAML::Load(yaml);
-    doc.root = ToJson(node, "", &doc);
-  } catch (const YAML::Exception& e) {
-    return Status::Invalid(origin + ":" + std::to_string(e.mark.line + 1) +
-                           ": not valid YAML: " + e.msg);
-  }
-  return Parser(std::move(doc), origin).Parse();
+  auto doc = ParseYaml(yaml, origin);
+  if (!doc.ok()) return doc.status();
+  return Parser(std::move(doc).value()).Parse();
 }
 
 Result<SidecarConfig> LoadSidecarConfig(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return Status::Invalid("cannot read config file " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ParseSidecarConfig(ss.str(), path);
+  auto doc = LoadYamlFile(path);
+  if (!doc.ok()) return doc.status();
+  return Parser(std::move(doc).value()).Parse();
 }
 
 }  // namespace sidelog

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "sidelog/names.h"
+#include "sidelog/yaml.h"
 
 namespace sidelog {
 
@@ -36,19 +37,6 @@ Rules::~Rules() = default;
 
 namespace {
 
-std::string EscapePointerToken(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
 Status FieldError(const std::string& field, const std::string& message) {
   ErrorContext ctx;
