@@ -563,10 +563,11 @@ Result<AppendResult> EventLog::Impl::ApplyOne(StreamRuntime& s, AppendRequest& r
                             ctx);
   }
 
-  // Fold the new events strictly; a refusal changes nothing.
+  // Fold the new events strictly, in place in the cached state: a refusal drops the cache entry
+  // (the savepoint rolls back the rows), so it changes nothing.
   const std::string key = CacheKey(s.id, r.entity);
   touched->push_back(key);
-  EntityState next = *entity;
+  EntityState& next = *entity;
   const TimeMicros time = std::max(NowMicros(), entity->updated_at);
   const int64_t position = s.last_position.load() + 1;
   AppendResult result;
@@ -665,7 +666,6 @@ Result<AppendResult> EventLog::Impl::ApplyOne(StreamRuntime& s, AppendRequest& r
   s.commits.fetch_add(1);
   s.events.fetch_add(static_cast<int64_t>(r.events.size()));
   s.last_position = position;
-  *entity = std::move(next);
   return result;
 }
 
