@@ -1,5 +1,5 @@
 # Each target is a thin wrapper over a script in scripts/ that a person can read.
-.PHONY: run test bench lint
+.PHONY: run test bench lint e2e cluster
 
 run:
 	scripts/run
@@ -12,3 +12,10 @@ bench:
 
 lint:
 	scripts/lint
+
+e2e:
+	scripts/e2e
+
+cluster:
+	scripts/controlplane up
+	@scripts/controlplane env

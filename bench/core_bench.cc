@@ -30,6 +30,7 @@ using Clock = std::chrono::steady_clock;
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 std::string g_dir = "/tmp";
+int g_entities_per_thread = 64;  // --entities N: entities each writer thread rotates over
 std::string g_only;  // --only append16|append100|fold: one scenario, for profiling
 double g_seconds = 2.0;
 
@@ -103,7 +104,7 @@ double AppendEventsPerSecond(int threads, int per_commit) {
       while (Seconds(Clock::now() - start) < g_seconds) {
         AppendRequest r;
         r.stream = "payments";
-        r.entity = "e" + std::to_string(t) + "-" + std::to_string(n % 64);
+        r.entity = "e" + std::to_string(t) + "-" + std::to_string(n % g_entities_per_thread);
         for (int i = 0; i < per_commit; ++i) r.events.push_back({"", "PaymentReceived", kPayload, {}});
         auto res = log->Append(std::move(r));
         if (!res.ok()) {
@@ -171,6 +172,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--dir") && i + 1 < argc) g_dir = argv[++i];
     if (!std::strcmp(argv[i], "--seconds") && i + 1 < argc) g_seconds = std::atof(argv[++i]);
     if (!std::strcmp(argv[i], "--only") && i + 1 < argc) g_only = argv[++i];
+    if (!std::strcmp(argv[i], "--entities") && i + 1 < argc) g_entities_per_thread = std::atoi(argv[++i]);
   }
   if (g_only == "append16") return AppendEventsPerSecond(16, 1) > 0 ? 0 : 1;
   if (g_only == "append100") return AppendEventsPerSecond(1, 100) > 0 ? 0 : 1;
