@@ -294,7 +294,7 @@ void EventLog::Impl::Enqueue(AppendRequest request, Status deferred, AppendCallb
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
     if (!closing_) {
-      queue_.push_back({std::move(request), std::move(deferred), std::move(done)});
+      queue_.push_back({std::move(request), std::move(deferred), std::move(done), nullptr});
       queue_cv_.notify_one();
       return;
     }
@@ -328,7 +328,11 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
   std::vector<Result<AppendResult>> results;
   results.reserve(batch.size());
   std::vector<std::string> touched;  // cache keys changed in this transaction
-  std::map<StreamRuntime*, int64_t> moved;  // streams whose position advanced -> old position
+  struct Head {
+    int64_t last_position, watermark;
+  };
+  std::map<StreamRuntime*, Head> before;
+  for (auto& [name, s] : streams_) before[s.get()] = {s->last_position.load(), s->watermark.load()};
 
   Status begin = db.Exec("BEGIN IMMEDIATE");
   for (auto& p : batch) {
@@ -336,33 +340,47 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
       results.emplace_back(Status::Internal("cannot start a transaction: " + begin.message()));
       continue;
     }
-    StreamRuntime& s = *streams_.at(p.request.stream);
-    int64_t before = s.last_position.load();
     (void)db.Cached("SAVEPOINT append").Exec();
-    auto r = ApplyOne(s, p.request, p.deferred, &touched);
+    Result<AppendResult> r = Status::Ok();
+    std::map<StreamRuntime*, Head> heads;
+    for (auto& [s, h] : before) heads[s] = {s->last_position.load(), s->watermark.load()};
+    if (p.op) {
+      r = p.op();
+    } else {
+      r = ApplyOne(*streams_.at(p.request.stream), p.request, p.deferred, &touched);
+    }
     if (r.ok()) {
       (void)db.Cached("RELEASE append").Exec();
-      if (!r->replay) moved.emplace(&s, before);
     } else {
       (void)db.Cached("ROLLBACK TO append").Exec();
       (void)db.Cached("RELEASE append").Exec();
-      s.last_position = before;
+      for (auto& [s, h] : heads) {
+        s->last_position = h.last_position;
+        s->watermark = h.watermark;
+      }
       for (const auto& key : touched) cache_.Erase(key);  // conservative: reload on next use
       touched.clear();
     }
     results.push_back(std::move(r));
   }
 
+  // Standalone: the watermark follows the last position. Replicated: the follower moves it.
+  std::vector<StreamRuntime*> moved;
+  for (auto& [s, h] : before) {
+    if (options_.mode == LogMode::kStandalone) s->watermark = s->last_position.load();
+    if (s->last_position.load() != h.last_position || s->watermark.load() != h.watermark) {
+      moved.push_back(s);
+    }
+  }
   Status commit = begin;
   if (begin.ok()) {
     // Persist the stream heads once per batch.
-    for (auto& [s, before] : moved) {
-      if (s->last_position.load() == before) continue;
+    for (auto* s : moved) {
       auto& up = db.Cached(
-          "UPDATE streams SET last_position = ?, watermark = max(watermark, ?), entities = ?, "
-          "commits = ?, events = ? WHERE id = ?");
+          "UPDATE streams SET last_position = ?, watermark = ?, entities = ?, commits = ?, "
+          "events = ? WHERE id = ?");
       up.Bind(1, s->last_position.load())
-          .Bind(2, s->last_position.load())
+          .Bind(2, s->watermark.load())
           .Bind(3, s->entities.load())
           .Bind(4, s->commits.load())
           .Bind(5, s->events.load())
@@ -378,10 +396,11 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
     cache_.Clear();
     auto& sel = db.Cached(
         "SELECT last_position, watermark, entities, commits, events FROM streams WHERE id = ?");
-    for (auto& [s, before] : moved) {
+    for (auto& [s, h] : before) {
       sel.Bind(1, s->id);
       if (sel.Step() == SQLITE_ROW) {
         s->last_position = sel.Int(0);
+        s->watermark = sel.Int(1);
         s->entities = sel.Int(2);
         s->commits = sel.Int(3);
         s->events = sel.Int(4);
@@ -398,15 +417,12 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
       }
     }
     moved.clear();
-  } else {
-    // Standalone: the watermark follows the last position.
-    for (auto& [s, before] : moved) s->watermark = s->last_position.load();
   }
 
   // Subscribers first, so a caller that saw its append acknowledged finds it announced.
   if (!moved.empty()) {
     std::lock_guard<std::mutex> lock(subs_mu_);
-    for (auto& [s, before] : moved) {
+    for (auto* s : moved) {
       for (auto& [id, fn] : subs_) fn(s->name, s->watermark.load());
     }
   }
@@ -424,6 +440,11 @@ Result<EntityState*> EventLog::Impl::LoadForWrite(StreamRuntime& s, const std::s
   if (version == 0) return cache_.Put(key, s.rules->Initial());
   auto folded = Fold(*writer_db_, s, entity, version);
   if (!folded.ok()) return folded.status();
+  auto& pos = writer_db_->Cached(
+      "SELECT position FROM events WHERE stream_id = ? AND entity = ? AND version = ?");
+  pos.Bind(1, s.id).Bind(2, entity).Bind(3, version);
+  if (pos.Step() == SQLITE_ROW) folded->position = pos.Int(0);
+  pos.Reset();
   return cache_.Put(key, std::move(folded).value());
 }
 
@@ -522,26 +543,16 @@ Result<std::optional<AppendResult>> EventLog::Impl::CheckIdempotency(StreamRunti
   return std::optional<AppendResult>(std::move(original));
 }
 
-Result<AppendResult> EventLog::Impl::ApplyOne(StreamRuntime& s, AppendRequest& r,
-                                              const Status& deferred,
-                                              std::vector<std::string>* touched) {
-  auto& db = *writer_db_;
-  auto loaded = LoadForWrite(s, r.entity);
-  if (!loaded.ok()) return loaded.status();
-  EntityState* entity = *loaded;
-  const int64_t current = entity->version;
+namespace {
 
-  auto replay = CheckIdempotency(s, r, current);
-  if (!replay.ok()) return replay.status();
-  if (replay->has_value()) return std::move(**replay);
-  if (!deferred.ok()) return deferred;
-
+Status WrongVersion(const AppendRequest& r, const EntityState& entity) {
+  const int64_t current = entity.version;
   ErrorContext ctx;
   ctx.stream = r.stream;
   ctx.entity = r.entity;
   ctx.expected_version = r.expected.ToString();
   ctx.current_version = current;
-  if (entity->deleted) {
+  if (entity.deleted) {
     return Status::Gone("entity " + r.entity + " was deleted at version " +
                             std::to_string(current) + "; it takes no more events",
                         ctx);
@@ -553,47 +564,37 @@ Result<AppendResult> EventLog::Impl::ApplyOne(StreamRuntime& s, AppendRequest& r
     case ExpectedVersion::Kind::kExists: version_ok = current > 0; break;
     case ExpectedVersion::Kind::kExact: version_ok = current == r.expected.version; break;
   }
-  if (!version_ok) {
-    ctx.rule = "expectedVersion";
-    std::string want = r.expected.kind == ExpectedVersion::Kind::kNone     ? "no entity"
-                       : r.expected.kind == ExpectedVersion::Kind::kExists ? "an existing entity"
-                                                                           : "version " + ctx.expected_version;
-    return Status::Conflict("expected " + want + ", but entity " + r.entity + " is at version " +
-                                std::to_string(current),
-                            ctx);
-  }
+  if (version_ok) return Status::Ok();
+  ctx.rule = "expectedVersion";
+  std::string want = r.expected.kind == ExpectedVersion::Kind::kNone     ? "no entity"
+                     : r.expected.kind == ExpectedVersion::Kind::kExists ? "an existing entity"
+                                                                         : "version " + ctx.expected_version;
+  return Status::Conflict("expected " + want + ", but entity " + r.entity + " is at version " +
+                              std::to_string(current),
+                          ctx);
+}
 
-  // Fold the new events strictly, in place in the cached state: a refusal drops the cache entry
-  // (the savepoint rolls back the rows), so it changes nothing.
-  const std::string key = CacheKey(s.id, r.entity);
-  touched->push_back(key);
-  EntityState& next = *entity;
-  const TimeMicros time = std::max(NowMicros(), entity->updated_at);
-  const int64_t position = s.last_position.load() + 1;
-  AppendResult result;
-  result.stream = r.stream;
-  result.entity = r.entity;
-  result.from_version = current + 1;
-  result.position = position;
-  result.time = time;
+}  // namespace
 
-  auto& ins = db.Cached(
-      "INSERT INTO events (stream_id, entity, version, position, idx, id, type, time, status, "
-      "source, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-  auto& snap = db.Cached(
-      "INSERT OR REPLACE INTO snapshots (stream_id, entity, version, rules_hash, status, deleted, "
-      "time, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-  std::vector<std::string> ids;
-  ids.reserve(r.events.size());
+// Folds the request's events strictly into `state` and describes them as stored events.
+// Snapshots due every K versions are collected into `snapshots`.
+Status EventLog::Impl::FoldNew(StreamRuntime& s, const AppendRequest& r, EntityState* state,
+                               std::vector<StoredEvent>* out, Snapshots* snapshots) {
+  ErrorContext ctx;
+  ctx.stream = r.stream;
+  ctx.entity = r.entity;
+  ctx.expected_version = r.expected.ToString();
+  ctx.current_version = state->version;
+  const TimeMicros time = std::max(NowMicros(), state->updated_at);
   for (size_t i = 0; i < r.events.size(); ++i) {
     const auto& e = r.events[i];
-    if (next.deleted) {
+    if (state->deleted) {
       ctx.rule = "reducers.delete";
       return Status::Rejected("events[" + std::to_string(i) +
                                   "]: the entity is deleted by an earlier event of this commit",
                               ctx);
     }
-    auto applied = s.rules->Apply(&next, e.type, e.data, Rules::Mode::kAppend);
+    auto applied = s.rules->Apply(state, e.type, e.data, Rules::Mode::kAppend);
     if (!applied.ok()) {
       ErrorContext c = ctx;
       c.rule = applied.context().rule;
@@ -601,18 +602,57 @@ Result<AppendResult> EventLog::Impl::ApplyOne(StreamRuntime& s, AppendRequest& r
                                   "): " + applied.message(),
                               c);
     }
-    next.version = current + 1 + static_cast<int64_t>(i);
-    next.updated_at = time;
+    state->version += 1;
+    state->updated_at = time;
+    StoredEvent se;
+    se.id = e.id;
+    se.stream = r.stream;
+    se.entity = r.entity;
+    se.type = e.type;
+    se.source = options_.source;
+    se.data = e.data;
+    se.metadata = e.metadata;
+    se.version = state->version;
+    se.index = static_cast<int32_t>(i);
+    se.time = time;
+    se.state = state->status;
+    out->push_back(std::move(se));
+    if (options_.snapshot_every > 0 && state->version % options_.snapshot_every == 0) {
+      snapshots->push_back({state->version, *state});
+    }
+  }
+  return Status::Ok();
+}
+
+// Writes one commit's rows (events, due snapshots, the commit, the entity head) at `position`
+// and moves the stream's counters. `state` is the entity after the commit.
+Result<AppendResult> EventLog::Impl::WriteCommit(StreamRuntime& s, int64_t position,
+                                                 const std::string& commit_id,
+                                                 const std::vector<StoredEvent>& events,
+                                                 EntityState* state, const Snapshots& snapshots) {
+  auto& db = *writer_db_;
+  auto& ins = db.Cached(
+      "INSERT INTO events (stream_id, entity, version, position, idx, id, type, time, status, "
+      "source, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  AppendResult result;
+  result.stream = s.name;
+  result.entity = events.front().entity;
+  result.from_version = events.front().version;
+  result.version = events.back().version;
+  result.position = position;
+  result.time = events.back().time;
+  result.commit_id = commit_id;
+  for (const auto& e : events) {
     ins.Bind(1, s.id)
-        .Bind(2, r.entity)
-        .Bind(3, next.version)
+        .Bind(2, e.entity)
+        .Bind(3, e.version)
         .Bind(4, position)
-        .Bind(5, static_cast<int64_t>(i))
+        .Bind(5, static_cast<int64_t>(e.index))
         .Bind(6, e.id)
         .Bind(7, e.type)
-        .Bind(8, time)
-        .Bind(9, next.status)
-        .Bind(10, options_.source)
+        .Bind(8, e.time)
+        .Bind(9, e.state)
+        .Bind(10, e.source)
         .Bind(11, e.data.dump());
     if (e.metadata.empty()) {
       ins.BindNull(12);
@@ -621,31 +661,30 @@ Result<AppendResult> EventLog::Impl::ApplyOne(StreamRuntime& s, AppendRequest& r
     }
     if (auto st = ins.Exec(); !st.ok()) return st;
     ins.Reset();
-    if (options_.snapshot_every > 0 && next.version % options_.snapshot_every == 0) {
-      snap.Bind(1, s.id)
-          .Bind(2, r.entity)
-          .Bind(3, next.version)
-          .Bind(4, s.rules->hash())
-          .Bind(5, next.status)
-          .Bind(6, next.deleted ? 1 : 0)
-          .Bind(7, time)
-          .Bind(8, next.state.dump());
-      if (auto st = snap.Exec(); !st.ok()) return st;
-      snap.Reset();
-    }
-    ids.push_back(e.id);
-    result.events.push_back({e.id, next.version});
+    result.events.push_back({e.id, e.version});
   }
-  result.version = next.version;
-  result.commit_id = CommitId(r.stream, r.entity, ids);
-
+  auto& snap = db.Cached(
+      "INSERT OR REPLACE INTO snapshots (stream_id, entity, version, rules_hash, status, deleted, "
+      "time, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  for (const auto& [version, st] : snapshots) {
+    snap.Bind(1, s.id)
+        .Bind(2, result.entity)
+        .Bind(3, version)
+        .Bind(4, s.rules->hash())
+        .Bind(5, st.status)
+        .Bind(6, st.deleted ? 1 : 0)
+        .Bind(7, st.updated_at)
+        .Bind(8, st.state.dump());
+    if (auto e = snap.Exec(); !e.ok()) return e;
+    snap.Reset();
+  }
   auto& commit = db.Cached(
       "INSERT INTO commits (stream_id, position, entity, commit_id, first_version, last_version) "
       "VALUES (?, ?, ?, ?, ?, ?)");
   commit.Bind(1, s.id)
       .Bind(2, position)
-      .Bind(3, r.entity)
-      .Bind(4, result.commit_id)
+      .Bind(3, result.entity)
+      .Bind(4, commit_id)
       .Bind(5, result.from_version)
       .Bind(6, result.version);
   if (auto st = commit.Exec(); !st.ok()) return st;
@@ -655,18 +694,280 @@ Result<AppendResult> EventLog::Impl::ApplyOne(StreamRuntime& s, AppendRequest& r
       "excluded.version, time = excluded.time, status = excluded.status, deleted = "
       "excluded.deleted");
   head.Bind(1, s.id)
-      .Bind(2, r.entity)
-      .Bind(3, next.version)
-      .Bind(4, time)
-      .Bind(5, next.status)
-      .Bind(6, next.deleted ? 1 : 0);
+      .Bind(2, result.entity)
+      .Bind(3, state->version)
+      .Bind(4, state->updated_at)
+      .Bind(5, state->status)
+      .Bind(6, state->deleted ? 1 : 0);
   if (auto st = head.Exec(); !st.ok()) return st;
 
-  if (current == 0) s.entities.fetch_add(1);
+  state->position = position;
+  if (result.from_version == 1) s.entities.fetch_add(1);
   s.commits.fetch_add(1);
-  s.events.fetch_add(static_cast<int64_t>(r.events.size()));
-  s.last_position = position;
+  s.events.fetch_add(static_cast<int64_t>(events.size()));
+  if (position > s.last_position.load()) s.last_position = position;
   return result;
+}
+
+Result<AppendResult> EventLog::Impl::ApplyOne(StreamRuntime& s, AppendRequest& r,
+                                              const Status& deferred,
+                                              std::vector<std::string>* touched) {
+  if (auto h = static_cast<StreamHealth>(s.health.load()); h != StreamHealth::kOk) {
+    return Unwritable(s, h);
+  }
+  auto loaded = LoadForWrite(s, r.entity);
+  if (!loaded.ok()) return loaded.status();
+  EntityState* entity = *loaded;
+  auto replay = CheckIdempotency(s, r, entity->version);
+  if (!replay.ok()) return replay.status();
+  if (replay->has_value()) return std::move(**replay);
+  if (!deferred.ok()) return deferred;
+  if (auto v = WrongVersion(r, *entity); !v.ok()) return v;
+
+  // Fold strictly, in place in the cached state: a refusal drops the cache entry (and the
+  // savepoint rolls back the rows), so it changes nothing.
+  touched->push_back(CacheKey(s.id, r.entity));
+  std::vector<StoredEvent> events;
+  Snapshots snapshots;
+  if (auto f = FoldNew(s, r, entity, &events, &snapshots); !f.ok()) return f;
+  std::vector<std::string> ids;
+  for (const auto& e : events) ids.push_back(e.id);
+  return WriteCommit(s, s.last_position.load() + 1, CommitId(r.stream, r.entity, ids), events,
+                     entity, snapshots);
+}
+
+Status EventLog::Impl::Unwritable(const StreamRuntime& s, StreamHealth h) const {
+  ErrorContext ctx;
+  ctx.stream = s.name;
+  ctx.retry_after_seconds = 30;
+  ctx.reason = h == StreamHealth::kReset ? "StreamReset" : "Diverged";
+  return Status::Unavailable(
+      h == StreamHealth::kReset
+          ? "the JetStream stream of " + s.name +
+                " was deleted or reset under this sidecar; it refuses writes rather than reuse "
+                "positions (see docs/replication.md)"
+          : "stream " + s.name +
+                " diverged: JetStream holds another commit at a position this log already has; "
+                "writes are refused until an operator rebuilds the local log",
+      ctx);
+}
+
+Result<PlannedCommit> EventLog::Impl::PlanOne(StreamRuntime& s, AppendRequest& r,
+                                              const Status& deferred) {
+  if (auto h = static_cast<StreamHealth>(s.health.load()); h != StreamHealth::kOk) {
+    return Unwritable(s, h);
+  }
+  auto loaded = LoadForWrite(s, r.entity);
+  if (!loaded.ok()) return loaded.status();
+  const EntityState& entity = **loaded;
+  PlannedCommit plan;
+  auto replay = CheckIdempotency(s, r, entity.version);
+  if (!replay.ok()) return replay.status();
+  if (replay->has_value()) {
+    plan.result = std::move(**replay);
+    return plan;
+  }
+  if (!deferred.ok()) return deferred;
+  if (auto v = WrongVersion(r, entity); !v.ok()) return v;
+  EntityState copy = entity;
+  Snapshots unused;
+  if (auto f = FoldNew(s, r, &copy, &plan.events, &unused); !f.ok()) return f;
+  std::vector<std::string> ids;
+  for (const auto& e : plan.events) ids.push_back(e.id);
+  plan.result.stream = r.stream;
+  plan.result.entity = r.entity;
+  plan.result.from_version = plan.events.front().version;
+  plan.result.version = plan.events.back().version;
+  plan.result.time = plan.events.back().time;
+  plan.result.commit_id = CommitId(r.stream, r.entity, ids);
+  for (const auto& e : plan.events) plan.result.events.push_back({e.id, e.version});
+  plan.expected_last_position = entity.position;
+  return plan;
+}
+
+Result<AppendResult> EventLog::Impl::StoreOne(StreamRuntime& s, int64_t position,
+                                              const std::string& commit_id,
+                                              std::vector<StoredEvent>& events,
+                                              bool from_follower) {
+  auto& db = *writer_db_;
+  if (events.empty()) return Status::Invalid("a commit needs at least one event");
+  const std::string& entity_id = events.front().entity;
+  auto advance = [&] {
+    if (from_follower && position > s.watermark.load()) s.watermark = position;
+  };
+  auto diverged = [&](const std::string& why) {
+    s.health = static_cast<int>(StreamHealth::kDiverged);
+    ErrorContext ctx;
+    ctx.stream = s.name;
+    ctx.entity = entity_id;
+    ctx.reason = "Diverged";
+    return Status::Internal("stream " + s.name + " diverged at position " +
+                                std::to_string(position) + ": " + why,
+                            ctx);
+  };
+  auto& at = db.Cached(
+      "SELECT commit_id, entity, first_version, last_version FROM commits WHERE stream_id = ? "
+      "AND position = ?");
+  at.Bind(1, s.id).Bind(2, position);
+  if (at.Step() == SQLITE_ROW) {
+    std::string stored = at.String(0);
+    AppendResult r;
+    r.stream = s.name;
+    r.entity = at.String(1);
+    r.from_version = at.Int(2);
+    r.version = at.Int(3);
+    r.position = position;
+    r.commit_id = stored;
+    at.Reset();
+    if (stored != commit_id) return diverged("another commit (" + stored + ") is stored there");
+    for (const auto& e : events) r.events.push_back({e.id, e.version});
+    advance();
+    return r;
+  }
+  at.Reset();
+  auto loaded = LoadForWrite(s, entity_id);
+  if (!loaded.ok()) return loaded.status();
+  EntityState* entity = *loaded;
+  if (entity->version + 1 != events.front().version) {
+    if (entity->version >= events.back().version) {
+      return diverged("versions " + std::to_string(events.front().version) + ".." +
+                      std::to_string(events.back().version) + " of " + entity_id +
+                      " are held by another commit");
+    }
+    ErrorContext ctx;
+    ctx.stream = s.name;
+    ctx.entity = entity_id;
+    ctx.current_version = entity->version;
+    return Status::Unavailable("the commit at position " + std::to_string(position) +
+                                   " starts at version " + std::to_string(events.front().version) +
+                                   " but the local log has " + entity_id + " at version " +
+                                   std::to_string(entity->version) + "; catch the entity up first",
+                               ctx);
+  }
+  // Stored commits are folded, never re-validated.
+  Snapshots snapshots;
+  for (auto& e : events) {
+    (void)s.rules->Apply(entity, e.type, e.data, Rules::Mode::kReplay);
+    entity->version = e.version;
+    entity->updated_at = e.time;
+    e.state = entity->status;
+    if (options_.snapshot_every > 0 && e.version % options_.snapshot_every == 0) {
+      snapshots.push_back({e.version, *entity});
+    }
+  }
+  auto r = WriteCommit(s, position, commit_id, events, entity, snapshots);
+  if (r.ok()) {
+    advance();
+  } else {
+    cache_.Erase(CacheKey(s.id, entity_id));  // the savepoint rolls back; reload next time
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replicated mode
+
+void EventLog::Impl::EnqueueOp(std::function<Result<AppendResult>()> op, AppendCallback done) {
+  Pending p;
+  p.op = std::move(op);
+  p.done = std::move(done);
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    if (!closing_) {
+      queue_.push_back(std::move(p));
+      queue_cv_.notify_one();
+      return;
+    }
+  }
+  ErrorContext ctx;
+  ctx.retry_after_seconds = 1;
+  p.done(Status::Unavailable("the event log is shutting down", ctx));
+}
+
+Result<PlannedCommit> EventLog::Plan(AppendRequest request) {
+  Status deferred;
+  if (auto s = impl_->Prepare(request, &deferred); !s.ok()) return s;
+  std::promise<Result<PlannedCommit>> promise;
+  auto future = promise.get_future();
+  auto shared = std::make_shared<Result<PlannedCommit>>(Status::Ok());
+  impl_->EnqueueOp(
+      [this, shared, req = std::move(request), deferred]() mutable -> Result<AppendResult> {
+        *shared = impl_->PlanOne(*impl_->streams_.at(req.stream), req, deferred);
+        // Planning writes nothing; report failure so the savepoint is rolled back regardless.
+        return shared->ok() ? Result<AppendResult>(AppendResult{}) : shared->status();
+      },
+      [&promise, shared](Result<AppendResult> r) {
+        if (!r.ok() && shared->ok()) *shared = r.status();  // the batch failed as a whole
+        promise.set_value(std::move(*shared));
+      });
+  return future.get();
+}
+
+void EventLog::StoreCommitAsync(const std::string& stream, int64_t position,
+                                const std::string& commit_id, std::vector<StoredEvent> events,
+                                bool from_follower, AppendCallback done) {
+  StreamRuntime* s = nullptr;
+  if (auto it = impl_->streams_.find(stream); it != impl_->streams_.end()) s = it->second.get();
+  if (s == nullptr) {
+    done(Status::NotFound("stream " + stream + " is not served here"));
+    return;
+  }
+  impl_->EnqueueOp(
+      [this, s, position, commit_id, events = std::move(events), from_follower]() mutable {
+        return impl_->StoreOne(*s, position, commit_id, events, from_follower);
+      },
+      std::move(done));
+}
+
+Result<AppendResult> EventLog::StoreCommit(const std::string& stream, int64_t position,
+                                           const std::string& commit_id,
+                                           std::vector<StoredEvent> events, bool from_follower) {
+  std::promise<Result<AppendResult>> promise;
+  auto future = promise.get_future();
+  StoreCommitAsync(stream, position, commit_id, std::move(events), from_follower,
+                   [&promise](Result<AppendResult> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+std::string EventLog::Origin(const std::string& stream) const {
+  const StreamRuntime* s = impl_->Find(stream);
+  if (s == nullptr) return "";
+  std::lock_guard<std::mutex> lock(impl_->origin_mu_);
+  auto reader = impl_->AcquireReader();
+  if (!reader.ok()) return "";
+  auto& q = reader->db().Cached("SELECT coalesce(origin, '') FROM streams WHERE id = ?");
+  q.Bind(1, s->id);
+  std::string out = q.Step() == SQLITE_ROW ? q.String(0) : "";
+  q.Reset();
+  return out;
+}
+
+Status EventLog::SetOrigin(const std::string& stream, const std::string& origin) {
+  StreamRuntime* s = nullptr;
+  if (auto it = impl_->streams_.find(stream); it != impl_->streams_.end()) s = it->second.get();
+  if (s == nullptr) return Status::NotFound("stream " + stream + " is not served here");
+  std::promise<Result<AppendResult>> promise;
+  auto future = promise.get_future();
+  impl_->EnqueueOp(
+      [this, s, origin]() -> Result<AppendResult> {
+        auto& up = impl_->writer_db_->Cached("UPDATE streams SET origin = ? WHERE id = ?");
+        if (auto st = up.Bind(1, origin).Bind(2, s->id).Exec(); !st.ok()) return st;
+        return AppendResult{};
+      },
+      [&promise](Result<AppendResult> r) { promise.set_value(std::move(r)); });
+  auto r = future.get();
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+void EventLog::SetHealth(const std::string& stream, StreamHealth health) {
+  if (auto it = impl_->streams_.find(stream); it != impl_->streams_.end()) {
+    it->second->health = static_cast<int>(health);
+  }
+}
+
+StreamHealth EventLog::Health(const std::string& stream) const {
+  const StreamRuntime* s = impl_->Find(stream);
+  return s ? static_cast<StreamHealth>(s->health.load()) : StreamHealth::kOk;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ struct StreamRuntime {
   std::atomic<int64_t> entities{0};
   std::atomic<int64_t> commits{0};
   std::atomic<int64_t> events{0};
+  std::atomic<int> health{0};  // StreamHealth
 };
 
 // The writer's in-memory view of recently written entities: their current folded state.
@@ -97,7 +98,21 @@ class EventLog::Impl {
     AppendRequest request;
     Status deferred;  // a rule rejection to answer unless the append is a replay
     AppendCallback done;
+    // Other writer work (plans, replicated commits): runs instead of an append, inside the
+    // batch transaction under its own savepoint; answered after the commit like appends.
+    std::function<Result<AppendResult>()> op;
   };
+  void EnqueueOp(std::function<Result<AppendResult>()> op, AppendCallback done);
+  using Snapshots = std::vector<std::pair<int64_t, EntityState>>;
+  Status FoldNew(StreamRuntime& s, const AppendRequest& r, EntityState* state,
+                 std::vector<StoredEvent>* out, Snapshots* snapshots);
+  Result<AppendResult> WriteCommit(StreamRuntime& s, int64_t position, const std::string& commit_id,
+                                   const std::vector<StoredEvent>& events, EntityState* state,
+                                   const Snapshots& snapshots);
+  Status Unwritable(const StreamRuntime& s, StreamHealth h) const;
+  Result<AppendResult> StoreOne(StreamRuntime& s, int64_t position, const std::string& commit_id,
+                                std::vector<StoredEvent>& events, bool from_follower);
+  Result<PlannedCommit> PlanOne(StreamRuntime& s, AppendRequest& request, const Status& deferred);
   void WriterLoop();
   void CommitBatch(std::vector<Pending>& batch);
   Result<AppendResult> ApplyOne(StreamRuntime& s, AppendRequest& request, const Status& deferred,
@@ -117,6 +132,8 @@ class EventLog::Impl {
 
   mutable std::mutex pool_mu_;
   mutable std::vector<std::unique_ptr<sqlite::Db>> pool_;
+
+  mutable std::mutex origin_mu_;
 
   std::mutex subs_mu_;
   std::map<int, std::function<void(const std::string&, int64_t)>> subs_;

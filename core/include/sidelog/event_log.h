@@ -93,6 +93,17 @@ struct AppendResult {
   bool replay = false;  // true: these ids were already stored; this is the original result
 };
 
+// A commit checked against the entity's state but not stored yet (replicated mode: it is
+// published to JetStream first, and stored at the position the PubAck gives).
+struct PlannedCommit {
+  AppendResult result;              // replay = true: already stored, nothing to publish
+  std::vector<StoredEvent> events;  // versions, time, state and ids filled; position 0
+  int64_t expected_last_position = 0;  // the entity's last commit position (0: new entity)
+};
+
+// Why a replicated stream refuses writes.
+enum class StreamHealth { kOk, kReset, kDiverged };
+
 struct EntityEvents {
   std::vector<StoredEvent> events;
   int64_t version = 0;                 // the entity's current version
@@ -180,6 +191,28 @@ class EventLog {
   // moved a stream's watermark. It must not block. Returns an id for Unsubscribe.
   int Subscribe(std::function<void(const std::string&, int64_t)> fn);
   void Unsubscribe(int id);
+
+  // --- Replicated mode (JetStream holds the durable copy; see docs/replication.md).
+
+  // Checks an append like AppendAsync does (ids first, then deletion, version, rules) without
+  // storing anything. Blocks until the writer thread answered.
+  Result<PlannedCommit> Plan(AppendRequest request);
+
+  // Stores a commit at JetStream position `position`, idempotently: a commit already stored
+  // there with the same id is fine; another id marks the stream Diverged. Stored events are
+  // never re-validated. `from_follower`: the ordered consumer delivered it in order, so the
+  // watermark moves to `position`. `done` runs on the writer thread after the commit.
+  void StoreCommitAsync(const std::string& stream, int64_t position, const std::string& commit_id,
+                        std::vector<StoredEvent> events, bool from_follower, AppendCallback done);
+  Result<AppendResult> StoreCommit(const std::string& stream, int64_t position,
+                                   const std::string& commit_id, std::vector<StoredEvent> events,
+                                   bool from_follower);
+
+  // The JetStream stream identity recorded for `stream` ("" before the first connection).
+  std::string Origin(const std::string& stream) const;
+  Status SetOrigin(const std::string& stream, const std::string& origin);
+  void SetHealth(const std::string& stream, StreamHealth health);
+  StreamHealth Health(const std::string& stream) const;
 
   // Finishes queued appends and closes the database. Further appends answer Unavailable.
   void Close();

@@ -28,6 +28,7 @@ struct EntityState {
   bool deleted = false;    // a `delete` reducer ran
   int64_t version = 0;     // 0: no events yet
   TimeMicros updated_at = 0;
+  int64_t position = 0;    // stream position of the commit that holds `version` (the log sets it)
 };
 
 class Rules {

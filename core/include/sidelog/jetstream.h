@@ -1,0 +1,82 @@
+// JetStream: the only door to libnats. A connection with JetStream context, conditional
+// publishes, stream info, per-subject fetches and ordered consumers, with errors as Status.
+//
+// Thread-safe: libnats connections may be used from any thread. Callbacks of a Follow run on a
+// libnats thread, one message at a time, in stream order.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sidelog/config.h"
+#include "sidelog/status.h"
+
+namespace sidelog {
+
+struct JetStreamMessage {
+  uint64_t seq = 0;  // the stream sequence: Sidelog's position
+  std::string subject;
+  std::string msg_id;  // Nats-Msg-Id: the commit id
+  std::string data;
+};
+
+struct PubAck {
+  uint64_t seq = 0;
+  bool duplicate = false;
+};
+
+struct JetStreamInfo {
+  int64_t created_ns = 0;  // identity of the stream: changes when it is deleted and recreated
+  uint64_t first_seq = 0;
+  uint64_t last_seq = 0;
+  uint64_t messages = 0;
+  int64_t bytes = 0;
+};
+
+// A live ordered consumer; destroying it unsubscribes.
+class JetStreamFollower {
+ public:
+  virtual ~JetStreamFollower() = default;
+};
+
+class JetStream {
+ public:
+  // Connects (retrying in the background when the server is down: the call does not fail for
+  // that). `on_state(connected)` runs on libnats threads at every connect/disconnect.
+  static Result<std::unique_ptr<JetStream>> Connect(const NatsConfig& config,
+                                                    std::function<void(bool)> on_state);
+  virtual ~JetStream() = default;
+
+  virtual bool connected() const = 0;
+  virtual int64_t max_payload() const = 0;
+
+  // Publishes `payload` on `subject` with Nats-Msg-Id and, always,
+  // Nats-Expected-Last-Subject-Sequence (0: the subject must be empty).
+  //  - Conflict, with context().current_version = the subject's last sequence, on error 10071;
+  //  - Unavailable with outcome_unknown = false when nothing was sent (not connected);
+  //  - Unavailable with outcome_unknown = true on a timeout or a lost connection after sending.
+  virtual Result<PubAck> Publish(const std::string& subject, const std::string& msg_id,
+                                 uint64_t expected_last_subject_seq, const std::string& content_type,
+                                 const std::string& payload, int timeout_ms) = 0;
+
+  // NotFound when the stream does not exist.
+  virtual Result<JetStreamInfo> Info(const std::string& stream) = 0;
+  virtual Status CreateStream(const std::string& stream, const std::string& subjects) = 0;
+  virtual Status DeleteStream(const std::string& stream) = 0;
+
+  // Every message on `subject` after sequence `after`, in order.
+  virtual Result<std::vector<JetStreamMessage>> FetchSubject(const std::string& stream,
+                                                             const std::string& subject,
+                                                             uint64_t after) = 0;
+
+  // An ordered consumer on `stream` (subjects `subjects`) from sequence `start` (>= 1). `fn`
+  // gets every message in order; libnats recreates the consumer after gaps and reconnects.
+  virtual Result<std::unique_ptr<JetStreamFollower>> Follow(
+      const std::string& stream, const std::string& subjects, uint64_t start,
+      std::function<void(JetStreamMessage)> fn) = 0;
+};
+
+}  // namespace sidelog

@@ -1,0 +1,299 @@
+#include "sidelog/jetstream.h"
+
+#include <nats/nats.h>
+
+#include <atomic>
+#include <cstring>
+
+namespace sidelog {
+namespace {
+
+std::string LastError(natsStatus s) {
+  const char* text = nats_GetLastError(nullptr);
+  return std::string(natsStatus_GetText(s)) + (text && *text ? std::string(": ") + text : "");
+}
+
+Status Unavailable(const std::string& what, bool outcome_unknown = false) {
+  ErrorContext ctx;
+  ctx.outcome_unknown = outcome_unknown;
+  ctx.retry_after_seconds = 1;
+  ctx.reason = "NatsUnavailable";
+  return Status::Unavailable(what, ctx);
+}
+
+struct MsgDeleter {
+  void operator()(natsMsg* m) const { natsMsg_Destroy(m); }
+};
+using MsgPtr = std::unique_ptr<natsMsg, MsgDeleter>;
+
+JetStreamMessage Decode(natsMsg* msg) {
+  JetStreamMessage m;
+  m.subject = natsMsg_GetSubject(msg);
+  m.data.assign(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg)));
+  const char* id = nullptr;
+  if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK && id) m.msg_id = id;
+  jsMsgMetaData* meta = nullptr;
+  if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+    m.seq = meta->Sequence.Stream;
+    jsMsgMetaData_Destroy(meta);
+  } else {
+    m.seq = natsMsg_GetSequence(msg);  // messages from js_GetMsg carry it directly
+  }
+  return m;
+}
+
+class Follower : public JetStreamFollower {
+ public:
+  ~Follower() override {
+    if (sub_) {
+      natsSubscription_Unsubscribe(sub_);
+      natsSubscription_Destroy(sub_);
+    }
+  }
+  static void OnMsg(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+    auto* self = static_cast<Follower*>(closure);
+    MsgPtr owned(msg);
+    self->fn_(Decode(msg));
+  }
+  natsSubscription* sub_ = nullptr;
+  std::function<void(JetStreamMessage)> fn_;
+};
+
+class NatsJetStream : public JetStream {
+ public:
+  ~NatsJetStream() override {
+    if (js_) jsCtx_Destroy(js_);
+    if (nc_) {
+      natsConnection_Close(nc_);
+      natsConnection_Destroy(nc_);
+    }
+    if (opts_) natsOptions_Destroy(opts_);
+  }
+
+  static void OnConnected(natsConnection*, void* closure) {
+    auto* self = static_cast<NatsJetStream*>(closure);
+    if (self->on_state_) self->on_state_(true);
+  }
+  static void OnDisconnected(natsConnection*, void* closure) {
+    auto* self = static_cast<NatsJetStream*>(closure);
+    if (self->on_state_) self->on_state_(false);
+  }
+
+  Status Open(const NatsConfig& c, std::function<void(bool)> on_state) {
+    on_state_ = std::move(on_state);
+    natsStatus s = natsOptions_Create(&opts_);
+    auto fail = [&](const std::string& what) {
+      return Status::Invalid("nats: " + what + ": " + LastError(s));
+    };
+    if (s != NATS_OK) return fail("options");
+    natsOptions_SetURL(opts_, c.url.c_str());
+    natsOptions_SetName(opts_, "sidelog");
+    natsOptions_SetMaxReconnect(opts_, -1);
+    natsOptions_SetReconnectWait(opts_, 250);
+    natsOptions_SetReconnectBufSize(opts_, 0);
+    natsOptions_SetDisconnectedCB(opts_, &OnDisconnected, this);
+    natsOptions_SetReconnectedCB(opts_, &OnConnected, this);
+    natsOptions_SetRetryOnFailedConnect(opts_, true, &OnConnected, this);
+    if (!c.creds_file.empty() &&
+        (s = natsOptions_SetUserCredentialsFromFiles(opts_, c.creds_file.c_str(), nullptr)) != NATS_OK) {
+      return fail("credsFile " + c.creds_file);
+    }
+    if (!c.user.empty()) natsOptions_SetUserInfo(opts_, c.user.c_str(), c.password.c_str());
+    if (!c.token.empty()) natsOptions_SetToken(opts_, c.token.c_str());
+    if (!c.tls.ca.empty() || !c.tls.cert.empty() || c.url.rfind("tls://", 0) == 0) {
+      natsOptions_SetSecure(opts_, true);
+      if (!c.tls.ca.empty() &&
+          (s = natsOptions_LoadCATrustedCertificates(opts_, c.tls.ca.c_str())) != NATS_OK) {
+        return fail("tls.ca " + c.tls.ca);
+      }
+      if (!c.tls.cert.empty() && (s = natsOptions_LoadCertificatesChain(
+                                      opts_, c.tls.cert.c_str(), c.tls.key.c_str())) != NATS_OK) {
+        return fail("tls.cert/key");
+      }
+    }
+    s = natsConnection_Connect(&nc_, opts_);
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) return fail("connecting to " + c.url);
+    if (s == NATS_OK && on_state_) on_state_(true);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 5000;
+    if ((s = natsConnection_JetStream(&js_, nc_, &jo)) != NATS_OK) return fail("JetStream context");
+    return Status::Ok();
+  }
+
+  bool connected() const override {
+    return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
+  }
+
+  int64_t max_payload() const override { return natsConnection_GetMaxPayload(nc_); }
+
+  Result<PubAck> Publish(const std::string& subject, const std::string& msg_id,
+                         uint64_t expected, const std::string& content_type,
+                         const std::string& payload, int timeout_ms) override {
+    if (!connected()) return Unavailable("not connected to NATS; nothing was sent");
+    natsMsg* raw = nullptr;
+    natsStatus s = natsMsg_Create(&raw, subject.c_str(), nullptr, payload.data(),
+                                  static_cast<int>(payload.size()));
+    if (s != NATS_OK) return Status::Internal("nats: creating a message: " + LastError(s));
+    MsgPtr msg(raw);
+    // Set by hand: jsPubOptions treats ExpectLastSubjectSeq = 0 as unset, and 0 must mean
+    // "this subject must be empty".
+    std::string seq = std::to_string(expected);
+    natsMsgHeader_Set(raw, "Nats-Msg-Id", msg_id.c_str());
+    natsMsgHeader_Set(raw, "Nats-Expected-Last-Subject-Sequence", seq.c_str());
+    natsMsgHeader_Set(raw, "Content-Type", content_type.c_str());
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = timeout_ms;
+    jsPubAck* pa = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    s = js_PublishMsg(&pa, js_, raw, &po, &jerr);
+    if (s == NATS_OK) {
+      PubAck out{pa->Sequence, pa->Duplicate};
+      jsPubAck_Destroy(pa);
+      return out;
+    }
+    std::string text = LastError(s);
+    if (static_cast<int>(jerr) == 10071) {
+      ErrorContext ctx;
+      ctx.rule = "expectedLastSubjectSequence";
+      auto at = text.find("wrong last sequence: ");
+      if (at != std::string::npos) {
+        ctx.current_version = std::stoll(text.substr(at + 21));
+      }
+      return Status::Conflict("JetStream: " + text, ctx);
+    }
+    if (static_cast<int>(jerr) != 0) {
+      return Status::Internal("JetStream refused the publish (error " +
+                              std::to_string(static_cast<int>(jerr)) + "): " + text);
+    }
+    return Unavailable("publishing to JetStream: " + text, /*outcome_unknown=*/true);
+  }
+
+  Result<JetStreamInfo> Info(const std::string& stream) override {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &jerr);
+    if (s == NATS_NOT_FOUND) return Status::NotFound("JetStream stream " + stream + " does not exist");
+    if (s != NATS_OK) return Unavailable("stream info of " + stream + ": " + LastError(s));
+    JetStreamInfo info;
+    info.created_ns = si->Created;
+    info.first_seq = si->State.FirstSeq;
+    info.last_seq = si->State.LastSeq;
+    info.messages = si->State.Msgs;
+    info.bytes = static_cast<int64_t>(si->State.Bytes);
+    jsStreamInfo_Destroy(si);
+    return info;
+  }
+
+  Status CreateStream(const std::string& stream, const std::string& subjects) override {
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = stream.c_str();
+    const char* subs[1] = {subjects.c_str()};
+    cfg.Subjects = subs;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
+    if (si) jsStreamInfo_Destroy(si);
+    if (s != NATS_OK) return Unavailable("creating JetStream stream " + stream + ": " + LastError(s));
+    return Status::Ok();
+  }
+
+  Status DeleteStream(const std::string& stream) override {
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_DeleteStream(js_, stream.c_str(), nullptr, &jerr);
+    if (s != NATS_OK && s != NATS_NOT_FOUND) {
+      return Unavailable("deleting JetStream stream " + stream + ": " + LastError(s));
+    }
+    return Status::Ok();
+  }
+
+  Result<std::vector<JetStreamMessage>> FetchSubject(const std::string& stream,
+                                                     const std::string& subject,
+                                                     uint64_t after) override {
+    std::vector<JetStreamMessage> out;
+    natsMsg* last = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_GetLastMsg(&last, js_, stream.c_str(), subject.c_str(), nullptr, &jerr);
+    if (s == NATS_NOT_FOUND) return out;  // the subject is empty
+    if (s != NATS_OK) return Unavailable("reading " + subject + ": " + LastError(s));
+    uint64_t last_seq = natsMsg_GetSequence(last);
+    if (last_seq <= after) {
+      natsMsg_Destroy(last);
+      return out;
+    }
+    if (last_seq == after + 1 || after == 0) {
+      // Common case after a conflict: exactly one new commit. (after == 0 falls through below
+      // when there may be more.)
+      if (last_seq == after + 1) {
+        out.push_back(Decode(last));
+        out.back().seq = last_seq;
+        natsMsg_Destroy(last);
+        return out;
+      }
+    }
+    natsMsg_Destroy(last);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream.c_str();
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = after + 1;
+    natsSubscription* sub = nullptr;
+    s = js_SubscribeSync(&sub, js_, subject.c_str(), nullptr, &so, &jerr);
+    if (s != NATS_OK) return Unavailable("fetching " + subject + ": " + LastError(s));
+    for (;;) {
+      natsMsg* msg = nullptr;
+      s = natsSubscription_NextMsg(&msg, sub, 5000);
+      if (s != NATS_OK) break;
+      MsgPtr owned(msg);
+      out.push_back(Decode(msg));
+      if (out.back().seq >= last_seq) break;
+    }
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    if (out.empty() || out.back().seq < last_seq) {
+      return Unavailable("fetching " + subject + ": timed out after " +
+                         std::to_string(out.size()) + " messages");
+    }
+    return out;
+  }
+
+  Result<std::unique_ptr<JetStreamFollower>> Follow(
+      const std::string& stream, const std::string& subjects, uint64_t start,
+      std::function<void(JetStreamMessage)> fn) override {
+    auto f = std::make_unique<Follower>();
+    f->fn_ = std::move(fn);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream.c_str();
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = start;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_Subscribe(&f->sub_, js_, subjects.c_str(), &Follower::OnMsg, f.get(),
+                                nullptr, &so, &jerr);
+    if (s != NATS_OK) return Unavailable("following " + stream + ": " + LastError(s));
+    return std::unique_ptr<JetStreamFollower>(std::move(f));
+  }
+
+ private:
+  natsOptions* opts_ = nullptr;
+  natsConnection* nc_ = nullptr;
+  jsCtx* js_ = nullptr;
+  std::function<void(bool)> on_state_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<JetStream>> JetStream::Connect(const NatsConfig& config,
+                                                      std::function<void(bool)> on_state) {
+  auto js = std::make_unique<NatsJetStream>();
+  if (auto s = js->Open(config, std::move(on_state)); !s.ok()) return s;
+  return std::unique_ptr<JetStream>(std::move(js));
+}
+
+}  // namespace sidelog
