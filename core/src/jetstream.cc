@@ -154,6 +154,9 @@ class NatsJetStream : public JetStream {
       return out;
     }
     std::string text = LastError(s);
+    if (s == NATS_NO_RESPONDERS) {
+      return Unavailable("no JetStream stream stores " + subject + "; nothing was stored");
+    }
     if (static_cast<int>(jerr) == 10071) {
       ErrorContext ctx;
       ctx.rule = "expectedLastSubjectSequence";

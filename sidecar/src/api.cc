@@ -198,8 +198,9 @@ const std::vector<RouteSpec>& Api::Routes() {
   return kRoutes;
 }
 
-Api::Api(const SidecarConfig& config, EventLog* log, Metrics* metrics, Feed* feed)
-    : config_(config), log_(log), metrics_(metrics), feed_(feed) {
+Api::Api(const SidecarConfig& config, EventLog* log, Metrics* metrics, Feed* feed,
+         Replicator* replicator)
+    : config_(config), log_(log), metrics_(metrics), feed_(feed), replicator_(replicator) {
   listen_host_ = config_.listen.substr(0, config_.listen.rfind(':'));
 }
 
@@ -523,7 +524,7 @@ void Api::AppendBody(Call& call, const std::vector<unsigned char>& body) {
   }
   const size_t n_events = req.events.size();
   auto shared = std::make_shared<Call>(std::move(call));
-  log_->AppendAsync(std::move(req), [this, shared, stream, n_events](Result<AppendResult> r) {
+  auto answer = [this, shared, stream, n_events](Result<AppendResult> r) {
     const char* result = "ok";
     if (!r.ok()) {
       switch (r.status().code()) {
@@ -563,7 +564,12 @@ void Api::AppendBody(Call& call, const std::vector<unsigned char>& body) {
     if (r->replay) resp.headers().add("Sidelog-Replay", "true");
     resp.set_body(body.dump(), "application/json");
     Finish(*shared, resp);
-  });
+  };
+  if (replicator_) {
+    replicator_->AppendAsync(std::move(req), std::move(answer));
+  } else {
+    log_->AppendAsync(std::move(req), std::move(answer));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -606,6 +612,26 @@ void Api::EntityState(Call& call) {
   }
   const std::string stream = s->name;
   const std::string entity = call.params["entity"];
+  const bool strong = call.query.count("consistency") && call.query["consistency"] == "strong";
+  if (strong && replicator_) {
+    // Catch up to JetStream's last sequence first, on a replicator thread.
+    auto shared = std::make_shared<Call>(std::move(call));
+    replicator_->Post([this, shared, stream, entity, query] {
+      replicator_->CatchUp(stream, [this, shared, stream, entity, query](bool reached) {
+        if (reached) return AnswerState(*shared, stream, entity, query);
+        ErrorContext ctx;
+        ctx.stream = stream;
+        ctx.entity = entity;
+        ctx.reason = "CatchUpFailed";
+        ctx.retry_after_seconds = 1;
+        Fail(*shared, Status::Unavailable("consistency=strong: could not catch up with JetStream "
+                                          "(NATS unreachable or too far behind); a read without "
+                                          "it is served from the local log",
+                                          ctx));
+      });
+    });
+    return;
+  }
   if (!min_position || log_->Watermark(stream) >= *min_position) {
     AnswerState(call, stream, entity, query);
     return;
@@ -721,7 +747,23 @@ void Api::StreamEvents(Call& call) {
   feed_->Subscribe(call.request, s->name, after, after_index, *types);
 }
 
+namespace {
+
+std::map<std::string, StreamReplicationStatus> ReplicationByStream(Replicator* r) {
+  std::map<std::string, StreamReplicationStatus> out;
+  if (r == nullptr) return out;
+  for (auto& s : r->StreamStatus()) out[s.name] = s;
+  return out;
+}
+
+int64_t Lag(const StreamReplicationStatus* r, int64_t watermark) {
+  return r == nullptr || r->last_seq < 0 ? 0 : std::max<int64_t>(0, r->last_seq - watermark);
+}
+
+}  // namespace
+
 void Api::Streams(Call& call) {
+  auto replication = ReplicationByStream(replicator_);
   Json streams = Json::array();
   for (const auto& s : config_.streams) {
     auto st = log_->Stats(s.name);
@@ -734,21 +776,34 @@ void Api::Streams(Call& call) {
                        {"events", st->events},
                        {"lastPosition", st->last_position},
                        {"watermark", st->watermark},
-                       {"replicationLag", 0}});
+                       {"replicationLag",
+                        Lag(replication.count(s.name) ? &replication[s.name] : nullptr,
+                            st->watermark)}});
   }
   ReplyJson(call, 200, {{"streams", streams}});
 }
 
 void Api::StatusRoute(Call& call) {
+  auto replication = ReplicationByStream(replicator_);
   Json streams = Json::array();
   for (const auto& s : config_.streams) {
     auto st = log_->Stats(s.name);
     if (!st.ok()) continue;
-    streams.push_back({{"name", s.name},
-                       {"lastPosition", st->last_position},
-                       {"watermark", st->watermark},
-                       {"lag", 0},
-                       {"state", "ok"}});
+    const StreamReplicationStatus* r = replication.count(s.name) ? &replication[s.name] : nullptr;
+    Json entry = {{"name", s.name},
+                  {"lastPosition", st->last_position},
+                  {"watermark", st->watermark},
+                  {"lag", Lag(r, st->watermark)},
+                  {"state", r ? r->state : "ok"}};
+    if (r) {
+      entry["jetStream"] = {{"name", r->jetstream}, {"lastSequence", r->last_seq}};
+    }
+    streams.push_back(entry);
+  }
+  Json nats = {{"state", "disabled"}, {"detail", "standalone mode: no nats: configured"}};
+  if (replicator_) {
+    nats = {{"state", replicator_->connected() ? "connected" : "disconnected"},
+            {"url", config_.nats->url}};
   }
   const auto& o = log_->options();
   ReplyJson(call, 200,
@@ -763,7 +818,7 @@ void Api::StatusRoute(Call& call) {
                {"sizeBytes", log_->SizeBytes()},
                {"durability", o.durability == Durability::kFsync ? "fsync" : "normal"},
                {"snapshotEvery", o.snapshot_every}}},
-             {"nats", {{"state", "disabled"}, {"detail", "standalone mode: no nats: configured"}}},
+             {"nats", nats},
              {"subscribers", feed_->subscribers()},
              {"streams", streams}});
 }

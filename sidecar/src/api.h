@@ -18,6 +18,7 @@
 #include "sidelog/config.h"
 #include "sidelog/event_log.h"
 #include "sidelog/metrics.h"
+#include "sidelog/replicator.h"
 
 namespace sidelog::sidecar {
 
@@ -28,7 +29,9 @@ struct RouteSpec {
 
 class Api {
  public:
-  Api(const SidecarConfig& config, EventLog* log, Metrics* metrics, Feed* feed);
+  // `replicator` is null in standalone mode.
+  Api(const SidecarConfig& config, EventLog* log, Metrics* metrics, Feed* feed,
+      Replicator* replicator);
 
   void Handle(const web::http::http_request& request);
   void HandleHealth(const web::http::http_request& request);
@@ -78,6 +81,7 @@ class Api {
   EventLog* log_;
   Metrics* metrics_;
   Feed* feed_;
+  Replicator* replicator_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

@@ -35,10 +35,6 @@ Status Server::Start() {
   EventLogOptions o;
   o.path = config_.data_dir + "/sidelog.db";
   o.mode = config_.nats ? LogMode::kReplicated : LogMode::kStandalone;
-  if (config_.nats) {
-    return Status::Invalid("nats: is configured, but this sidecar runs standalone only; remove "
-                           "the nats: section");
-  }
   o.durability = config_.durability == "normal" ? Durability::kNormal
                  : config_.durability == "fsync" ? Durability::kFsync
                  : config_.nats                  ? Durability::kNormal
@@ -72,7 +68,14 @@ Status Server::Start() {
   feed.heartbeat_ms = config_.sse.heartbeat_ms;
   feed.max_buffered_bytes = static_cast<size_t>(config_.sse.max_buffered_bytes);
   feed_ = std::make_unique<Feed>(log_.get(), &metrics_, feed);
-  api_ = std::make_unique<Api>(config_, log_.get(), &metrics_, feed_.get());
+  if (config_.nats) {
+    ReplicatorOptions r;
+    r.ns = config_.ns;
+    r.nats = *config_.nats;
+    for (const auto& st : config_.streams) r.streams.push_back(st.name);
+    replicator_ = std::make_unique<Replicator>(log_.get(), &metrics_, r);
+  }
+  api_ = std::make_unique<Api>(config_, log_.get(), &metrics_, feed_.get(), replicator_.get());
   auto main = OpenListener(config_.listen, [this](web::http::http_request r) { api_->Handle(r); });
   if (!main.ok()) return main.status();
   listener_ = std::move(main).value();
@@ -80,6 +83,10 @@ Status Server::Start() {
       OpenListener(config_.health_listen, [this](web::http::http_request r) { api_->HandleHealth(r); });
   if (!health.ok()) return health.status();
   health_ = std::move(health).value();
+  // Ready once the startup catch-up is done, or has given up because NATS is unreachable.
+  if (replicator_) {
+    if (auto st = replicator_->Start(); !st.ok()) return st;
+  }
   api_->SetReady(true);
   return Status::Ok();
 }
@@ -89,6 +96,7 @@ void Server::Stop() {
   stopped_ = true;
   api_->SetDraining();      // new appends answer 503, /readyz 503
   feed_->Stop();            // SSE responses end
+  if (replicator_) replicator_->Stop();  // publishes in flight finish and are answered
   log_->Close();            // queued appends finish and are answered
   try {
     listener_->close().wait();

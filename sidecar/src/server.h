@@ -12,6 +12,7 @@
 #include "sidelog/config.h"
 #include "sidelog/event_log.h"
 #include "sidelog/metrics.h"
+#include "sidelog/replicator.h"
 
 namespace sidelog::sidecar {
 
@@ -27,6 +28,7 @@ class Server {
   SidecarConfig config_;
   Metrics metrics_;
   std::unique_ptr<EventLog> log_;
+  std::unique_ptr<Replicator> replicator_;  // null in standalone mode
   std::unique_ptr<Feed> feed_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<web::http::experimental::listener::http_listener> listener_;

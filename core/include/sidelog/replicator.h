@@ -1,0 +1,110 @@
+// Replicator: the replicated mode of DESIGN.md ("Writes and consistency"). JetStream orders and
+// stores commits and checks per-entity versions across all replicas; the local EventLog is a
+// replica that serves reads.
+//
+//  - Append: plan against the local log (ids, deletion, version, rules), publish one message on
+//    the entity subject with Nats-Msg-Id = commit id and, always,
+//    Nats-Expected-Last-Subject-Sequence = the entity's last known position; after the PubAck,
+//    store the commit at the acknowledged sequence, then answer.
+//  - A 10071 conflict or a duplicate PubAck: catch up only that entity, then decide again by
+//    the idempotency and version rules (replay, 409, or for "any" a retry).
+//  - Following: one ordered consumer per stream from the watermark, storing whole commits in
+//    order; the watermark moves with it.
+//  - Stream identity: the JetStream stream's creation time is recorded; if it changes, or the
+//    stream's last sequence falls below the watermark, writes answer 503 StreamReset.
+//
+// Thread-safe. Appends run on a small pool of worker threads, so a publish round trip never
+// blocks an HTTP thread, and appends to different entities are in flight together.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sidelog/config.h"
+#include "sidelog/event_log.h"
+#include "sidelog/jetstream.h"
+#include "sidelog/metrics.h"
+
+namespace sidelog {
+
+struct ReplicatorOptions {
+  std::string ns;
+  NatsConfig nats;
+  std::vector<std::string> streams;  // every stream the sidecar reads or writes
+  int workers = 8;                   // appends in flight at once
+  int publish_timeout_ms = 5000;
+  int startup_catchup_ms = 10000;    // readiness waits at most this long for the catch-up
+};
+
+struct StreamReplicationStatus {
+  std::string name;
+  std::string jetstream;  // SIDELOG_<ns>_<stream>
+  int64_t last_seq = -1;  // JetStream's last sequence as last seen; -1 unknown
+  int64_t watermark = 0;
+  std::string state;      // "ok", "reset", "diverged", "missing", "unknown"
+};
+
+class Replicator {
+ public:
+  Replicator(EventLog* log, Metrics* metrics, ReplicatorOptions options);
+  ~Replicator();
+
+  // Connects (NATS may be down: the connection is retried in the background), checks stream
+  // identities, starts the followers and waits, boundedly, for the startup catch-up.
+  Status Start();
+  void Stop();
+
+  void AppendAsync(AppendRequest request, EventLog::AppendCallback done);
+  // Runs `task` on a worker thread (for waits that must not block an HTTP thread).
+  void Post(std::function<void()> task);
+
+  // Catches the local log up to JetStream's last sequence of `stream` (consistency=strong).
+  // Calls done(true) when reached, done(false) when NATS is unreachable or it took too long.
+  void CatchUp(const std::string& stream, std::function<void(bool)> done);
+
+  bool connected() const { return connected_.load(); }
+  std::vector<StreamReplicationStatus> StreamStatus() const;
+
+ private:
+  struct Work {
+    AppendRequest request;
+    EventLog::AppendCallback done;
+    std::function<void()> task;  // instead of an append
+  };
+  void WorkerLoop();
+  Result<AppendResult> Append(AppendRequest& request);
+  // Stores the entity's commits JetStream has after `after`.
+  Status CatchUpEntity(const std::string& stream, const std::string& entity, int64_t after);
+  Result<std::vector<StoredEvent>> Decode(const std::string& stream, const JetStreamMessage& m) const;
+  Status CheckIdentity(const std::string& stream);
+  void StartFollower(const std::string& stream);
+  void MonitorLoop();
+
+  EventLog* log_;
+  Metrics* metrics_;
+  ReplicatorOptions options_;
+  std::unique_ptr<JetStream> js_;
+  std::atomic<bool> connected_{false};
+  std::atomic<bool> stopping_{false};
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Work> queue_;
+  std::vector<std::thread> workers_;
+  std::thread monitor_;
+
+  mutable std::mutex followers_mu_;
+  std::map<std::string, std::unique_ptr<JetStreamFollower>> followers_;
+  std::map<std::string, int64_t> last_seq_;  // by stream, from the monitor
+  std::map<std::string, std::string> missing_;  // streams whose JetStream stream is absent
+};
+
+}  // namespace sidelog

@@ -1,0 +1,387 @@
+#include "sidelog/replicator.h"
+
+#include <chrono>
+
+#include "sidelog/log.h"
+#include "sidelog/names.h"
+
+namespace sidelog {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kBatchType = "application/cloudevents-batch+json";
+
+std::string Subjects(const std::string& ns, const std::string& stream) {
+  return "sidelog." + ns + "." + stream + ".>";
+}
+
+}  // namespace
+
+Replicator::Replicator(EventLog* log, Metrics* metrics, ReplicatorOptions options)
+    : log_(log), metrics_(metrics), options_(std::move(options)) {}
+
+Replicator::~Replicator() { Stop(); }
+
+Status Replicator::Start() {
+  auto js = JetStream::Connect(options_.nats, [this](bool up) {
+    connected_ = up;
+    log::Info(up ? "connected to NATS" : "disconnected from NATS", {{"url", options_.nats.url}});
+  });
+  if (!js.ok()) return js.status();
+  js_ = std::move(js).value();
+  connected_ = js_->connected();
+  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+
+  // Startup: identities, followers, and a bounded catch-up. NATS being down is not an error:
+  // the sidecar serves what its log holds and the monitor keeps trying.
+  auto deadline = Clock::now() + std::chrono::milliseconds(options_.startup_catchup_ms);
+  while (!js_->connected() && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (js_->connected()) {
+    for (const auto& s : options_.streams) {
+      if (auto st = CheckIdentity(s); !st.ok()) {
+        log::Warn("stream check failed", {{"stream", s}, {"error", st.message()}});
+      }
+      StartFollower(s);
+    }
+    for (const auto& s : options_.streams) {
+      int64_t target;
+      {
+        std::lock_guard<std::mutex> lock(followers_mu_);
+        target = last_seq_.count(s) ? last_seq_[s] : 0;
+      }
+      while (log_->Watermark(s) < target && Clock::now() < deadline &&
+             log_->Health(s) == StreamHealth::kOk) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+  } else {
+    log::Warn("NATS is unreachable; serving the local log and retrying",
+              {{"url", options_.nats.url}});
+  }
+  monitor_ = std::thread([this] { MonitorLoop(); });
+  return Status::Ok();
+}
+
+void Replicator::Stop() {
+  if (stopping_.exchange(true)) return;
+  cv_.notify_all();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+  if (monitor_.joinable()) monitor_.join();
+  std::map<std::string, std::unique_ptr<JetStreamFollower>> followers;
+  {
+    std::lock_guard<std::mutex> lock(followers_mu_);
+    followers.swap(followers_);
+  }
+  followers.clear();
+  js_.reset();
+}
+
+Status Replicator::CheckIdentity(const std::string& stream) {
+  const std::string name = JetStreamName(options_.ns, stream);
+  auto info = js_->Info(name);
+  if (!info.ok() && info.status().code() == Status::Code::kNotFound && options_.nats.create_streams) {
+    if (auto c = js_->CreateStream(name, Subjects(options_.ns, stream)); !c.ok()) return c;
+    log::Info("created JetStream stream", {{"stream", stream}, {"jetstream", name}});
+    info = js_->Info(name);
+  }
+  if (!info.ok()) {
+    if (info.status().code() == Status::Code::kNotFound) {
+      std::lock_guard<std::mutex> lock(followers_mu_);
+      missing_[stream] = info.status().message();
+    }
+    return info.status();
+  }
+  {
+    std::lock_guard<std::mutex> lock(followers_mu_);
+    missing_.erase(stream);
+    last_seq_[stream] = static_cast<int64_t>(info->last_seq);
+  }
+  const std::string origin = std::to_string(info->created_ns);
+  const std::string recorded = log_->Origin(stream);
+  if (recorded.empty()) {
+    if (auto s = log_->SetOrigin(stream, origin); !s.ok()) return s;
+  } else if (recorded != origin ||
+             static_cast<int64_t>(info->last_seq) < log_->Watermark(stream)) {
+    if (log_->Health(stream) != StreamHealth::kReset) {
+      log::Error("JetStream stream was reset under this sidecar; refusing writes",
+                 {{"stream", stream},
+                  {"recordedOrigin", recorded},
+                  {"origin", origin},
+                  {"lastSeq", info->last_seq},
+                  {"watermark", log_->Watermark(stream)}});
+    }
+    log_->SetHealth(stream, StreamHealth::kReset);
+  }
+  return Status::Ok();
+}
+
+void Replicator::StartFollower(const std::string& stream) {
+  if (log_->Health(stream) != StreamHealth::kOk) return;
+  const int64_t start = log_->Watermark(stream) + 1;
+  auto follower = js_->Follow(
+      JetStreamName(options_.ns, stream), Subjects(options_.ns, stream),
+      static_cast<uint64_t>(start), [this, stream](JetStreamMessage m) {
+        auto events = Decode(stream, m);
+        if (!events.ok()) {
+          log::Error("undecodable commit; the stream stops here",
+                     {{"stream", stream}, {"position", m.seq}, {"error", events.status().message()}});
+          log_->SetHealth(stream, StreamHealth::kDiverged);
+          return;
+        }
+        // Enqueued in stream order; the writer applies them in that order.
+        log_->StoreCommitAsync(stream, static_cast<int64_t>(m.seq), m.msg_id,
+                               std::move(events).value(), true,
+                               [stream, seq = m.seq](Result<AppendResult> r) {
+                                 if (!r.ok()) {
+                                   log::Error("cannot store a replicated commit",
+                                              {{"stream", stream},
+                                               {"position", seq},
+                                               {"error", r.status().message()}});
+                                 }
+                               });
+      });
+  if (!follower.ok()) {
+    log::Warn("cannot follow stream yet", {{"stream", stream}, {"error", follower.status().message()}});
+    return;
+  }
+  std::lock_guard<std::mutex> lock(followers_mu_);
+  followers_[stream] = std::move(follower).value();
+}
+
+Result<std::vector<StoredEvent>> Replicator::Decode(const std::string& stream,
+                                                    const JetStreamMessage& m) const {
+  Json batch = Json::parse(m.data, nullptr, false);
+  if (!batch.is_array() || batch.empty()) {
+    return Status::Invalid("the message at " + std::to_string(m.seq) +
+                           " is not a non-empty CloudEvents batch");
+  }
+  std::vector<StoredEvent> events;
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    auto e = FromCloudEvent(batch[i]);
+    if (!e.ok()) return e.status();
+    if (e->stream != stream) {
+      return Status::Invalid("event " + e->id + " names stream " + e->stream + ", not " + stream);
+    }
+    if (!events.empty() && e->entity != events.front().entity) {
+      return Status::Invalid("a commit spans two entities");
+    }
+    e->position = static_cast<int64_t>(m.seq);
+    e->index = static_cast<int32_t>(i);
+    ids.push_back(e->id);
+    events.push_back(std::move(e).value());
+  }
+  return events;
+}
+
+void Replicator::AppendAsync(AppendRequest request, EventLog::AppendCallback done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopping_) {
+      queue_.push_back({std::move(request), std::move(done), nullptr});
+      cv_.notify_one();
+      return;
+    }
+  }
+  ErrorContext ctx;
+  ctx.retry_after_seconds = 1;
+  done(Status::Unavailable("the sidecar is shutting down", ctx));
+}
+
+void Replicator::Post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopping_) {
+      queue_.push_back({AppendRequest{}, nullptr, std::move(task)});
+      cv_.notify_one();
+      return;
+    }
+  }
+  task();
+}
+
+void Replicator::WorkerLoop() {
+  for (;;) {
+    Work w;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      w = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    if (w.task) {
+      w.task();
+      continue;
+    }
+    w.done(Append(w.request));
+  }
+}
+
+Result<AppendResult> Replicator::Append(AppendRequest& request) {
+  const std::string subject = EntitySubject(options_.ns, request.stream, request.entity);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    auto plan = log_->Plan(request);
+    if (!plan.ok()) return plan.status();
+    if (plan->result.replay) return plan->result;
+    if (!plan->events.empty()) {
+      // Keep the ids the first plan generated, so a retry after a conflict is the same commit.
+      for (size_t i = 0; i < request.events.size(); ++i) {
+        request.events[i].id = plan->events[i].id;
+        request.events[i].id_generated = false;
+      }
+    }
+    Json batch = Json::array();
+    for (const auto& e : plan->events) batch.push_back(ToCloudEvent(e));
+    const std::string payload = batch.dump();
+    if (static_cast<int64_t>(payload.size()) > js_->max_payload() && js_->max_payload() > 0) {
+      ErrorContext ctx;
+      ctx.stream = request.stream;
+      ctx.entity = request.entity;
+      ctx.rule = "nats.maxPayload";
+      return Status::TooLarge("the encoded commit has " + std::to_string(payload.size()) +
+                                  " bytes; NATS max_payload is " +
+                                  std::to_string(js_->max_payload()),
+                              ctx);
+    }
+    auto ack = js_->Publish(subject, plan->result.commit_id,
+                            static_cast<uint64_t>(plan->expected_last_position), kBatchType,
+                            payload, options_.publish_timeout_ms);
+    if (ack.ok() && !ack->duplicate) {
+      metrics_->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
+                           {{"result", "ok"}})
+          .Inc();
+      return log_->StoreCommit(request.stream, static_cast<int64_t>(ack->seq),
+                               plan->result.commit_id, std::move(plan->events), false);
+    }
+    const bool conflict = !ack.ok() && ack.status().code() == Status::Code::kConflict;
+    if (!ack.ok() && !conflict) {
+      metrics_->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
+                           {{"result", "unavailable"}})
+          .Inc();
+      ErrorContext ctx = ack.status().context();
+      ctx.stream = request.stream;
+      ctx.entity = request.entity;
+      return Status(ack.status().code(), ack.status().message(), ctx);
+    }
+    // A conflict, or a duplicate PubAck that must not be trusted alone: catch up this entity
+    // and decide again.
+    metrics_->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
+                         {{"result", conflict ? "conflict" : "duplicate"}})
+        .Inc();
+    if (auto c = CatchUpEntity(request.stream, request.entity, plan->expected_last_position);
+        !c.ok()) {
+      return c;
+    }
+  }
+  ErrorContext ctx;
+  ctx.stream = request.stream;
+  ctx.entity = request.entity;
+  ctx.retry_after_seconds = 1;
+  return Status::Unavailable("the entity kept changing under 10 attempts; retry", ctx);
+}
+
+Status Replicator::CatchUpEntity(const std::string& stream, const std::string& entity,
+                                 int64_t after) {
+  auto msgs = js_->FetchSubject(JetStreamName(options_.ns, stream),
+                                EntitySubject(options_.ns, stream, entity),
+                                static_cast<uint64_t>(after));
+  if (!msgs.ok()) return msgs.status();
+  for (const auto& m : *msgs) {
+    auto events = Decode(stream, m);
+    if (!events.ok()) return events.status();
+    auto stored = log_->StoreCommit(stream, static_cast<int64_t>(m.seq), m.msg_id,
+                                    std::move(events).value(), false);
+    if (!stored.ok()) return stored.status();
+  }
+  return Status::Ok();
+}
+
+void Replicator::CatchUp(const std::string& stream, std::function<void(bool)> done) {
+  if (!js_ || !js_->connected()) {
+    done(false);
+    return;
+  }
+  auto info = js_->Info(JetStreamName(options_.ns, stream));
+  if (!info.ok()) {
+    done(false);
+    return;
+  }
+  const int64_t target = static_cast<int64_t>(info->last_seq);
+  auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (log_->Watermark(stream) < target && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  done(log_->Watermark(stream) >= target);
+}
+
+void Replicator::MonitorLoop() {
+  std::map<std::string, std::pair<int64_t, int>> stalled;  // watermark, checks without progress
+  while (!stopping_) {
+    for (int i = 0; i < 10 && !stopping_; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (stopping_) break;
+    metrics_->GetGauge("sidelog_nats_connected", "1 when connected to NATS.")
+        .Set(connected_ ? 1 : 0);
+    if (!js_->connected()) continue;
+    for (const auto& s : options_.streams) {
+      (void)CheckIdentity(s);
+      bool has_follower;
+      int64_t last;
+      {
+        std::lock_guard<std::mutex> lock(followers_mu_);
+        has_follower = followers_.count(s) > 0;
+        last = last_seq_.count(s) ? last_seq_[s] : -1;
+      }
+      const int64_t wm = log_->Watermark(s);
+      if (last >= 0) {
+        metrics_->GetGauge("sidelog_replication_lag_commits",
+                           "JetStream last sequence minus the local watermark.", {{"stream", s}})
+            .Set(static_cast<double>(std::max<int64_t>(0, last - wm)));
+      }
+      // A follower that makes no progress while behind for 3 s is recreated from the watermark.
+      auto& [seen, checks] = stalled[s];
+      if (wm < last && wm == seen) {
+        ++checks;
+      } else {
+        checks = 0;
+      }
+      seen = wm;
+      if (!has_follower || checks >= 3) {
+        {
+          std::lock_guard<std::mutex> lock(followers_mu_);
+          followers_.erase(s);
+        }
+        StartFollower(s);
+        checks = 0;
+      }
+    }
+  }
+}
+
+std::vector<StreamReplicationStatus> Replicator::StreamStatus() const {
+  std::vector<StreamReplicationStatus> out;
+  std::lock_guard<std::mutex> lock(followers_mu_);
+  for (const auto& s : options_.streams) {
+    StreamReplicationStatus st;
+    st.name = s;
+    st.jetstream = JetStreamName(options_.ns, s);
+    st.watermark = log_->Watermark(s);
+    if (auto it = last_seq_.find(s); it != last_seq_.end()) st.last_seq = it->second;
+    switch (log_->Health(s)) {
+      case StreamHealth::kReset: st.state = "reset"; break;
+      case StreamHealth::kDiverged: st.state = "diverged"; break;
+      default: st.state = missing_.count(s) ? "missing" : (st.last_seq < 0 ? "unknown" : "ok");
+    }
+    out.push_back(st);
+  }
+  return out;
+}
+
+}  // namespace sidelog
