@@ -136,7 +136,10 @@ void Replicator::StartFollower(const std::string& stream) {
         // Enqueued in stream order; the writer applies them in that order.
         log_->StoreCommitAsync(stream, static_cast<int64_t>(m.seq), m.msg_id,
                                std::move(events).value(), true,
-                               [stream, seq = m.seq](Result<AppendResult> r) {
+                               [this, stream, seq = m.seq](Result<AppendResult> r) {
+                                 if (!r.ok() && r.status().context().reason == "Diverged") {
+                                   Post([this, stream] { (void)CheckIdentity(stream); });
+                                 }
                                  if (!r.ok()) {
                                    log::Error("cannot store a replicated commit",
                                               {{"stream", stream},
@@ -256,8 +259,16 @@ Result<AppendResult> Replicator::Append(AppendRequest& request) {
       metrics_->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
                            {{"result", "ok"}})
           .Inc();
-      return log_->StoreCommit(request.stream, static_cast<int64_t>(ack->seq),
-                               plan->result.commit_id, std::move(plan->events), false);
+      auto stored = log_->StoreCommit(request.stream, static_cast<int64_t>(ack->seq),
+                                      plan->result.commit_id, std::move(plan->events), false);
+      if (!stored.ok() && stored.status().context().reason == "Diverged") {
+        // A sequence this log already holds: most likely the stream was deleted and recreated.
+        (void)CheckIdentity(request.stream);
+        if (log_->Health(request.stream) == StreamHealth::kReset) {
+          return log_->Plan(request).status();  // answers 503 StreamReset
+        }
+      }
+      return stored;
     }
     const bool conflict = !ack.ok() && ack.status().code() == Status::Code::kConflict;
     if (!ack.ok() && !conflict) {

@@ -58,7 +58,10 @@ streams:
 
 class SidecarProcess {
  public:
-  explicit SidecarProcess(std::string streams_yaml = kTestStreams, std::string extra = "") {
+  // `extra` is YAML inserted before the streams, e.g. a `nats:` section; `service` names it.
+  explicit SidecarProcess(std::string streams_yaml = kTestStreams, std::string extra = "",
+                          std::string service = "test")
+      : service_(std::move(service)) {
     char tmpl[] = "/tmp/sidelog-it.XXXXXX";
     dir_ = mkdtemp(tmpl);
     streams_ = std::move(streams_yaml);
@@ -74,7 +77,7 @@ class SidecarProcess {
 
   void WriteConfig() {
     std::ofstream out(dir_ + "/sidecar.yaml");
-    out << "service: test\nnamespace: it\nlisten: 127.0.0.1:" << port_
+    out << "service: " << service_ << "\nnamespace: it\nlisten: 127.0.0.1:" << port_
         << "\nhealthListen: 127.0.0.1:" << health_port_ << "\ndataDir: " << dir_ << "/data\n"
         << "sse: {heartbeatMs: 300}\n"
         << extra_ << streams_;
@@ -127,7 +130,7 @@ class SidecarProcess {
   pid_t pid() const { return pid_; }
 
  private:
-  std::string dir_, streams_, extra_;
+  std::string service_, dir_, streams_, extra_;
   int port_ = 0, health_port_ = 0;
   pid_t pid_ = -1;
 };
