@@ -2,6 +2,7 @@
 //
 //   sidelog-sidecar --config sidecar.yaml [--listen HOST:PORT] [--health-listen HOST:PORT]
 //                   [--data-dir DIR] [--log-level LEVEL] [--threads N]
+//                   [--nats URL | --standalone]
 //
 // Flags override the config file. SIGTERM or SIGINT: stop accepting appends, finish the ones in
 // flight, close the log, exit 0.
@@ -21,7 +22,8 @@ namespace {
 
 void Usage() {
   std::cerr << "usage: sidelog-sidecar --config FILE [--listen HOST:PORT] [--health-listen "
-               "HOST:PORT] [--data-dir DIR] [--log-level LEVEL] [--threads N]\n";
+               "HOST:PORT] [--data-dir DIR] [--log-level LEVEL] [--threads N] [--nats URL | "
+               "--standalone]\n";
 }
 
 }  // namespace
@@ -29,7 +31,8 @@ void Usage() {
 int main(int argc, char** argv) {
   using namespace sidelog;
   auto started = std::chrono::steady_clock::now();
-  std::string config_path, listen, health, data_dir, level;
+  std::string config_path, listen, health, data_dir, level, nats_url;
+  bool standalone = false;
   int threads = 2;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -50,6 +53,10 @@ int main(int argc, char** argv) {
       value(&data_dir);
     } else if (a == "--log-level") {
       value(&level);
+    } else if (a == "--nats") {
+      value(&nats_url);
+    } else if (a == "--standalone") {
+      standalone = true;
     } else if (a == "--threads") {
       std::string t;
       value(&t);
@@ -80,6 +87,11 @@ int main(int argc, char** argv) {
   if (!health.empty()) config->health_listen = health;
   if (!data_dir.empty()) config->data_dir = data_dir;
   if (!level.empty()) config->log_level = level;
+  if (!nats_url.empty()) {
+    if (!config->nats) config->nats = NatsConfig{};
+    config->nats->url = nats_url;
+  }
+  if (standalone) config->nats.reset();
   log::Init("sidecar", config->log_level);
 
   // Signals are taken by sigwait below, never by a pool thread: block them before any thread.
