@@ -40,7 +40,8 @@ Response Client::Send(const std::string& method, const std::string& path,
 
 std::string Client::Follow(
     const std::string& path, const std::string& last_event_id,
-    const std::function<bool(const std::string&, const std::string&, const Json&)>& on_event) {
+    const std::function<bool(const std::string&, const std::string&, const Json&)>& on_event,
+    const std::function<bool()>& keep_going) {
   try {
     http_client_config cfg;
     cfg.set_timeout(std::chrono::hours(24 * 365));
@@ -64,6 +65,7 @@ std::string Client::Follow(
       size_t n = stream.read_line(line).get();
       const std::string& l = line.collection();
       if (n == 0 && l.empty() && stream.is_eof()) return "";
+      if (keep_going && !keep_going()) return "";
       if (l.empty() || l == "\r") {  // end of one event
         if (!data.empty()) {
           Json j = Json::parse(data, nullptr, false);

@@ -26,10 +26,13 @@ class Client {
                 std::string* error = nullptr);
 
   // Follows an SSE stream, calling `on_event(id, type, data)` per event until the stream ends or
-  // `on_event` returns false. Returns an error message, or "" when the stream ended cleanly.
+  // `on_event` returns false. `keep_going`, if set, is asked at every line (heartbeats
+  // included), so a caller can stop a quiet stream. Returns an error message, or "" when the
+  // stream ended or was stopped.
   std::string Follow(const std::string& path_and_query, const std::string& last_event_id,
                      const std::function<bool(const std::string&, const std::string&,
-                                              const Json&)>& on_event);
+                                              const Json&)>& on_event,
+                     const std::function<bool()>& keep_going = nullptr);
 
   const std::string& base_url() const { return base_url_; }
 

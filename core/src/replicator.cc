@@ -214,7 +214,10 @@ void Replicator::WorkerLoop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;
+      if (queue_.empty()) {
+        if (!entity_turns_.empty()) continue;  // parked appends come back through the queue
+        return;
+      }
       w = std::move(queue_.front());
       queue_.pop_front();
     }
@@ -222,13 +225,39 @@ void Replicator::WorkerLoop() {
       w.task();
       continue;
     }
+    const std::string key = w.request.stream + '\0' + w.request.entity;
+    if (!w.owns_entity) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = entity_turns_.find(key);
+      if (it != entity_turns_.end()) {
+        it->second.push_back(std::move(w));  // another append of this entity is in flight
+        continue;
+      }
+      entity_turns_[key];
+    }
     w.done(Append(w.request));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = entity_turns_.find(key);
+      if (it->second.empty()) {
+        entity_turns_.erase(it);
+      } else {
+        Work next = std::move(it->second.front());
+        it->second.pop_front();
+        next.owns_entity = true;
+        queue_.push_front(std::move(next));
+        cv_.notify_one();
+      }
+    }
   }
 }
 
 Result<AppendResult> Replicator::Append(AppendRequest& request) {
   const std::string subject = EntitySubject(options_.ns, request.stream, request.entity);
-  for (int attempt = 0; attempt < 10; ++attempt) {
+  for (int attempt = 0; attempt < 25; ++attempt) {
+    if (attempt > 2) {  // other replicas keep winning: back off a little, with jitter
+      std::this_thread::sleep_for(std::chrono::microseconds(200 * attempt + rand() % 1000));
+    }
     auto plan = log_->Plan(request);
     if (!plan.ok()) return plan.status();
     if (plan->result.replay) return plan->result;
@@ -294,7 +323,7 @@ Result<AppendResult> Replicator::Append(AppendRequest& request) {
   ctx.stream = request.stream;
   ctx.entity = request.entity;
   ctx.retry_after_seconds = 1;
-  return Status::Unavailable("the entity kept changing under 10 attempts; retry", ctx);
+  return Status::Unavailable("the entity kept changing under 25 attempts; retry", ctx);
 }
 
 Status Replicator::CatchUpEntity(const std::string& stream, const std::string& entity,

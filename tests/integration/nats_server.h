@@ -4,6 +4,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@ class NatsServer {
     std::string server = bin && *bin ? bin : "nats-server";
     pid_ = fork();
     if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test, even when it is killed
       freopen((dir_ + "/nats.log").c_str(), "a", stderr);
       freopen((dir_ + "/nats.log").c_str(), "a", stdout);
       execlp(server.c_str(), server.c_str(), "-js", "-sd", (dir_ + "/js").c_str(), "-a",

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -87,6 +88,7 @@ class SidecarProcess {
   void Start() {
     pid_ = fork();
     if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test, even when it is killed
       std::string log = dir_ + "/sidecar.log";
       freopen(log.c_str(), "a", stderr);
       execl(SIDELOG_SIDECAR_BIN, "sidelog-sidecar", "--config", (dir_ + "/sidecar.yaml").c_str(),
@@ -96,7 +98,13 @@ class SidecarProcess {
     cli::Client health("http://127.0.0.1:" + std::to_string(health_port_));
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (std::chrono::steady_clock::now() < deadline) {
-      if (health.Send("GET", "/readyz").status == 200) return;
+      if (health.Send("GET", "/readyz").status == 200) {
+        // Make sure the process answering is ours, not another test's on a reused port.
+        auto status = cli::Client(url()).Send("GET", "/v1/status");
+        std::string path = status.body.is_object() ? status.body["log"].value("path", "") : "";
+        if (path.rfind(dir_, 0) != 0) FAIL() << "port " << port_ << " is served by another process";
+        return;
+      }
       int status;
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;

@@ -78,6 +78,7 @@ class Replicator {
     AppendRequest request;
     EventLog::AppendCallback done;
     std::function<void()> task;  // instead of an append
+    bool owns_entity = false;    // resumed after waiting for its entity: it holds the turn
   };
   void WorkerLoop();
   Result<AppendResult> Append(AppendRequest& request);
@@ -98,6 +99,9 @@ class Replicator {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Work> queue_;
+  // One publish in flight per entity on this sidecar: the rest wait here, in arrival order, so
+  // replicas of one sidecar never race each other into conflicts.
+  std::map<std::string, std::deque<Work>> entity_turns_;
   std::vector<std::thread> workers_;
   std::thread monitor_;
 
