@@ -332,7 +332,10 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
     int64_t last_position, watermark;
   };
   std::map<StreamRuntime*, Head> before;
-  for (auto& [name, s] : streams_) before[s.get()] = {s->last_position.load(), s->watermark.load()};
+  for (auto& [name, s] : streams_) {
+    s->pending_watermark = s->watermark.load();
+    before[s.get()] = {s->last_position.load(), s->pending_watermark};
+  }
 
   Status begin = db.Exec("BEGIN IMMEDIATE");
   for (auto& p : batch) {
@@ -343,7 +346,7 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
     (void)db.Cached("SAVEPOINT append").Exec();
     Result<AppendResult> r = Status::Ok();
     std::map<StreamRuntime*, Head> heads;
-    for (auto& [s, h] : before) heads[s] = {s->last_position.load(), s->watermark.load()};
+    for (auto& [s, h] : before) heads[s] = {s->last_position.load(), s->pending_watermark};
     if (p.op) {
       r = p.op();
     } else {
@@ -356,7 +359,7 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
       (void)db.Cached("RELEASE append").Exec();
       for (auto& [s, h] : heads) {
         s->last_position = h.last_position;
-        s->watermark = h.watermark;
+        s->pending_watermark = h.watermark;
       }
       for (const auto& key : touched) cache_.Erase(key);  // conservative: reload on next use
       touched.clear();
@@ -367,8 +370,8 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
   // Standalone: the watermark follows the last position. Replicated: the follower moves it.
   std::vector<StreamRuntime*> moved;
   for (auto& [s, h] : before) {
-    if (options_.mode == LogMode::kStandalone) s->watermark = s->last_position.load();
-    if (s->last_position.load() != h.last_position || s->watermark.load() != h.watermark) {
+    if (options_.mode == LogMode::kStandalone) s->pending_watermark = s->last_position.load();
+    if (s->last_position.load() != h.last_position || s->pending_watermark != h.watermark) {
       moved.push_back(s);
     }
   }
@@ -380,7 +383,7 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
           "UPDATE streams SET last_position = ?, watermark = ?, entities = ?, commits = ?, "
           "events = ? WHERE id = ?");
       up.Bind(1, s->last_position.load())
-          .Bind(2, s->watermark.load())
+          .Bind(2, s->pending_watermark)
           .Bind(3, s->entities.load())
           .Bind(4, s->commits.load())
           .Bind(5, s->events.load())
@@ -389,6 +392,9 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
     }
     if (commit.ok()) commit = db.Exec("COMMIT");
     if (!commit.ok()) (void)db.Exec("ROLLBACK");
+  }
+  if (commit.ok()) {
+    for (auto* s : moved) s->watermark = s->pending_watermark;  // now readers may see it
   }
 
   if (!commit.ok()) {
@@ -793,7 +799,7 @@ Result<AppendResult> EventLog::Impl::StoreOne(StreamRuntime& s, int64_t position
   if (events.empty()) return Status::Invalid("a commit needs at least one event");
   const std::string& entity_id = events.front().entity;
   auto advance = [&] {
-    if (from_follower && position > s.watermark.load()) s.watermark = position;
+    if (from_follower && position > s.pending_watermark) s.pending_watermark = position;
   };
   auto diverged = [&](const std::string& why) {
     s.health = static_cast<int>(StreamHealth::kDiverged);

@@ -26,6 +26,9 @@ struct StreamRuntime {
   std::atomic<int64_t> commits{0};
   std::atomic<int64_t> events{0};
   std::atomic<int> health{0};  // StreamHealth
+  // The watermark this batch will publish: readers see `watermark` move only after COMMIT, or
+  // they could read past commits their snapshot does not hold yet. Writer thread only.
+  int64_t pending_watermark = 0;
 };
 
 // The writer's in-memory view of recently written entities: their current folded state.

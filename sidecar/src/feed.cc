@@ -16,6 +16,7 @@ struct Feed::Subscriber {
   Clock::time_point last_write = Clock::now();
   Clock::time_point over_limit_since{};
   std::string request_id;
+  std::string hello;  // written before the first events
 };
 
 Feed::Feed(EventLog* log, Metrics* metrics, FeedOptions options)
@@ -72,10 +73,9 @@ void Feed::Subscribe(const web::http::http_request& request, const std::string& 
   resp.headers().add("Cache-Control", "no-cache");
   resp.headers().add("X-Accel-Buffering", "no");
   resp.set_body(concurrency::streams::istream(s->buffer), "text/event-stream");
-  // A retry hint and an opening comment, so clients see the stream is live at once.
-  std::string hello = "retry: 2000\n: subscribed to " + stream + "\n\n";
-  s->buffer.putn_nocopy(reinterpret_cast<const uint8_t*>(hello.data()), hello.size()).wait();
-  s->buffer.sync().wait();
+  // The opening lines are written by the feed thread: a pool thread must never wait on the
+  // buffer (with a small pool that can stall the whole server).
+  s->hello = "retry: 2000\n: subscribed to " + stream + "\n\n";
   std::weak_ptr<Subscriber> weak = s;
   request.reply(resp).then([weak, this](pplx::task<void> sent) {
     try {
@@ -93,7 +93,7 @@ void Feed::Subscribe(const web::http::http_request& request, const std::string& 
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) {
-      s->buffer.close(std::ios_base::out).wait();
+      s->buffer.close(std::ios_base::out);
       return;
     }
     subscribers_.push_back(s);
@@ -129,7 +129,8 @@ bool Feed::Pump(Subscriber& s, bool heartbeat_due) {
     return now - s.over_limit_since < std::chrono::milliseconds(options_.stuck_drop_ms);
   }
   s.over_limit_since = {};
-  std::string out;
+  std::string out = std::move(s.hello);
+  s.hello.clear();
   for (int pages = 0; pages < 8 && out.size() < options_.max_buffered_bytes; ++pages) {
     int64_t from = s.after_index >= 0 ? s.after - 1 : s.after;
     auto page = log_->ReadStream(s.stream, from, 500, s.types);
@@ -146,15 +147,19 @@ bool Feed::Pump(Subscriber& s, bool heartbeat_due) {
   }
   if (out.empty() && heartbeat_due) out = ": heartbeat\n\n";
   if (!out.empty()) {
+    // The buffer copies synchronously; the bytes stay alive until the write task completes, and
+    // nothing here waits on a task (completions may need a pool thread).
+    auto keep = std::make_shared<std::string>(std::move(out));
     try {
-      s.buffer.putn_nocopy(reinterpret_cast<const uint8_t*>(out.data()), out.size()).wait();
-      s.buffer.sync().wait();  // hand the bytes to the sender now, not when 64 KiB piled up
+      s.buffer.putn_nocopy(reinterpret_cast<const uint8_t*>(keep->data()), keep->size())
+          .then([keep](size_t) {});
+      s.buffer.sync();  // hand the bytes to the sender now, not when 64 KiB piled up
     } catch (...) {
       return false;
     }
     s.last_write = now;
     metrics_->GetCounter("sidelog_sse_bytes_total", "Bytes written to SSE subscribers.")
-        .Inc(static_cast<double>(out.size()));
+        .Inc(static_cast<double>(keep->size()));
   }
   return true;
 }
@@ -199,7 +204,7 @@ void Feed::Run() {
     }
     for (auto& d : dropped) {
       if (!d->gone) log::Warn("dropping a stuck SSE subscriber", {{"stream", d->stream}});
-      d->buffer.close(std::ios_base::out).wait();
+      d->buffer.close(std::ios_base::out);
     }
   }
 }

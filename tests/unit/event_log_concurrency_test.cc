@@ -137,3 +137,47 @@ TEST(EventLogConcurrency, CloseAnswersEveryQueuedAppend) {
 
 }  // namespace
 }  // namespace sidelog
+
+namespace sidelog {
+namespace {
+
+// A reader following the stream by its `next` cursor while writers append sees every commit:
+// the watermark moves only after the commit is visible to readers.
+TEST(EventLogConcurrency, AFollowingReaderNeverSkipsACommit) {
+  sidelog::testing::TempDir dir;
+  EventLogOptions o;
+  o.path = dir.File("log.db");
+  o.durability = Durability::kNormal;
+  auto log = EventLog::Open(o, {{"orders", nullptr}});
+  ASSERT_TRUE(log.ok());
+  constexpr int kWriters = 4, kPerWriter = 300;
+  std::atomic<bool> done{false};
+  std::vector<int64_t> seen;
+  std::thread reader([&] {
+    int64_t from = 0;
+    while (!done || from < kWriters * kPerWriter) {
+      auto page = (*log)->ReadStream("orders", from, 50);
+      ASSERT_TRUE(page.ok());
+      for (const auto& e : page->events) seen.push_back(e.position);
+      from = page->next;
+    }
+  });
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < kPerWriter; ++i) {
+        ASSERT_TRUE((*log)->Append(sidelog::testing::Req("orders", "e" + std::to_string(w),
+                                                          {sidelog::testing::Ev("A")}))
+                        .ok());
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  done = true;
+  reader.join();
+  ASSERT_EQ(seen.size(), static_cast<size_t>(kWriters * kPerWriter));
+  for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], static_cast<int64_t>(i + 1));
+}
+
+}  // namespace
+}  // namespace sidelog
