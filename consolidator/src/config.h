@@ -1,0 +1,100 @@
+// The consolidator's YAML config: the fields of the Consolidator CR's spec (DESIGN.md "Custom
+// resources", crds/consolidators.yaml) plus what a process needs to run on its own:
+//
+//   name: order-summary              # DNS-1035 label; names logs, metrics, the default schema
+//   sidecar: {url: http://127.0.0.1:4380}   # where events are read (the sidecar's stream API)
+//   listen: 127.0.0.1:4390           # the query/status API (loopback by default)
+//   sources: [{stream: orders, types: [OrderCreated]}]
+//   target:
+//     sqlite: {path: order-summary.db}
+//     # or postgres: {connection: "host=...", connectionEnv: VAR, schema: order_summary}
+//   schema: |                        # idempotent DDL, run at every start
+//     CREATE TABLE IF NOT EXISTS ...
+//   handlers: [{on: orders/OrderCreated, sql: "INSERT ..."}]
+//   queries: {order: "SELECT ... WHERE id = :id"}
+//   batch: {maxEvents: 500, maxDelay: 1s}
+//   onError: stop                    # or skip (dead-letter the event and go on)
+//   logLevel: info
+//
+// `delivery: pull|push` (JetStream) is accepted only once replication exists; this build reads
+// from a sidecar and refuses a config that asks for JetStream delivery.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sidelog/status.h"
+#include "sidelog/yaml.h"
+
+namespace sidelog::consolidator {
+
+struct SourceConfig {
+  std::string stream;
+  std::vector<std::string> types;  // the types folded; from the handlers when not configured
+  bool types_configured = false;
+};
+
+struct HandlerConfig {
+  std::string stream;
+  std::string type;
+  std::string sql;      // one or more statements separated by ';'
+  std::string pointer;  // JSON pointer of the handler in the config, for errors
+};
+
+struct QueryConfig {
+  std::string name;
+  std::string sql;  // exactly one statement
+  std::string pointer;
+};
+
+struct SqliteTarget {
+  std::string path;
+};
+
+struct PostgresTarget {
+  std::string connection;      // resolved: from `connection` or from the env var
+  std::string connection_env;  // the env var's name, when the connection came from one
+  std::string schema;
+};
+
+enum class OnError { kStop, kSkip };
+
+struct ConsolidatorConfig {
+  std::string name;
+  std::string sidecar_url;
+  std::string listen = "127.0.0.1:4390";
+  std::string log_level = "info";
+  std::vector<SourceConfig> sources;
+  std::optional<SqliteTarget> sqlite;
+  std::optional<PostgresTarget> postgres;
+  std::string schema;
+  std::vector<HandlerConfig> handlers;
+  std::vector<QueryConfig> queries;
+  int max_batch_events = 500;
+  std::chrono::milliseconds max_batch_delay{1000};
+  OnError on_error = OnError::kStop;
+
+  // The parsed file, so errors found later (SQL that does not prepare) still say file:line.
+  YamlDocument doc;
+  std::vector<std::string> source_lines;  // the file's text, to place SQL statements
+  // "file:line: field: message" for the node at `pointer`.
+  Status Error(const std::string& pointer, const std::string& message) const {
+    return doc.Error(pointer, message);
+  }
+  // The same for line `sql_line` (1-based) of the SQL text at `pointer`, so an error in the
+  // third statement of a block scalar names the file line it is on.
+  Status SqlError(const std::string& pointer, int sql_line, const std::string& message) const;
+};
+
+// Reads and validates a config file: unknown fields, names, handler `on` naming a listed
+// source, parameter names, SQL that does not tokenize. Invalid with "file:line: field: message".
+// Whether the SQL prepares is checked later, against the target (Projection::Open).
+Result<ConsolidatorConfig> LoadConsolidatorConfig(const std::string& path);
+// The same from text; `origin` names it in messages.
+Result<ConsolidatorConfig> ParseConsolidatorConfig(const std::string& yaml,
+                                                   const std::string& origin);
+
+}  // namespace sidelog::consolidator

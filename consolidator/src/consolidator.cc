@@ -1,0 +1,316 @@
+#include "consolidator.h"
+
+#include "sidelog/log.h"
+
+namespace sidelog::consolidator {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string Now() { return FormatTime(NowMicros()); }
+
+Json EventRef(const StoredEvent& e) {
+  return {{"id", e.id},
+          {"type", e.type},
+          {"entity", e.entity},
+          {"version", e.version},
+          {"position", e.position},
+          {"index", e.index},
+          {"time", FormatTime(e.time)}};
+}
+
+}  // namespace
+
+Consolidator::Consolidator(ConsolidatorConfig config)
+    : config_(std::move(config)), target_(Target::FromConfig(config_)) {
+  queries_ = std::make_unique<Queries>(config_, target_.get());
+}
+
+Consolidator::~Consolidator() { Stop(); }
+
+Status Consolidator::OpenLive() {
+  auto pipeline = Pipeline::Open(
+      config_, [t = target_.get()] { return t->OpenWriter(Slot::kLive); }, &metrics_);
+  if (!pipeline.ok()) return pipeline.status();
+  pipeline.value()->Start();
+  std::lock_guard<std::mutex> lock(live_mu_);
+  live_ = std::move(pipeline).value();
+  return Status::Ok();
+}
+
+Status Consolidator::Start() {
+  if (auto st = target_->Lock(); !st.ok()) return st;
+  if (auto st = OpenLive(); !st.ok()) return st;
+  if (auto st = queries_->Check(); !st.ok()) {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    live_.reset();
+    return st;
+  }
+  log::Info("folding", {{"target", target_->Describe(Slot::kLive)},
+                        {"sidecar", config_.sidecar_url},
+                        {"sources", config_.sources.size()},
+                        {"handlers", config_.handlers.size()}});
+  supervisor_ = std::thread([this] { Supervise(); });
+  return Status::Ok();
+}
+
+void Consolidator::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(wake_mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (supervisor_.joinable()) supervisor_.join();
+  rebuild_.reset();
+  std::unique_ptr<Pipeline> live;
+  {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    live = std::move(live_);
+  }
+  live.reset();  // stops its followers after their batches in flight
+}
+
+bool Consolidator::ready() const {
+  std::lock_guard<std::mutex> lock(live_mu_);
+  return live_ != nullptr;
+}
+
+void Consolidator::SetRebuild(const std::function<void(RebuildState&)>& change) {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  change(rebuild_state_);
+}
+
+Status Consolidator::RequestRebuild() {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  const std::string& s = rebuild_state_.state;
+  if (s == "requested" || s == "building" || s == "swapping") {
+    ErrorContext ctx;
+    ctx.reason = "RebuildInProgress";
+    return Status::Conflict(
+        "a rebuild is already " + s + " (requested at " + rebuild_state_.requested_at + ")", ctx);
+  }
+  rebuild_state_ = RebuildState{};
+  rebuild_state_.state = "requested";
+  rebuild_state_.requested_at = Now();
+  wake_.notify_all();
+  return Status::Ok();
+}
+
+void Consolidator::Supervise() {
+  auto next_stats = Clock::now();
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(wake_mu_);
+      wake_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_; });
+      if (stopping_) return;
+    }
+    if (Clock::now() >= next_stats) {
+      RefreshStats();
+      next_stats = Clock::now() + std::chrono::seconds(1);
+    }
+    if (!ready()) {  // a failed swap left no live pipeline: keep trying to open it
+      if (auto st = OpenLive(); !st.ok()) {
+        log::Error("cannot open the live read model", {{"error", st.message()}});
+      }
+      continue;
+    }
+    StepRebuild();
+  }
+}
+
+void Consolidator::RefreshStats() {
+  auto stats = FetchStreamStats(config_.sidecar_url);
+  std::vector<FollowerSnapshot> snapshots;
+  {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    if (live_) snapshots = live_->Snapshots();
+  }
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    if (stats.ok()) {
+      stats_ = *stats;
+      stats_error_.clear();
+    } else {
+      stats_error_ = stats.status().message();
+    }
+  }
+  Json status = StatusJson();
+  for (const auto& s : status["sources"]) {
+    Labels l = {{"source", s["stream"].get<std::string>()}};
+    metrics_.GetGauge("sidelog_consolidator_lag_events", "Events in the source not yet folded.", l)
+        .Set(s["lag"]["events"].get<double>());
+    metrics_
+        .GetGauge("sidelog_consolidator_lag_seconds",
+                  "Age of the oldest event read but not yet folded.", l)
+        .Set(s["lag"]["seconds"].get<double>());
+    metrics_.GetGauge("sidelog_consolidator_position", "Position of the source's checkpoint.", l)
+        .Set(s["position"].get<double>());
+    metrics_.GetGauge("sidelog_consolidator_failing", "1 while the source is failing.", l)
+        .Set(s["state"] == "failing" ? 1 : 0);
+  }
+  metrics_.GetGauge("sidelog_consolidator_rebuild_progress", "Progress of the current rebuild.")
+      .Set(status["rebuild"].value("progress", 0.0));
+}
+
+void Consolidator::StepRebuild() {
+  std::string state;
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    state = rebuild_state_.state;
+  }
+  auto fail = [&](const Status& st) {
+    log::Error("rebuild failed", {{"error", st.message()}});
+    Json progress = rebuild_ ? rebuild_->Progress() : Json::object();
+    rebuild_.reset();
+    SetRebuild([&](RebuildState& r) {
+      r.state = "failed";
+      r.error = st.message();
+      r.finished_at = Now();
+      if (!progress.empty()) r.progress = progress;
+    });
+  };
+  if (state == "requested") {
+    auto stats = FetchStreamStats(config_.sidecar_url);
+    if (!stats.ok()) return fail(stats.status());
+    rebuild_ = std::make_unique<Rebuild>(config_, target_.get());
+    if (auto st = rebuild_->Begin(*stats); !st.ok()) return fail(st);
+    log::Info("rebuild started",
+              {{"into", target_->Describe(Slot::kRebuild)}, {"progress", rebuild_->Progress()}});
+    SetRebuild([&](RebuildState& r) {
+      r.state = "building";
+      r.started_at = Now();
+      r.progress = rebuild_->Progress();
+    });
+    return;
+  }
+  if (state != "building" || !rebuild_) return;
+  Rebuild::Phase phase = rebuild_->Check();
+  SetRebuild([&](RebuildState& r) { r.progress = rebuild_->Progress(); });
+  if (phase == Rebuild::Phase::kFailed) return fail(rebuild_->error());
+  if (phase != Rebuild::Phase::kCaughtUp) return;
+  SetRebuild([&](RebuildState& r) { r.state = "swapping"; });
+  Status st = SwapIn();
+  if (st.code() == Status::Code::kUnavailable && rebuild_) {
+    // The rebuild could not reach the live checkpoints in time: live runs again; retry later.
+    log::Warn("swap postponed", {{"error", st.message()}});
+    SetRebuild([&](RebuildState& r) { r.state = "building"; });
+    return;
+  }
+  if (!st.ok()) return fail(st);
+  log::Info("rebuild swapped in", {{"target", target_->Describe(Slot::kLive)}});
+  SetRebuild([&](RebuildState& r) {
+    r.state = "done";
+    r.finished_at = Now();
+  });
+}
+
+Status Consolidator::SwapIn() {
+  std::unique_ptr<Pipeline> live;
+  {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    live = std::move(live_);
+  }
+  live->Stop();
+  auto targets = live->Checkpoints();
+  Status st =
+      targets.ok() ? rebuild_->CatchUpTo(*targets, std::chrono::seconds(30)) : targets.status();
+  if (!st.ok()) {
+    live->Start();
+    std::lock_guard<std::mutex> lock(live_mu_);
+    live_ = std::move(live);
+    return Status::Unavailable(st.message());
+  }
+  Json progress = rebuild_->Progress();
+  rebuild_.reset();  // closes the rebuild slot
+  SetRebuild([&](RebuildState& r) { r.progress = progress; });
+  {
+    auto paused = queries_->Pause();  // no reader holds the live slot open
+    live.reset();                     // nor does the old live pipeline
+    st = target_->Swap();
+  }
+  Status opened = OpenLive();  // the new content, or the old one when the swap failed
+  if (!opened.ok()) {
+    log::Error("cannot reopen the live read model; retrying", {{"error", opened.message()}});
+  }
+  return st;
+}
+
+Status Consolidator::RebuildOffline(const std::function<bool(const Json&)>& progress) {
+  if (auto st = target_->Lock(); !st.ok()) return st;
+  auto stats = FetchStreamStats(config_.sidecar_url);
+  if (!stats.ok()) return stats.status();
+  Rebuild rebuild(config_, target_.get());
+  if (auto st = rebuild.Begin(*stats); !st.ok()) return st;
+  for (;;) {
+    Rebuild::Phase phase = rebuild.Check();
+    if (!progress(rebuild.Progress())) {
+      return Status::Unavailable("stopped before the rebuild finished");
+    }
+    if (phase == Rebuild::Phase::kFailed) return rebuild.error();
+    if (phase == Rebuild::Phase::kCaughtUp) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  rebuild.Close();
+  progress(rebuild.Progress());
+  return target_->Swap();
+}
+
+Json Consolidator::StatusJson() const {
+  std::vector<FollowerSnapshot> snapshots;
+  bool live;
+  {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    live = live_ != nullptr;
+    if (live_) snapshots = live_->Snapshots();
+  }
+  std::lock_guard<std::mutex> lock(state_mu_);
+  Json sources = Json::array();
+  int64_t lag_events = 0;
+  double lag_seconds = 0;
+  const TimeMicros now = NowMicros();
+  for (const auto& f : snapshots) {
+    int64_t behind = 0;
+    if (auto it = stats_.find(f.stream); it != stats_.end()) {
+      behind = std::max<int64_t>(0, it->second.events - f.checkpoint.events);
+    }
+    double seconds =
+        f.oldest_pending > 0 ? std::max(0.0, static_cast<double>(now - f.oldest_pending) / 1e6) : 0;
+    lag_events += behind;
+    lag_seconds = std::max(lag_seconds, seconds);
+    Json s = {{"stream", f.stream},
+              {"position", f.checkpoint.cursor.position},
+              {"index", f.checkpoint.cursor.index},
+              {"events", f.checkpoint.events},
+              {"state", f.state},
+              {"lag", {{"events", behind}, {"seconds", seconds}}},
+              {"handled", f.handled},
+              {"skipped", f.skipped},
+              {"deadLettered", f.dead_lettered},
+              {"batches", f.batches},
+              {"lastError", f.error.empty() ? Json(nullptr) : Json(f.error)}};
+    if (f.failed_event) s["failedEvent"] = EventRef(*f.failed_event);
+    if (!f.reader_error.empty()) s["readerError"] = f.reader_error;
+    sources.push_back(std::move(s));
+  }
+  Json rebuild = {{"state", rebuild_state_.state}};
+  for (const auto& [key, value] : {std::pair{"requestedAt", &rebuild_state_.requested_at},
+                                   std::pair{"startedAt", &rebuild_state_.started_at},
+                                   std::pair{"finishedAt", &rebuild_state_.finished_at},
+                                   std::pair{"error", &rebuild_state_.error}}) {
+    if (!value->empty()) rebuild[key] = *value;
+  }
+  rebuild.update(rebuild_state_.progress);
+  Json out = {{"name", config_.name},
+              {"ready", live},
+              {"target", target_->Describe(Slot::kLive)},
+              {"sidecar", config_.sidecar_url},
+              {"onError", config_.on_error == OnError::kSkip ? "skip" : "stop"},
+              {"lag", {{"events", lag_events}, {"seconds", lag_seconds}}},
+              {"sources", sources},
+              {"rebuild", rebuild}};
+  if (!stats_error_.empty()) out["sidecarError"] = stats_error_;
+  return out;
+}
+
+}  // namespace sidelog::consolidator

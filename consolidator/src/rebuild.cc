@@ -1,0 +1,89 @@
+#include "rebuild.h"
+
+#include <thread>
+
+namespace sidelog::consolidator {
+
+using Clock = std::chrono::steady_clock;
+
+Rebuild::Rebuild(const ConsolidatorConfig& config, Target* target)
+    : config_(config), target_(target) {}
+
+Rebuild::~Rebuild() { Close(); }
+
+Status Rebuild::Begin(const std::map<std::string, StreamStats>& totals) {
+  totals_ = totals;
+  int64_t total = 0;
+  for (const auto& s : config_.sources) {
+    if (auto it = totals.find(s.stream); it != totals.end()) total += it->second.events;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_total_ = total;
+    events_done_ = 0;
+  }
+  if (auto st = target_->ClearRebuild(); !st.ok()) return st;
+  auto pipeline = Pipeline::Open(
+      config_, [t = target_] { return t->OpenWriter(Slot::kRebuild); }, nullptr);
+  if (!pipeline.ok()) return pipeline.status();
+  pipeline_ = std::move(pipeline).value();
+  pipeline_->Start();
+  return Status::Ok();
+}
+
+Rebuild::Phase Rebuild::Check() {
+  if (!pipeline_) return Phase::kFailed;
+  bool caught_up = true;
+  int64_t done = 0;
+  for (const auto& f : pipeline_->Snapshots()) {
+    done += f.checkpoint.events;
+    if (f.failed_event) {
+      error_ = Status::Rejected("the rebuild stopped: " + f.error);
+      return Phase::kFailed;
+    }
+    auto total = totals_.find(f.stream);
+    int64_t goal = total == totals_.end() ? 0 : total->second.events;
+    caught_up = caught_up && f.idle && f.checkpoint.events >= goal;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_done_ = done;
+  }
+  return caught_up ? Phase::kCaughtUp : Phase::kBuilding;
+}
+
+Status Rebuild::CatchUpTo(const std::map<std::string, Checkpoint>& targets,
+                          std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto mine = pipeline_->Checkpoints();
+    if (!mine.ok()) return mine.status();
+    bool reached = true;
+    for (const auto& [stream, goal] : targets) {
+      reached = reached && !(mine->at(stream).cursor < goal.cursor);
+    }
+    if (reached) return Status::Ok();
+    if (Clock::now() >= deadline) {
+      return Status::Unavailable("the rebuild did not reach the live checkpoints in " +
+                                 std::to_string(timeout.count()) + " ms");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+void Rebuild::Close() {
+  if (!pipeline_) return;
+  Check();  // the final count
+  pipeline_.reset();
+}
+
+Json Rebuild::Progress() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  double fraction =
+      events_total_ == 0
+          ? 1.0
+          : std::min(1.0, static_cast<double>(events_done_) / static_cast<double>(events_total_));
+  return {{"eventsDone", events_done_}, {"eventsTotal", events_total_}, {"progress", fraction}};
+}
+
+}  // namespace sidelog::consolidator

@@ -1,0 +1,165 @@
+// The consolidator's config: what loads, and every refusal naming file:line and the field.
+#include "config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+
+namespace sidelog::consolidator {
+namespace {
+
+constexpr const char* kGood = R"(name: order-summary
+sidecar: {url: "http://127.0.0.1:4380/"}
+sources:
+  - stream: orders
+  - stream: customers
+    types: [CustomerRenamed, CustomerRegistered]
+target:
+  sqlite: {path: /tmp/x.db}
+schema: |
+  CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, total REAL);
+handlers:
+  - on: orders/OrderCreated
+    sql: INSERT INTO orders (id, total) VALUES (:entity, 0)
+  - on: orders/ItemAdded
+    sql: |
+      UPDATE orders SET total = total + :data.item.price WHERE id = :entity;
+      UPDATE orders SET total = total WHERE id = :entity
+  - on: customers/CustomerRenamed
+    sql: UPDATE orders SET total = total WHERE id = :meta.correlationid
+queries:
+  order: SELECT * FROM orders WHERE id = :id
+batch: {maxEvents: 100, maxDelay: 50ms}
+onError: skip
+)";
+
+// Replaces the first occurrence of `from` in kGood.
+std::string With(const std::string& from, const std::string& to) {
+  std::string s = kGood;
+  auto at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) s.replace(at, from.size(), to);
+  return s;
+}
+
+// The message of the error loading `yaml`, which must fail.
+std::string ErrorOf(const std::string& yaml) {
+  auto c = ParseConsolidatorConfig(yaml, "cons.yaml");
+  EXPECT_FALSE(c.ok()) << "loaded, but should not:\n" << yaml;
+  return c.ok() ? "" : c.status().message();
+}
+
+TEST(ConsolidatorConfig, LoadsAGoodConfig) {
+  auto c = ParseConsolidatorConfig(kGood, "cons.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->name, "order-summary");
+  EXPECT_EQ(c->sidecar_url, "http://127.0.0.1:4380");
+  EXPECT_EQ(c->listen, "127.0.0.1:4390");
+  ASSERT_EQ(c->sources.size(), 2u);
+  // Without `types`, a source reads the types its handlers name.
+  EXPECT_EQ(c->sources[0].types, (std::vector<std::string>{"OrderCreated", "ItemAdded"}));
+  EXPECT_EQ(c->sources[1].types,
+            (std::vector<std::string>{"CustomerRenamed", "CustomerRegistered"}));
+  ASSERT_TRUE(c->sqlite.has_value());
+  EXPECT_EQ(c->sqlite->path, "/tmp/x.db");
+  ASSERT_EQ(c->handlers.size(), 3u);
+  EXPECT_EQ(c->handlers[1].stream, "orders");
+  EXPECT_EQ(c->handlers[1].type, "ItemAdded");
+  ASSERT_EQ(c->queries.size(), 1u);
+  EXPECT_EQ(c->max_batch_events, 100);
+  EXPECT_EQ(c->max_batch_delay, std::chrono::milliseconds(50));
+  EXPECT_EQ(c->on_error, OnError::kSkip);
+}
+
+TEST(ConsolidatorConfig, LoadsTheShopExample) {
+  auto c =
+      LoadConsolidatorConfig(std::string(SIDELOG_SOURCE_DIR) + "/examples/shop/order-summary.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->name, "order-summary");
+  EXPECT_EQ(c->sources.size(), 2u);
+  EXPECT_EQ(c->queries.size(), 3u);
+}
+
+TEST(ConsolidatorConfig, HandlerOnAnUnknownSourceNamesFileLineAndSources) {
+  std::string msg = ErrorOf(With("on: customers/CustomerRenamed", "on: billing/Paid"));
+  EXPECT_EQ(msg.rfind("cons.yaml:18: handlers[2].on:", 0), 0u) << msg;
+  EXPECT_NE(msg.find("not a source (sources: orders, customers)"), std::string::npos) << msg;
+}
+
+TEST(ConsolidatorConfig, UnknownParameterNameNamesFileLineAndAllowedForms) {
+  std::string msg = ErrorOf(With(":data.item.price", ":price"));
+  EXPECT_EQ(msg.rfind("cons.yaml:16: handlers[1].sql: :price is not a handler parameter", 0), 0u)
+      << msg;
+  EXPECT_NE(msg.find(":meta.<key>"), std::string::npos);
+}
+
+TEST(ConsolidatorConfig, UnknownFieldsAreRefused) {
+  std::string msg = ErrorOf(With("onError: skip", "onErrors: skip"));
+  EXPECT_EQ(msg.rfind("cons.yaml:23: onErrors: unknown field", 0), 0u) << msg;
+  msg = ErrorOf(With("    sql: INSERT", "    sqlx: 1\n    sql: INSERT"));
+  EXPECT_EQ(msg.rfind("cons.yaml:13: handlers[0].sqlx: unknown field", 0), 0u) << msg;
+}
+
+TEST(ConsolidatorConfig, JetStreamDeliveryWithoutASidecarIsRefused) {
+  std::string msg = ErrorOf(With("sidecar: {url: \"http://127.0.0.1:4380/\"}", "delivery: pull"));
+  EXPECT_EQ(msg.rfind("cons.yaml:2: delivery:", 0), 0u) << msg;
+  EXPECT_NE(msg.find("arrives with replication"), std::string::npos) << msg;
+  msg = ErrorOf(With("sidecar: {url: \"http://127.0.0.1:4380/\"}\n", ""));
+  EXPECT_NE(msg.find("sidecar is required"), std::string::npos) << msg;
+}
+
+TEST(ConsolidatorConfig, SqlThatDoesNotTokenizeNamesTheLine) {
+  std::string msg = ErrorOf(With("WHERE id = :entity;\n", "WHERE id = :entity;\n      'oops\n"));
+  EXPECT_EQ(msg.rfind("cons.yaml:17: handlers[1].sql: unterminated string literal", 0), 0u) << msg;
+}
+
+TEST(ConsolidatorConfig, QueriesTakeSimpleNamesAndOneStatement) {
+  std::string msg = ErrorOf(With("WHERE id = :id", "WHERE id = :data.id"));
+  EXPECT_EQ(msg.rfind("cons.yaml:21: queries.order: :data.id is not a query parameter", 0), 0u)
+      << msg;
+  msg = ErrorOf(With("WHERE id = :id", "WHERE id = :id; DELETE FROM orders"));
+  EXPECT_NE(msg.find("exactly one statement"), std::string::npos) << msg;
+  msg = ErrorOf(With("  order: SELECT", "  Order: SELECT"));
+  EXPECT_NE(msg.find("must match"), std::string::npos) << msg;
+}
+
+TEST(ConsolidatorConfig, TargetNeedsExactlyOneDatabase) {
+  std::string msg = ErrorOf(With("  sqlite: {path: /tmp/x.db}",
+                                 "  sqlite: {path: /tmp/x.db}\n  postgres: {connection: x}"));
+  EXPECT_EQ(msg.rfind("cons.yaml:7: target: must set exactly one of sqlite, postgres", 0), 0u)
+      << msg;
+}
+
+TEST(ConsolidatorConfig, PostgresConnectionFromTheEnvironment) {
+  setenv("SIDELOG_TEST_PG", "host=127.0.0.1 port=1", 1);
+  auto c = ParseConsolidatorConfig(
+      With("  sqlite: {path: /tmp/x.db}", "  postgres: {connectionEnv: SIDELOG_TEST_PG}"), "c");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->postgres->connection, "host=127.0.0.1 port=1");
+  EXPECT_EQ(c->postgres->schema, "order_summary");  // from the name
+  std::string msg = ErrorOf(
+      With("  sqlite: {path: /tmp/x.db}", "  postgres: {connectionEnv: SIDELOG_TEST_UNSET_VAR}"));
+  EXPECT_EQ(msg.rfind("cons.yaml:8: target.postgres.connectionEnv: the environment variable "
+                      "SIDELOG_TEST_UNSET_VAR is not set",
+                      0),
+            0u)
+      << msg;
+}
+
+TEST(ConsolidatorConfig, BatchAndOnErrorAreChecked) {
+  EXPECT_NE(ErrorOf(With("maxDelay: 50ms", "maxDelay: fast")).find("batch.maxDelay"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(With("maxEvents: 100", "maxEvents: 0")).find("batch.maxEvents"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(With("maxDelay: 50ms", "maxDelay: 2h")).find("at most 1h"), std::string::npos);
+  EXPECT_NE(ErrorOf(With("onError: skip", "onError: retry")).find("stop, skip"), std::string::npos);
+}
+
+TEST(ConsolidatorConfig, MoreThanOneReplicaWaitsForReplication) {
+  std::string msg = ErrorOf(std::string(kGood) + "replicas: 2\n");
+  EXPECT_NE(msg.find("arrives with replication"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace sidelog::consolidator
