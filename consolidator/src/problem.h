@@ -1,6 +1,5 @@
-// The one place where the consolidator's Status codes become HTTP: RFC 7807
-// application/problem+json, shaped like the sidecar's (type, title, status, detail, and the
-// context fields that are set).
+// The consolidator's problem+json responses; the document comes from sidelog/problem.h, the same
+// mapping the sidecar uses.
 #pragma once
 
 #include <cpprest/http_msg.h>
@@ -9,10 +8,6 @@
 #include "sidelog/status.h"
 
 namespace sidelog::consolidator {
-
-// Invalid 400, Forbidden 403, NotFound 404, Conflict 409, TooLarge 413, Rejected 422,
-// Internal 500, Unavailable 503.
-int HttpStatus(Status::Code code);
 
 web::http::http_response ProblemResponse(const Status& status);
 

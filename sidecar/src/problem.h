@@ -10,14 +10,7 @@
 
 namespace sidelog::sidecar {
 
-// The HTTP status of a code: Invalid 400, Forbidden 403, NotFound 404, Conflict 409, Gone 410,
-// TooLarge 413, Rejected 422, Internal 500, Unavailable 503.
-int HttpStatus(Status::Code code);
-
-// The problem document: type, title, status, detail, plus the context fields that are set
-// (stream, entity, expectedVersion, currentVersion, rule, outcomeUnknown, reason).
-Json ProblemJson(const Status& status, const std::string& request_id);
-
+// The document itself comes from sidelog/problem.h (shared with the consolidator).
 // A problem+json response, with Retry-After for Unavailable errors that say when.
 web::http::http_response ProblemResponse(const Status& status, const std::string& request_id);
 
