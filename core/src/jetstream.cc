@@ -3,6 +3,9 @@
 #include <nats/nats.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstring>
 
 namespace sidelog {
@@ -62,9 +65,15 @@ class Follower : public JetStreamFollower {
 class NatsJetStream : public JetStream {
  public:
   ~NatsJetStream() override {
+    closing_ = true;  // no more state callbacks into the owner
     if (js_) jsCtx_Destroy(js_);
     if (nc_) {
       natsConnection_Close(nc_);
+      // libnats runs connection callbacks on its own thread, after Close returns: wait for the
+      // closed callback (the last one) so none of them runs into a destroyed object.
+      std::unique_lock<std::mutex> lock(closed_mu_);
+      closed_cv_.wait_for(lock, std::chrono::seconds(5), [this] { return closed_; });
+      lock.unlock();
       natsConnection_Destroy(nc_);
     }
     if (opts_) natsOptions_Destroy(opts_);
@@ -72,11 +81,17 @@ class NatsJetStream : public JetStream {
 
   static void OnConnected(natsConnection*, void* closure) {
     auto* self = static_cast<NatsJetStream*>(closure);
-    if (self->on_state_) self->on_state_(true);
+    if (self->on_state_ && !self->closing_) self->on_state_(true);
   }
   static void OnDisconnected(natsConnection*, void* closure) {
     auto* self = static_cast<NatsJetStream*>(closure);
-    if (self->on_state_) self->on_state_(false);
+    if (self->on_state_ && !self->closing_) self->on_state_(false);
+  }
+  static void OnClosed(natsConnection*, void* closure) {
+    auto* self = static_cast<NatsJetStream*>(closure);
+    std::lock_guard<std::mutex> lock(self->closed_mu_);
+    self->closed_ = true;
+    self->closed_cv_.notify_all();
   }
 
   Status Open(const NatsConfig& c, std::function<void(bool)> on_state) {
@@ -93,6 +108,7 @@ class NatsJetStream : public JetStream {
     natsOptions_SetReconnectBufSize(opts_, 0);
     natsOptions_SetDisconnectedCB(opts_, &OnDisconnected, this);
     natsOptions_SetReconnectedCB(opts_, &OnConnected, this);
+    natsOptions_SetClosedCB(opts_, &OnClosed, this);
     natsOptions_SetRetryOnFailedConnect(opts_, true, &OnConnected, this);
     if (!c.creds_file.empty() &&
         (s = natsOptions_SetUserCredentialsFromFiles(opts_, c.creds_file.c_str(), nullptr)) != NATS_OK) {
@@ -288,6 +304,10 @@ class NatsJetStream : public JetStream {
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
   std::function<void(bool)> on_state_;
+  std::atomic<bool> closing_{false};
+  std::mutex closed_mu_;
+  std::condition_variable closed_cv_;
+  bool closed_ = false;
 };
 
 }  // namespace
