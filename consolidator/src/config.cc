@@ -7,7 +7,7 @@
 #include <set>
 #include <sstream>
 
-#include "duration.h"
+#include "sidelog/duration.h"
 #include "event_parameter.h"
 #include "sidelog/log.h"
 #include "sidelog/names.h"

@@ -64,6 +64,7 @@ class Follower : public JetStreamFollower {
 
 class NatsJetStream : public JetStream {
  public:
+  using JetStream::CreateStream;
   ~NatsJetStream() override {
     closing_ = true;  // no more state callbacks into the owner
     if (js_) jsCtx_Destroy(js_);
@@ -190,12 +191,27 @@ class NatsJetStream : public JetStream {
   }
 
   Result<JetStreamInfo> Info(const std::string& stream) override {
+    // Not connected, libnats could answer "not found" from a timeout; never let a caller
+    // mistake an outage for a deleted stream.
+    if (!connected()) return Unavailable("not connected to NATS; stream info of " + stream);
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &jerr);
     if (s == NATS_NOT_FOUND) return Status::NotFound("JetStream stream " + stream + " does not exist");
     if (s != NATS_OK) return Unavailable("stream info of " + stream + ": " + LastError(s));
     JetStreamInfo info;
+    const jsStreamConfig* cfg = si->Config;
+    if (cfg) {
+      info.config.name = cfg->Name ? cfg->Name : stream;
+      for (int i = 0; i < cfg->SubjectsLen; ++i) info.config.subjects.emplace_back(cfg->Subjects[i]);
+      info.config.max_age_ns = cfg->MaxAge;
+      info.config.max_bytes = cfg->MaxBytes;
+      info.config.max_msgs = cfg->MaxMsgs;
+      info.config.discard_new = cfg->Discard == js_DiscardNew;
+      info.config.replicas = static_cast<int>(cfg->Replicas);
+      info.config.memory_storage = cfg->Storage == js_MemoryStorage;
+      info.config.duplicate_window_ns = cfg->Duplicates;
+    }
     info.created_ns = si->Created;
     info.first_seq = si->State.FirstSeq;
     info.last_seq = si->State.LastSeq;
@@ -205,23 +221,48 @@ class NatsJetStream : public JetStream {
     return info;
   }
 
-  Status CreateStream(const std::string& stream, const std::string& subjects) override {
+  Status CreateStream(const JetStreamConfig& config) override {
+    return AddOrUpdate(config, /*update=*/false);
+  }
+
+  Status UpdateStream(const JetStreamConfig& config) override {
+    return AddOrUpdate(config, /*update=*/true);
+  }
+
+  Status AddOrUpdate(const JetStreamConfig& c, bool update) {
+    const char* verb = update ? "updating" : "creating";
+    if (!connected()) return Unavailable(std::string("not connected to NATS; ") + verb + " " + c.name);
     jsStreamConfig cfg;
     jsStreamConfig_Init(&cfg);
-    cfg.Name = stream.c_str();
-    const char* subs[1] = {subjects.c_str()};
-    cfg.Subjects = subs;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
+    cfg.Name = c.name.c_str();
+    std::vector<const char*> subjects;
+    for (const auto& s : c.subjects) subjects.push_back(s.c_str());
+    cfg.Subjects = subjects.data();
+    cfg.SubjectsLen = static_cast<int>(subjects.size());
+    cfg.Storage = c.memory_storage ? js_MemoryStorage : js_FileStorage;
+    cfg.Retention = js_LimitsPolicy;
+    cfg.MaxAge = c.max_age_ns;
+    cfg.MaxBytes = c.max_bytes;
+    cfg.MaxMsgs = c.max_msgs;
+    cfg.Discard = c.discard_new ? js_DiscardNew : js_DiscardOld;
+    cfg.Replicas = static_cast<int64_t>(c.replicas);
+    cfg.Duplicates = c.duplicate_window_ns;
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
+    natsStatus s = update ? js_UpdateStream(&si, js_, &cfg, nullptr, &jerr)
+                          : js_AddStream(&si, js_, &cfg, nullptr, &jerr);
     if (si) jsStreamInfo_Destroy(si);
-    if (s != NATS_OK) return Unavailable("creating JetStream stream " + stream + ": " + LastError(s));
-    return Status::Ok();
+    if (s == NATS_OK) return Status::Ok();
+    std::string text = LastError(s);
+    if (static_cast<int>(jerr) != 0) {
+      return Status::Invalid("JetStream refused " + std::string(verb) + " stream " + c.name +
+                             " (error " + std::to_string(static_cast<int>(jerr)) + "): " + text);
+    }
+    return Unavailable(std::string(verb) + " JetStream stream " + c.name + ": " + text);
   }
 
   Status DeleteStream(const std::string& stream) override {
+    if (!connected()) return Unavailable("not connected to NATS; deleting " + stream);
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = js_DeleteStream(js_, stream.c_str(), nullptr, &jerr);
     if (s != NATS_OK && s != NATS_NOT_FOUND) {
@@ -311,6 +352,13 @@ class NatsJetStream : public JetStream {
 };
 
 }  // namespace
+
+Status JetStream::CreateStream(const std::string& stream, const std::string& subjects) {
+  JetStreamConfig config;
+  config.name = stream;
+  config.subjects = {subjects};
+  return CreateStream(config);
+}
 
 Result<std::unique_ptr<JetStream>> JetStream::Connect(const NatsConfig& config,
                                                       std::function<void(bool)> on_state) {

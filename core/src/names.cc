@@ -230,6 +230,10 @@ std::string JetStreamName(std::string_view ns, std::string_view stream) {
   return "SIDELOG_" + std::string(ns) + "_" + std::string(stream);
 }
 
+std::string StreamSubjects(std::string_view ns, std::string_view stream) {
+  return "sidelog." + std::string(ns) + "." + std::string(stream) + ".>";
+}
+
 std::string EntitySubject(std::string_view ns, std::string_view stream, std::string_view entity) {
   return "sidelog." + std::string(ns) + "." + std::string(stream) + "." +
          EncodeSubjectToken(entity);

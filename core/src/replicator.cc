@@ -13,10 +13,6 @@ namespace {
 
 constexpr const char* kBatchType = "application/cloudevents-batch+json";
 
-std::string Subjects(const std::string& ns, const std::string& stream) {
-  return "sidelog." + ns + "." + stream + ".>";
-}
-
 }  // namespace
 
 Replicator::Replicator(EventLog* log, Metrics* metrics, ReplicatorOptions options)
@@ -85,7 +81,7 @@ Status Replicator::CheckIdentity(const std::string& stream) {
   const std::string name = JetStreamName(options_.ns, stream);
   auto info = js_->Info(name);
   if (!info.ok() && info.status().code() == Status::Code::kNotFound && options_.nats.create_streams) {
-    if (auto c = js_->CreateStream(name, Subjects(options_.ns, stream)); !c.ok()) return c;
+    if (auto c = js_->CreateStream(name, StreamSubjects(options_.ns, stream)); !c.ok()) return c;
     log::Info("created JetStream stream", {{"stream", stream}, {"jetstream", name}});
     info = js_->Info(name);
   }
@@ -124,7 +120,7 @@ void Replicator::StartFollower(const std::string& stream) {
   if (log_->Health(stream) != StreamHealth::kOk) return;
   const int64_t start = log_->Watermark(stream) + 1;
   auto follower = js_->Follow(
-      JetStreamName(options_.ns, stream), Subjects(options_.ns, stream),
+      JetStreamName(options_.ns, stream), StreamSubjects(options_.ns, stream),
       static_cast<uint64_t>(start), [this, stream](JetStreamMessage m) {
         auto events = Decode(stream, m);
         if (!events.ok()) {

@@ -28,7 +28,24 @@ struct PubAck {
   bool duplicate = false;
 };
 
+// The part of a JetStream stream's configuration that Sidelog manages. Limits of -1 (and a
+// max_age of 0) mean unlimited, as in JetStream.
+struct JetStreamConfig {
+  std::string name;
+  std::vector<std::string> subjects;
+  int64_t max_age_ns = 0;
+  int64_t max_bytes = -1;
+  int64_t max_msgs = -1;
+  bool discard_new = false;  // refuse new messages at a limit instead of removing old ones
+  int replicas = 1;
+  bool memory_storage = false;
+  int64_t duplicate_window_ns = 0;  // 0: the server's default (2m)
+
+  bool operator==(const JetStreamConfig&) const = default;
+};
+
 struct JetStreamInfo {
+  JetStreamConfig config;
   int64_t created_ns = 0;  // identity of the stream: changes when it is deleted and recreated
   uint64_t first_seq = 0;
   uint64_t last_seq = 0;
@@ -64,7 +81,13 @@ class JetStream {
 
   // NotFound when the stream does not exist.
   virtual Result<JetStreamInfo> Info(const std::string& stream) = 0;
-  virtual Status CreateStream(const std::string& stream, const std::string& subjects) = 0;
+  // A file stream with default limits: the sidecar's dev mode (nats.createStreams).
+  Status CreateStream(const std::string& stream, const std::string& subjects);
+  // Creates or updates a stream. Invalid (with JetStream's own words) when JetStream refuses
+  // the configuration or the change; Unavailable when NATS cannot be asked.
+  virtual Status CreateStream(const JetStreamConfig& config) = 0;
+  virtual Status UpdateStream(const JetStreamConfig& config) = 0;
+  // Ok also when the stream does not exist.
   virtual Status DeleteStream(const std::string& stream) = 0;
 
   // Every message on `subject` after sequence `after`, in order.

@@ -39,6 +39,8 @@ bool DecodeSubjectToken(std::string_view token, std::string* entity_id);
 
 // "SIDELOG_<namespace>_<stream>" and "sidelog.<namespace>.<stream>.<token>".
 std::string JetStreamName(std::string_view ns, std::string_view stream);
+// The subjects of a stream's JetStream stream: sidelog.<namespace>.<stream>.>
+std::string StreamSubjects(std::string_view ns, std::string_view stream);
 std::string EntitySubject(std::string_view ns, std::string_view stream, std::string_view entity);
 
 }  // namespace sidelog

@@ -6,10 +6,10 @@
 
 #include "sidelog/status.h"
 
-namespace sidelog::consolidator {
+namespace sidelog {
 
 // Parses a non-negative duration: one or more <number><unit> with units ns, us, µs, ms, s, m, h,
 // or a bare "0". Invalid (naming the text) otherwise.
 Result<std::chrono::nanoseconds> ParseDuration(const std::string& text);
 
-}  // namespace sidelog::consolidator
+}  // namespace sidelog

@@ -1,10 +1,10 @@
-#include "duration.h"
+#include "sidelog/duration.h"
 
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
 
-namespace sidelog::consolidator {
+namespace sidelog {
 
 Result<std::chrono::nanoseconds> ParseDuration(const std::string& text) {
   auto invalid = [&] {
@@ -53,4 +53,4 @@ Result<std::chrono::nanoseconds> ParseDuration(const std::string& text) {
   return std::chrono::nanoseconds(static_cast<int64_t>(std::llround(total)));
 }
 
-}  // namespace sidelog::consolidator
+}  // namespace sidelog

@@ -1,0 +1,164 @@
+// sidelog-operator: reconciles Sidelog's custom resources (EventStream today) against the
+// Kubernetes API and NATS JetStream.
+//
+//   sidelog-operator --nats URL [--kubeconfig FILE] [--namespace NS] [flags]
+//
+// Flags (environment variables in brackets):
+//   --kubeconfig FILE            [KUBECONFIG] default: in-cluster, then ~/.kube/config
+//   --namespace NS               watch only NS (default: every namespace)
+//   --nats URL                   [SIDELOG_NATS_URL] NATS server(s), comma-separated
+//   --nats-creds FILE            NATS credentials file
+//   --nats-user USER             [SIDELOG_NATS_USER]  with --nats-password [SIDELOG_NATS_PASSWORD]
+//   --nats-token TOKEN           [SIDELOG_NATS_TOKEN]
+//   --nats-tls-ca FILE, --nats-tls-cert FILE, --nats-tls-key FILE
+//   --health-listen HOST:PORT    /healthz, /readyz, /metrics (default 0.0.0.0:8081)
+//   --leader-elect true|false    default true
+//   --leader-election-namespace NS  [POD_NAMESPACE] default: the kubeconfig's namespace
+//   --leader-election-id NAME    the Lease's name (default sidelog-operator)
+//   --identity ID                [POD_NAME] default: hostname_pid
+//   --lease-duration D, --renew-deadline D, --retry-period D   default 15s, 10s, 2s
+//   --resync-period D            default 30s: drift is repaired within this period
+//   --workers N                  concurrent reconciles per kind (default 4)
+//   --log-level LEVEL            debug, info (default), warn, error
+//
+// SIGTERM or SIGINT: finish the reconciles in flight, release the Lease, exit 0.
+#include <pplx/threadpool.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "operator.h"
+#include "sidelog/duration.h"
+#include "sidelog/log.h"
+
+namespace {
+
+[[noreturn]] void Fail(const std::string& message) {
+  std::cerr << "sidelog-operator: " << message << "\n"
+            << "usage: sidelog-operator --nats URL [--kubeconfig FILE] [--namespace NS] "
+               "[--help for every flag]\n";
+  std::exit(2);
+}
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+std::chrono::milliseconds Duration(const std::string& flag, const std::string& text) {
+  auto d = sidelog::ParseDuration(text);
+  if (!d.ok() || d->count() <= 0) Fail(flag + ": " + (d.ok() ? "must be positive" : d.status().message()));
+  return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+}
+
+std::string DefaultIdentity() {
+  if (auto pod = Env("POD_NAME"); !pod.empty()) return pod;
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return std::string(host) + "_" + std::to_string(getpid());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace sidelog;
+  op::OperatorOptions o;
+  o.nats.url = Env("SIDELOG_NATS_URL");
+  o.nats.user = Env("SIDELOG_NATS_USER");
+  o.nats.password = Env("SIDELOG_NATS_PASSWORD");
+  o.nats.token = Env("SIDELOG_NATS_TOKEN");
+  o.election.ns = Env("POD_NAMESPACE");
+  o.election.identity = DefaultIdentity();
+  o.controller.workers = 4;
+  std::string level = "info";
+
+  std::map<std::string, std::string*> strings = {
+      {"--kubeconfig", &o.kubeconfig},         {"--namespace", &o.watch_namespace},
+      {"--nats", &o.nats.url},                 {"--nats-creds", &o.nats.creds_file},
+      {"--nats-user", &o.nats.user},           {"--nats-password", &o.nats.password},
+      {"--nats-token", &o.nats.token},         {"--nats-tls-ca", &o.nats.tls.ca},
+      {"--nats-tls-cert", &o.nats.tls.cert},   {"--nats-tls-key", &o.nats.tls.key},
+      {"--health-listen", &o.health_listen},   {"--leader-election-namespace", &o.election.ns},
+      {"--leader-election-id", &o.election.name}, {"--identity", &o.election.identity},
+      {"--log-level", &level},
+  };
+  std::map<std::string, std::chrono::milliseconds*> durations = {
+      {"--lease-duration", &o.election.lease_duration},
+      {"--renew-deadline", &o.election.renew_deadline},
+      {"--retry-period", &o.election.retry_period},
+      {"--resync-period", &o.controller.resync_period},
+  };
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << "sidelog-operator: reconciles Sidelog's custom resources.\n"
+                   "flags: --kubeconfig --namespace --nats --nats-creds --nats-user --nats-password\n"
+                   "  --nats-token --nats-tls-ca --nats-tls-cert --nats-tls-key --health-listen\n"
+                   "  --leader-elect --leader-election-namespace --leader-election-id --identity\n"
+                   "  --lease-duration --renew-deadline --retry-period --resync-period --workers\n"
+                   "  --log-level   (see docs/operator.md)\n";
+      return 0;
+    }
+    std::string value;
+    auto eq = a.find('=');
+    if (eq != std::string::npos) {
+      value = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) Fail(a + " needs a value");
+      value = argv[++i];
+    }
+    if (auto s = strings.find(a); s != strings.end()) {
+      *s->second = value;
+    } else if (auto d = durations.find(a); d != durations.end()) {
+      *d->second = Duration(a, value);
+    } else if (a == "--leader-elect") {
+      if (value != "true" && value != "false") Fail("--leader-elect takes true or false");
+      o.leader_elect = value == "true";
+    } else if (a == "--workers") {
+      o.controller.workers = std::atoi(value.c_str());
+      if (o.controller.workers < 1 || o.controller.workers > 64) Fail("--workers must be 1-64");
+    } else {
+      Fail("unknown flag " + a);
+    }
+  }
+  if (o.nats.url.empty()) Fail("--nats (or SIDELOG_NATS_URL) is required");
+  if (o.election.renew_deadline >= o.election.lease_duration) {
+    Fail("--renew-deadline must be shorter than --lease-duration");
+  }
+  log::Init("operator", level);
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  // Requests block operator threads, not pool threads: a few pool threads drive all the I/O.
+  crossplat::threadpool::initialize_with_threads(4);
+
+  op::Operator server(o);
+  if (auto s = server.Start(); !s.ok()) {
+    log::Error("cannot start", {{"error", s.message()}});
+    std::cerr << "sidelog-operator: " << s.message() << "\n";
+    return 1;
+  }
+  log::Info("started", {{"identity", o.election.identity}, {"healthListen", o.health_listen},
+                        {"leaderElection", o.leader_elect}, {"nats", o.nats.url}});
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log::Info("shutting down", {{"signal", strsignal(sig)}});
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(15));
+    log::Error("shutdown took longer than 15 s; exiting");
+    std::_Exit(1);
+  }).detach();
+  server.Stop();
+  log::Info("stopped");
+  return 0;
+}

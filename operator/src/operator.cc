@@ -1,0 +1,122 @@
+#include "operator.h"
+
+#include <unistd.h>
+
+#include "sidelog/log.h"
+
+namespace sidelog::op {
+
+using web::http::http_request;
+using web::http::status_codes;
+
+Operator::Operator(OperatorOptions options) : options_(std::move(options)) {}
+
+Operator::~Operator() { Stop(); }
+
+Status Operator::Start() {
+  auto kube = ResolveKubeConfig(options_.kubeconfig);
+  if (!kube.ok()) return kube.status();
+  if (options_.election.ns.empty()) options_.election.ns = kube->default_namespace;
+  client_ = std::make_unique<KubeClient>(*kube);
+  recorder_ = std::make_unique<EventRecorder>(client_.get(), "sidelog-operator", options_.election.identity);
+
+  auto& connected = metrics_.GetGauge("sidelog_operator_nats_connected", "1 while connected to NATS.");
+  auto js = JetStream::Connect(options_.nats, [this, &connected](bool up) {
+    connected.Set(up ? 1 : 0);
+    log::Info(up ? "connected to NATS" : "disconnected from NATS", {{"url", options_.nats.url}});
+    // Back from an outage: look at every stream now rather than at the next retry.
+    if (up && running_) {
+      for (const auto& key : streams_informer_->Keys()) streams_controller_->queue().Add(key);
+    }
+  });
+  if (!js.ok()) return js.status();
+  js_ = std::move(*js);
+  connected.Set(js_->connected() ? 1 : 0);
+
+  try {
+    health_ = std::make_unique<web::http::experimental::listener::http_listener>(
+        web::uri("http://" + options_.health_listen));
+    health_->support([this](http_request r) { Serve(std::move(r)); });
+    health_->open().wait();
+  } catch (const std::exception& e) {
+    return Status::Unavailable("cannot listen on " + options_.health_listen + ": " + e.what());
+  }
+
+  auto& leader = metrics_.GetGauge("sidelog_operator_leader", "1 while this process is the leader.");
+  if (!options_.leader_elect) {
+    leader.Set(1);
+    StartControllers();
+    return Status::Ok();
+  }
+  elector_ = std::make_unique<LeaderElector>(client_.get(), options_.election);
+  elector_thread_ = std::thread([this, &leader] {
+    elector_->Run(
+        [this, &leader] {
+          leader.Set(1);
+          StartControllers();
+        },
+        [&leader](bool lost) {
+          leader.Set(0);
+          if (lost) {
+            log::Error("exiting: leadership lost");
+            _exit(1);
+          }
+        });
+  });
+  return Status::Ok();
+}
+
+void Operator::StartControllers() {
+  log::Info("starting controllers", {{"namespace", options_.watch_namespace.empty() ? "*" : options_.watch_namespace}});
+  streams_informer_ = std::make_unique<Informer>(client_.get(), kEventStreams, options_.watch_namespace, &metrics_);
+  streams_reconciler_ = std::make_unique<EventStreamReconciler>(client_.get(), streams_informer_.get(),
+                                                                js_.get(), recorder_.get());
+  streams_controller_ = std::make_unique<Controller>("EventStream", streams_informer_.get(),
+                                                     streams_reconciler_.get(), &metrics_, options_.controller);
+  streams_controller_->Start();
+  streams_informer_->Start();
+  running_ = true;
+}
+
+bool Operator::Ready() const {
+  // A standby is ready: it is doing its job, which is waiting.
+  if (!running_) return elector_ && !elector_->IsLeader();
+  return streams_informer_->HasSynced();
+}
+
+void Operator::Serve(http_request request) {
+  const std::string path = request.relative_uri().path();
+  if (path == "/healthz" || path == "/livez") {
+    request.reply(status_codes::OK, "ok\n");
+  } else if (path == "/readyz") {
+    bool ready = Ready();
+    request.reply(ready ? status_codes::OK : status_codes::ServiceUnavailable,
+                  ready ? "ok\n" : "caches not synced\n");
+  } else if (path == "/metrics") {
+    request.reply(status_codes::OK, metrics_.Render(), "text/plain; version=0.0.4");
+  } else {
+    request.reply(status_codes::NotFound, "not found\n");
+  }
+}
+
+void Operator::Stop() {
+  if (streams_controller_) streams_controller_->Stop();  // in-flight reconciles finish
+  if (elector_) elector_->Stop();
+  if (elector_thread_.joinable()) elector_thread_.join();  // releases the Lease
+  running_ = false;
+  js_.reset();  // no more NATS callbacks
+  if (client_) client_->Shutdown();
+  if (streams_informer_) streams_informer_->Stop();
+  if (health_) {
+    try {
+      health_->close().wait();
+    } catch (const std::exception&) {
+    }
+    health_.reset();
+  }
+  streams_controller_.reset();
+  streams_reconciler_.reset();
+  streams_informer_.reset();
+}
+
+}  // namespace sidelog::op

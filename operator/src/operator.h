@@ -1,0 +1,69 @@
+// Operator: the sidelog-operator process. It owns the Kubernetes client, the JetStream
+// connection, the health listener (/healthz, /readyz, /metrics), leader election, and one
+// informer + controller per kind it reconciles (today: EventStream).
+//
+// Only the leader runs informers and controllers; a standby campaigns and answers probes.
+// Losing the Lease ends the process (exit 1), as controller-runtime does: a fresh start is the
+// simplest way to be sure no reconcile of the old term is still running.
+#pragma once
+
+#include <cpprest/http_listener.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "controller.h"
+#include "event_recorder.h"
+#include "eventstream_reconciler.h"
+#include "informer.h"
+#include "kube_client.h"
+#include "leader_election.h"
+#include "sidelog/config.h"
+#include "sidelog/jetstream.h"
+#include "sidelog/metrics.h"
+
+namespace sidelog::op {
+
+struct OperatorOptions {
+  std::string kubeconfig;       // empty: KUBECONFIG, in-cluster, ~/.kube/config
+  std::string watch_namespace;  // empty: every namespace
+  NatsConfig nats;
+  std::string health_listen = "0.0.0.0:8081";
+  bool leader_elect = true;
+  LeaderElectionOptions election;  // ns empty: the config's default namespace
+  ControllerOptions controller;
+};
+
+class Operator {
+ public:
+  explicit Operator(OperatorOptions options);
+  ~Operator();
+
+  // Connects, opens the health listener and starts campaigning (or, without leader election,
+  // reconciling). Errors are configuration errors: the process should exit.
+  Status Start();
+  // Stops reconciling (in-flight reconciles finish), releases the Lease, closes connections.
+  void Stop();
+
+ private:
+  void StartControllers();
+  void Serve(web::http::http_request request);
+  bool Ready() const;
+
+  OperatorOptions options_;
+  Metrics metrics_;
+  std::unique_ptr<KubeClient> client_;
+  std::unique_ptr<JetStream> js_;
+  std::unique_ptr<EventRecorder> recorder_;
+  std::unique_ptr<web::http::experimental::listener::http_listener> health_;
+  std::unique_ptr<LeaderElector> elector_;
+  std::thread elector_thread_;
+  std::unique_ptr<Informer> streams_informer_;
+  std::unique_ptr<EventStreamReconciler> streams_reconciler_;
+  std::unique_ptr<Controller> streams_controller_;
+  std::atomic<bool> running_{false};  // controllers started
+};
+
+}  // namespace sidelog::op
