@@ -212,7 +212,8 @@ Status EventStreamReconciler::Converge(const std::string& ns, const std::string&
     return Status::Ok();
   }
   *js_status = JetStreamStatus(*desired, *info);
-  const Json* prev = FindCondition(object.value("status", Json::object()).value("conditions", Json()), "Ready");
+  const Json conditions = object.value("status", Json::object()).value("conditions", Json());
+  const Json* prev = FindCondition(conditions, "Ready");
   if (first_sight) {
     Set(ready, true, "Adopted", "adopted the existing JetStream stream " + stream + ", which matches the spec");
   } else if (prev && prev->value("status", "") == "True") {

@@ -73,7 +73,8 @@ Status Informer::ListAll(std::string* resource_version) {
       // List items carry no kind; add it so that every cached object looks the same.
       item["apiVersion"] = type_.ApiVersion();
       item["kind"] = type_.kind;
-      fresh[ObjectKey(item)] = std::make_shared<const Json>(std::move(item));
+      std::string key = ObjectKey(item);  // before the move below
+      fresh[key] = std::make_shared<const Json>(std::move(item));
     }
     const Json& meta = (*page)["metadata"];
     cont = meta.value("continue", "");
@@ -121,6 +122,16 @@ Status Informer::WatchFrom(std::string* resource_version) {
 }
 
 void Informer::Run() {
+  try {
+    RunLoop();
+  } catch (const std::exception& e) {
+    // An object the cache cannot hold (no metadata) is a bug here, not a reason to die silently.
+    log::Error("informer stopped by an error", {{"kind", type_.kind}, {"error", e.what()}});
+    std::abort();
+  }
+}
+
+void Informer::RunLoop() {
   const Labels labels = {{"kind", type_.kind}};
   auto backoff = kMinBackoff;
   std::string rv;

@@ -49,6 +49,7 @@ class Informer {
 
  private:
   void Run();
+  void RunLoop();
   Status ListAll(std::string* resource_version);
   Status WatchFrom(std::string* resource_version);
   void Notify(const std::string& key);

@@ -76,11 +76,11 @@ Result<KubeConfig> LoadKubeconfig(const std::string& path, const std::string& co
     ctx_name = root["current-context"].as<std::string>();
   }
   YAML::Node ctx = Named(root["contexts"], ctx_name, "context");
-  if (!ctx) return invalid("no context named " + ctx_name);
+  if (!ctx || ctx.IsNull()) return invalid("no context named " + ctx_name);
   if (!ctx["cluster"]) return invalid("context " + ctx_name + " names no cluster");
   const std::string cluster_name = ctx["cluster"].as<std::string>();
   YAML::Node cluster = Named(root["clusters"], cluster_name, "cluster");
-  if (!cluster || !cluster["server"]) return invalid("no cluster named " + cluster_name + " with a server");
+  if (!cluster || cluster.IsNull() || !cluster["server"]) return invalid("no cluster named " + cluster_name + " with a server");
   const auto base = std::filesystem::absolute(path).parent_path();
 
   KubeConfig c;
@@ -95,7 +95,7 @@ Result<KubeConfig> LoadKubeconfig(const std::string& path, const std::string& co
     if (ctx["user"]) {
       const std::string user_name = ctx["user"].as<std::string>();
       YAML::Node user = Named(root["users"], user_name, "user");
-      if (!user) return invalid("no user named " + user_name);
+      if (!user || user.IsNull()) return invalid("no user named " + user_name);
       if (user["exec"] || user["auth-provider"]) {
         return invalid("user " + user_name + ": exec and auth-provider plugins are not supported");
       }
