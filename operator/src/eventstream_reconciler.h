@@ -18,6 +18,9 @@
 
 #include "conditions.h"
 #include "controller.h"
+
+#include <map>
+#include <mutex>
 #include "event_recorder.h"
 #include "informer.h"
 #include "sidelog/jetstream.h"
@@ -49,6 +52,15 @@ class EventStreamReconciler : public Reconciler {
   // condition changes status or reason.
   Status WriteStatus(const Json& object, const Condition& ready, const Json& js_status);
   Result<Json> SetFinalizer(const Json& object, bool present);
+  // The object to reconcile: the cached one, or the one our last write returned when the
+  // cache has not caught up with that write yet. Without this, a reconcile queued by our own
+  // finalizer patch could read a cache that lacks the status we just wrote, and take a stream
+  // it had just created for one it found (Adopted).
+  Json Freshest(const std::string& key, const Json& cached);
+  void Remember(const Json& written);
+
+  std::mutex written_mu_;
+  std::map<std::string, Json> written_;  // key -> the object our last write returned
 
   KubeClient* client_;
   Informer* informer_;
