@@ -52,7 +52,8 @@ std::string Env(const char* name) {
 
 std::chrono::milliseconds Duration(const std::string& flag, const std::string& text) {
   auto d = sidelog::ParseDuration(text);
-  if (!d.ok() || d->count() <= 0) Fail(flag + ": " + (d.ok() ? "must be positive" : d.status().message()));
+  if (!d.ok() || d->count() <= 0)
+    Fail(flag + ": " + (d.ok() ? "must be positive" : d.status().message()));
   return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
 }
 
@@ -78,13 +79,20 @@ int main(int argc, char** argv) {
   std::string level = "info";
 
   std::map<std::string, std::string*> strings = {
-      {"--kubeconfig", &o.kubeconfig},         {"--namespace", &o.watch_namespace},
-      {"--nats", &o.nats.url},                 {"--nats-creds", &o.nats.creds_file},
-      {"--nats-user", &o.nats.user},           {"--nats-password", &o.nats.password},
-      {"--nats-token", &o.nats.token},         {"--nats-tls-ca", &o.nats.tls.ca},
-      {"--nats-tls-cert", &o.nats.tls.cert},   {"--nats-tls-key", &o.nats.tls.key},
-      {"--health-listen", &o.health_listen},   {"--leader-election-namespace", &o.election.ns},
-      {"--leader-election-id", &o.election.name}, {"--identity", &o.election.identity},
+      {"--kubeconfig", &o.kubeconfig},
+      {"--namespace", &o.watch_namespace},
+      {"--nats", &o.nats.url},
+      {"--nats-creds", &o.nats.creds_file},
+      {"--nats-user", &o.nats.user},
+      {"--nats-password", &o.nats.password},
+      {"--nats-token", &o.nats.token},
+      {"--nats-tls-ca", &o.nats.tls.ca},
+      {"--nats-tls-cert", &o.nats.tls.cert},
+      {"--nats-tls-key", &o.nats.tls.key},
+      {"--health-listen", &o.health_listen},
+      {"--leader-election-namespace", &o.election.ns},
+      {"--leader-election-id", &o.election.name},
+      {"--identity", &o.election.identity},
       {"--log-level", &level},
   };
   std::map<std::string, std::chrono::milliseconds*> durations = {
@@ -96,12 +104,13 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
-      std::cout << "sidelog-operator: reconciles Sidelog's custom resources.\n"
-                   "flags: --kubeconfig --namespace --nats --nats-creds --nats-user --nats-password\n"
-                   "  --nats-token --nats-tls-ca --nats-tls-cert --nats-tls-key --health-listen\n"
-                   "  --leader-elect --leader-election-namespace --leader-election-id --identity\n"
-                   "  --lease-duration --renew-deadline --retry-period --resync-period --workers\n"
-                   "  --log-level   (see docs/operator.md)\n";
+      std::cout
+          << "sidelog-operator: reconciles Sidelog's custom resources.\n"
+             "flags: --kubeconfig --namespace --nats --nats-creds --nats-user --nats-password\n"
+             "  --nats-token --nats-tls-ca --nats-tls-cert --nats-tls-key --health-listen\n"
+             "  --leader-elect --leader-election-namespace --leader-election-id --identity\n"
+             "  --lease-duration --renew-deadline --retry-period --resync-period --workers\n"
+             "  --log-level   (see docs/operator.md)\n";
       return 0;
     }
     std::string value;
@@ -148,8 +157,10 @@ int main(int argc, char** argv) {
     std::cerr << "sidelog-operator: " << s.message() << "\n";
     return 1;
   }
-  log::Info("started", {{"identity", o.election.identity}, {"healthListen", o.health_listen},
-                        {"leaderElection", o.leader_elect}, {"nats", o.nats.url}});
+  log::Info("started", {{"identity", o.election.identity},
+                        {"healthListen", o.health_listen},
+                        {"leaderElection", o.leader_elect},
+                        {"nats", o.nats.url}});
   int sig = 0;
   sigwait(&signals, &sig);
   log::Info("shutting down", {{"signal", strsignal(sig)}});

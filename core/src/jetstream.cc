@@ -5,8 +5,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
 #include <cstring>
+#include <mutex>
 
 namespace sidelog {
 namespace {
@@ -111,8 +111,8 @@ class NatsJetStream : public JetStream {
     natsOptions_SetReconnectedCB(opts_, &OnConnected, this);
     natsOptions_SetClosedCB(opts_, &OnClosed, this);
     natsOptions_SetRetryOnFailedConnect(opts_, true, &OnConnected, this);
-    if (!c.creds_file.empty() &&
-        (s = natsOptions_SetUserCredentialsFromFiles(opts_, c.creds_file.c_str(), nullptr)) != NATS_OK) {
+    if (!c.creds_file.empty() && (s = natsOptions_SetUserCredentialsFromFiles(
+                                      opts_, c.creds_file.c_str(), nullptr)) != NATS_OK) {
       return fail("credsFile " + c.creds_file);
     }
     if (!c.user.empty()) natsOptions_SetUserInfo(opts_, c.user.c_str(), c.password.c_str());
@@ -144,9 +144,9 @@ class NatsJetStream : public JetStream {
 
   int64_t max_payload() const override { return natsConnection_GetMaxPayload(nc_); }
 
-  Result<PubAck> Publish(const std::string& subject, const std::string& msg_id,
-                         uint64_t expected, const std::string& content_type,
-                         const std::string& payload, int timeout_ms) override {
+  Result<PubAck> Publish(const std::string& subject, const std::string& msg_id, uint64_t expected,
+                         const std::string& content_type, const std::string& payload,
+                         int timeout_ms) override {
     if (!connected()) return Unavailable("not connected to NATS; nothing was sent");
     natsMsg* raw = nullptr;
     natsStatus s = natsMsg_Create(&raw, subject.c_str(), nullptr, payload.data(),
@@ -197,13 +197,15 @@ class NatsJetStream : public JetStream {
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &jerr);
-    if (s == NATS_NOT_FOUND) return Status::NotFound("JetStream stream " + stream + " does not exist");
+    if (s == NATS_NOT_FOUND)
+      return Status::NotFound("JetStream stream " + stream + " does not exist");
     if (s != NATS_OK) return Unavailable("stream info of " + stream + ": " + LastError(s));
     JetStreamInfo info;
     const jsStreamConfig* cfg = si->Config;
     if (cfg) {
       info.config.name = cfg->Name ? cfg->Name : stream;
-      for (int i = 0; i < cfg->SubjectsLen; ++i) info.config.subjects.emplace_back(cfg->Subjects[i]);
+      for (int i = 0; i < cfg->SubjectsLen; ++i)
+        info.config.subjects.emplace_back(cfg->Subjects[i]);
       info.config.max_age_ns = cfg->MaxAge;
       info.config.max_bytes = cfg->MaxBytes;
       info.config.max_msgs = cfg->MaxMsgs;
@@ -231,7 +233,8 @@ class NatsJetStream : public JetStream {
 
   Status AddOrUpdate(const JetStreamConfig& c, bool update) {
     const char* verb = update ? "updating" : "creating";
-    if (!connected()) return Unavailable(std::string("not connected to NATS; ") + verb + " " + c.name);
+    if (!connected())
+      return Unavailable(std::string("not connected to NATS; ") + verb + " " + c.name);
     jsStreamConfig cfg;
     jsStreamConfig_Init(&cfg);
     cfg.Name = c.name.c_str();
@@ -316,8 +319,8 @@ class NatsJetStream : public JetStream {
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
     if (out.empty() || out.back().seq < last_seq) {
-      return Unavailable("fetching " + subject + ": timed out after " +
-                         std::to_string(out.size()) + " messages");
+      return Unavailable("fetching " + subject + ": timed out after " + std::to_string(out.size()) +
+                         " messages");
     }
     return out;
   }
@@ -334,8 +337,8 @@ class NatsJetStream : public JetStream {
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = start;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = js_Subscribe(&f->sub_, js_, subjects.c_str(), &Follower::OnMsg, f.get(),
-                                nullptr, &so, &jerr);
+    natsStatus s = js_Subscribe(&f->sub_, js_, subjects.c_str(), &Follower::OnMsg, f.get(), nullptr,
+                                &so, &jerr);
     if (s != NATS_OK) return Unavailable("following " + stream + ": " + LastError(s));
     return std::unique_ptr<JetStreamFollower>(std::move(f));
   }

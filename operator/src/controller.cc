@@ -14,8 +14,9 @@ Controller::Controller(std::string kind, Informer* informer, Reconciler* reconci
       queue_(options.queue) {
   informer_->AddHandler([this](const std::string& key) { queue_.Add(key); });
   metrics_->OnScrape([this] {
-    metrics_->GetGauge("sidelog_operator_queue_depth", "Keys waiting to be reconciled, by kind.",
-                       {{"kind", kind_}})
+    metrics_
+        ->GetGauge("sidelog_operator_queue_depth", "Keys waiting to be reconciled, by kind.",
+                   {{"kind", kind_}})
         .Set(static_cast<double>(queue_.Len()));
   });
 }
@@ -45,11 +46,13 @@ void Controller::Resync() {
 }
 
 void Controller::Work() {
-  auto& duration = metrics_->GetHistogram("sidelog_operator_reconcile_duration_seconds",
-                                          "Time spent in one reconcile, by kind.", {{"kind", kind_}});
+  auto& duration =
+      metrics_->GetHistogram("sidelog_operator_reconcile_duration_seconds",
+                             "Time spent in one reconcile, by kind.", {{"kind", kind_}});
   auto count = [&](const char* result) {
-    metrics_->GetCounter("sidelog_operator_reconciles_total", "Reconciles, by kind and result.",
-                         {{"kind", kind_}, {"result", result}})
+    metrics_
+        ->GetCounter("sidelog_operator_reconciles_total", "Reconciles, by kind and result.",
+                     {{"kind", kind_}, {"result", result}})
         .Inc();
   };
   std::string key;
@@ -61,7 +64,8 @@ void Controller::Work() {
     } catch (const std::exception& e) {
       r = Status::Internal(std::string("reconcile threw: ") + e.what());
     }
-    duration.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    duration.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     if (r.ok()) {
       queue_.Forget(key);
       if (r->requeue_after.count() > 0) {
@@ -72,7 +76,8 @@ void Controller::Work() {
       }
     } else {
       count("error");
-      log::Warn("reconcile failed; will retry", {{"kind", kind_}, {"key", key},
+      log::Warn("reconcile failed; will retry", {{"kind", kind_},
+                                                 {"key", key},
                                                  {"error", r.status().message()},
                                                  {"failures", queue_.Failures(key) + 1}});
       // An answer that says how long to wait (429, Retry-After) is waited for at least.

@@ -39,8 +39,8 @@ void EventRecorder::Record(const Json& object, const std::string& type, const st
   };
   auto r = client_->Create(kEvents, ns, event);
   if (!r.ok()) {
-    log::Warn("could not record an event", {{"object", ObjectKey(object)}, {"reason", reason},
-                                            {"error", r.status().message()}});
+    log::Warn("could not record an event",
+              {{"object", ObjectKey(object)}, {"reason", reason}, {"error", r.status().message()}});
   }
 }
 

@@ -51,7 +51,8 @@ std::string Differences(const JetStreamConfig& have, const JetStreamConfig& want
   add("maxCommits", LimitText(have.max_msgs), LimitText(want.max_msgs));
   add("discard", have.discard_new ? "New" : "Old", want.discard_new ? "New" : "Old");
   add("replicas", std::to_string(have.replicas), std::to_string(want.replicas));
-  add("duplicateWindow", DurationText(have.duplicate_window_ns), DurationText(want.duplicate_window_ns));
+  add("duplicateWindow", DurationText(have.duplicate_window_ns),
+      DurationText(want.duplicate_window_ns));
   std::string out;
   for (const auto& s : d) out += (out.empty() ? "" : ", ") + s;
   return out;
@@ -185,7 +186,8 @@ Status EventStreamReconciler::Converge(const std::string& ns, const std::string&
   };
 
   auto info = js_->Info(stream);
-  if (!info.ok() && info.status().code() != Status::Code::kNotFound) return unavailable(info.status());
+  if (!info.ok() && info.status().code() != Status::Code::kNotFound)
+    return unavailable(info.status());
   if (!info.ok()) {
     if (recorded_last > 0) {
       Set(ready, false, "StreamLost",
@@ -236,7 +238,8 @@ Status EventStreamReconciler::Converge(const std::string& ns, const std::string&
     if (!info.ok()) return unavailable(info.status());
     *js_status = JetStreamStatus(*desired, *info);
     if (first_sight) {
-      Set(ready, true, "Adopted", "adopted the existing JetStream stream " + stream + " and set " + diff);
+      Set(ready, true, "Adopted",
+          "adopted the existing JetStream stream " + stream + " and set " + diff);
     } else {
       Set(ready, true, "Updated", "updated JetStream stream " + stream + ": " + diff);
     }
@@ -246,7 +249,8 @@ Status EventStreamReconciler::Converge(const std::string& ns, const std::string&
   const Json conditions = object.value("status", Json::object()).value("conditions", Json());
   const Json* prev = FindCondition(conditions, "Ready");
   if (first_sight) {
-    Set(ready, true, "Adopted", "adopted the existing JetStream stream " + stream + ", which matches the spec");
+    Set(ready, true, "Adopted",
+        "adopted the existing JetStream stream " + stream + ", which matches the spec");
   } else if (prev && prev->value("status", "") == "True") {
     Set(ready, true, prev->value("reason", "Reconciled"), prev->value("message", ""));
   } else {
@@ -274,9 +278,11 @@ Status EventStreamReconciler::WriteStatus(const Json& object, const Condition& r
   if (!r.ok()) return r.status();
   Remember(*r);
   if (transition) {
-    recorder_->Record(object, ready.status == "True" ? "Normal" : "Warning", ready.reason, ready.message);
-    log::Info("EventStream " + std::string(ready.status == "True" ? "ready" : "not ready"),
-              {{"eventStream", ObjectKey(object)}, {"reason", ready.reason}, {"message", ready.message}});
+    recorder_->Record(object, ready.status == "True" ? "Normal" : "Warning", ready.reason,
+                      ready.message);
+    log::Info(
+        "EventStream " + std::string(ready.status == "True" ? "ready" : "not ready"),
+        {{"eventStream", ObjectKey(object)}, {"reason", ready.reason}, {"message", ready.message}});
   }
   return Status::Ok();
 }
@@ -290,8 +296,11 @@ Result<Json> EventStreamReconciler::SetFinalizer(const Json& object, bool presen
   if (present) finalizers.push_back(kEventStreamFinalizer);
   // The resourceVersion makes the patch conditional: a stale cache gets Conflict, not a lost
   // finalizer of someone else.
-  Json patch = {{"metadata", {{"finalizers", finalizers}, {"resourceVersion", meta.value("resourceVersion", "")}}}};
-  auto r = client_->MergePatch(kEventStreams, meta.value("namespace", ""), meta.value("name", ""), patch);
+  Json patch = {
+      {"metadata",
+       {{"finalizers", finalizers}, {"resourceVersion", meta.value("resourceVersion", "")}}}};
+  auto r = client_->MergePatch(kEventStreams, meta.value("namespace", ""), meta.value("name", ""),
+                               patch);
   if (r.ok()) Remember(*r);
   return r;
 }
@@ -303,16 +312,19 @@ Result<ReconcileResult> EventStreamReconciler::Finalize(const Json& object) {
   const std::string name = meta.value("name", "");
   const std::string stream = JetStreamName(ns, name);
   const Json spec = object.value("spec", Json::object());
-  const bool skip = meta.value("annotations", Json::object()).value(kSkipCleanupAnnotation, "") == "true";
+  const bool skip =
+      meta.value("annotations", Json::object()).value(kSkipCleanupAnnotation, "") == "true";
   if (spec.value("deletionPolicy", "Retain") == "Delete" && !skip) {
     if (auto d = js_->DeleteStream(stream); !d.ok()) {
       Condition ready{"Ready", "False", "DeletionFailed",
                       "deletionPolicy is Delete and JetStream stream " + stream +
                           " could not be deleted (" + d.message() +
                           "); retrying. To delete this EventStream and keep the stream, annotate "
-                          "it " + kSkipCleanupAnnotation + "=true.",
+                          "it " +
+                          kSkipCleanupAnnotation + "=true.",
                       meta.value("generation", int64_t{0})};
-      if (auto w = WriteStatus(object, ready, object.value("status", Json::object()).value("jetStream", Json()));
+      if (auto w = WriteStatus(object, ready,
+                               object.value("status", Json::object()).value("jetStream", Json()));
           !w.ok()) {
         return w;
       }

@@ -26,7 +26,9 @@ Informer::~Informer() { Stop(); }
 
 void Informer::AddHandler(Handler fn) { handlers_.push_back(std::move(fn)); }
 
-void Informer::Start() { thread_ = std::thread([this] { Run(); }); }
+void Informer::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void Informer::Stop() {
   stop_ = true;
@@ -79,7 +81,8 @@ Status Informer::ListAll(std::string* resource_version) {
     const Json& meta = (*page)["metadata"];
     cont = meta.value("continue", "");
     // A paged list is consistent at the first page's version.
-    if (resource_version->empty() || cont.empty()) *resource_version = meta.value("resourceVersion", "");
+    if (resource_version->empty() || cont.empty())
+      *resource_version = meta.value("resourceVersion", "");
   } while (!cont.empty() && !stop_);
 
   std::vector<std::string> changed;
@@ -140,8 +143,8 @@ void Informer::RunLoop() {
     if (need_list) {
       rv.clear();
       if (auto s = ListAll(&rv); !s.ok()) {
-        log::Warn("list failed; retrying", {{"kind", type_.kind}, {"error", s.message()},
-                                            {"retryInMs", backoff.count()}});
+        log::Warn("list failed; retrying",
+                  {{"kind", type_.kind}, {"error", s.message()}, {"retryInMs", backoff.count()}});
         if (!Sleep(backoff)) return;
         backoff = std::min(backoff * 2, kMaxBackoff);
         continue;
@@ -153,8 +156,10 @@ void Informer::RunLoop() {
     Status s = WatchFrom(&rv);
     if (stop_) return;
     if (metrics_) {
-      metrics_->GetCounter("sidelog_operator_watch_restarts_total",
-                           "Watches that ended and were started again, by kind.", labels).Inc();
+      metrics_
+          ->GetCounter("sidelog_operator_watch_restarts_total",
+                       "Watches that ended and were started again, by kind.", labels)
+          .Inc();
     }
     if (s.ok()) {
       backoff = kMinBackoff;  // the server ended the watch on schedule: resume at once
@@ -166,9 +171,10 @@ void Informer::RunLoop() {
       continue;
     }
     // A watch that ran a while before failing starts its backoff afresh.
-    if (std::chrono::steady_clock::now() - started > std::chrono::seconds(30)) backoff = kMinBackoff;
-    log::Warn("watch failed; reconnecting", {{"kind", type_.kind}, {"error", s.message()},
-                                             {"retryInMs", backoff.count()}});
+    if (std::chrono::steady_clock::now() - started > std::chrono::seconds(30))
+      backoff = kMinBackoff;
+    log::Warn("watch failed; reconnecting",
+              {{"kind", type_.kind}, {"error", s.message()}, {"retryInMs", backoff.count()}});
     if (!Sleep(backoff)) return;
     backoff = std::min(backoff * 2, kMaxBackoff);
   }

@@ -13,8 +13,8 @@ namespace {
 
 using web::http::http_request;
 using web::http::http_response;
-using web::http::methods;
 using web::http::method;
+using web::http::methods;
 using web::http::client::http_client;
 using web::http::client::http_client_config;
 
@@ -34,14 +34,20 @@ Status FromHttp(int code, const std::string& body, const std::string& retry_afte
   std::string msg = what + ": " + MessageOf(body);
   ErrorContext ctx;
   switch (code) {
-    case 404: return Status::NotFound(msg);
-    case 409: return Status::Conflict(msg);
-    case 410: return Status::Gone(msg);
+    case 404:
+      return Status::NotFound(msg);
+    case 409:
+      return Status::Conflict(msg);
+    case 410:
+      return Status::Gone(msg);
     case 400:
-    case 422: return Status::Invalid(msg);
+    case 422:
+      return Status::Invalid(msg);
     case 401:
-    case 403: return Status::Forbidden(msg);
-    default: break;
+    case 403:
+      return Status::Forbidden(msg);
+    default:
+      break;
   }
   if (code == 429 || code >= 500) {
     ctx.retry_after_seconds = 1;
@@ -65,7 +71,9 @@ std::string FormatTime(bool micro) {
   std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
   std::string out = buf;
   if (micro) {
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
+    auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
+        1000000;
     char frac[16];
     std::snprintf(frac, sizeof(frac), ".%06lld", static_cast<long long>(us));
     out += frac;
@@ -129,7 +137,8 @@ struct KubeClient::Impl {
 
   http_client& Shared() {
     std::lock_guard<std::mutex> lock(mu);
-    if (!shared) shared = std::make_unique<http_client>(config.server, ClientConfig(std::chrono::seconds(30)));
+    if (!shared)
+      shared = std::make_unique<http_client>(config.server, ClientConfig(std::chrono::seconds(30)));
     return *shared;
   }
 
@@ -138,7 +147,8 @@ struct KubeClient::Impl {
     if (config.token_file.empty()) return config.token;
     std::lock_guard<std::mutex> lock(mu);
     auto now = std::chrono::steady_clock::now();
-    if (token_read_at.time_since_epoch().count() == 0 || now - token_read_at > std::chrono::minutes(1)) {
+    if (token_read_at.time_since_epoch().count() == 0 ||
+        now - token_read_at > std::chrono::minutes(1)) {
       std::ifstream in(config.token_file);
       std::stringstream ss;
       ss << in.rdbuf();
@@ -196,14 +206,16 @@ struct KubeClient::Impl {
   std::atomic<bool> stopped{false};
 };
 
-KubeClient::KubeClient(KubeConfig config) : config_(std::move(config)), impl_(std::make_unique<Impl>(config_)) {}
+KubeClient::KubeClient(KubeConfig config)
+    : config_(std::move(config)), impl_(std::make_unique<Impl>(config_)) {}
 KubeClient::~KubeClient() { Shutdown(); }
 
 void KubeClient::Shutdown() {
   if (!impl_->stopped.exchange(true)) impl_->cancel.cancel();
 }
 
-Result<Json> KubeClient::Get(const ResourceType& type, const std::string& ns, const std::string& name) {
+Result<Json> KubeClient::Get(const ResourceType& type, const std::string& ns,
+                             const std::string& name) {
   return impl_->Send(methods::GET, type.Path(ns, name), nullptr, "");
 }
 
@@ -214,14 +226,17 @@ Result<Json> KubeClient::List(const ResourceType& type, const std::string& ns, i
   return impl_->Send(methods::GET, q, nullptr, "");
 }
 
-Result<Json> KubeClient::Create(const ResourceType& type, const std::string& ns, const Json& object) {
+Result<Json> KubeClient::Create(const ResourceType& type, const std::string& ns,
+                                const Json& object) {
   return impl_->Send(methods::POST, type.Path(ns), &object, "application/json");
 }
 
-Result<Json> KubeClient::Update(const ResourceType& type, const Json& object, const std::string& subresource) {
+Result<Json> KubeClient::Update(const ResourceType& type, const Json& object,
+                                const std::string& subresource) {
   const Json& m = object.at("metadata");
-  return impl_->Send(methods::PUT, type.Path(m.value("namespace", ""), m.value("name", ""), subresource),
-                     &object, "application/json");
+  return impl_->Send(methods::PUT,
+                     type.Path(m.value("namespace", ""), m.value("name", ""), subresource), &object,
+                     "application/json");
 }
 
 Result<Json> KubeClient::MergePatch(const ResourceType& type, const std::string& ns,
@@ -231,7 +246,8 @@ Result<Json> KubeClient::MergePatch(const ResourceType& type, const std::string&
                      "application/merge-patch+json");
 }
 
-Status KubeClient::Delete(const ResourceType& type, const std::string& ns, const std::string& name) {
+Status KubeClient::Delete(const ResourceType& type, const std::string& ns,
+                          const std::string& name) {
   return impl_->Send(methods::DEL, type.Path(ns, name), nullptr, "").status();
 }
 
@@ -248,7 +264,8 @@ Status KubeClient::Watch(const ResourceType& type, const std::string& ns,
     // chunk received, so it only fires when the server goes silent for longer than it promised.
     http_client client(impl_->config.server,
                        impl_->ClientConfig(std::chrono::seconds(timeout_seconds + 30)));
-    http_response resp = client.request(impl_->Build(methods::GET, q), impl_->cancel.get_token()).get();
+    http_response resp =
+        client.request(impl_->Build(methods::GET, q), impl_->cancel.get_token()).get();
     if (resp.status_code() != 200) {
       std::string text = resp.extract_utf8string(true).get();
       return FromHttp(resp.status_code(), text, "", what);

@@ -62,7 +62,8 @@ class KubeClient {
                     const std::string& continue_token = "");
   Result<Json> Create(const ResourceType& type, const std::string& ns, const Json& object);
   // PUT of the whole object, guarded by its metadata.resourceVersion (Conflict when stale).
-  Result<Json> Update(const ResourceType& type, const Json& object, const std::string& subresource = "");
+  Result<Json> Update(const ResourceType& type, const Json& object,
+                      const std::string& subresource = "");
   // A JSON merge patch (RFC 7386). A metadata.resourceVersion in the patch makes it
   // conditional.
   Result<Json> MergePatch(const ResourceType& type, const std::string& ns, const std::string& name,

@@ -69,7 +69,9 @@ Result<KubeConfig> LoadKubeconfig(const std::string& path, const std::string& co
   } catch (const std::exception& e) {
     return Status::Invalid("kubeconfig " + path + ": " + e.what());
   }
-  auto invalid = [&](const std::string& what) { return Status::Invalid("kubeconfig " + path + ": " + what); };
+  auto invalid = [&](const std::string& what) {
+    return Status::Invalid("kubeconfig " + path + ": " + what);
+  };
   std::string ctx_name = context;
   if (ctx_name.empty()) {
     if (!root["current-context"]) return invalid("no current-context");
@@ -80,14 +82,16 @@ Result<KubeConfig> LoadKubeconfig(const std::string& path, const std::string& co
   if (!ctx["cluster"]) return invalid("context " + ctx_name + " names no cluster");
   const std::string cluster_name = ctx["cluster"].as<std::string>();
   YAML::Node cluster = Named(root["clusters"], cluster_name, "cluster");
-  if (!cluster || cluster.IsNull() || !cluster["server"]) return invalid("no cluster named " + cluster_name + " with a server");
+  if (!cluster || cluster.IsNull() || !cluster["server"])
+    return invalid("no cluster named " + cluster_name + " with a server");
   const auto base = std::filesystem::absolute(path).parent_path();
 
   KubeConfig c;
   try {
     c.server = cluster["server"].as<std::string>();
     while (!c.server.empty() && c.server.back() == '/') c.server.pop_back();
-    c.insecure = cluster["insecure-skip-tls-verify"] && cluster["insecure-skip-tls-verify"].as<bool>();
+    c.insecure =
+        cluster["insecure-skip-tls-verify"] && cluster["insecure-skip-tls-verify"].as<bool>();
     auto ca = DataOrFile(cluster, "certificate-authority", base, "cluster " + cluster_name);
     if (!ca.ok()) return invalid(ca.status().message());
     c.ca_pem = *ca;
@@ -148,7 +152,8 @@ Result<KubeConfig> ResolveKubeConfig(const std::string& path) {
     std::string p = std::string(home) + "/.kube/config";
     if (std::filesystem::exists(p)) return LoadKubeconfig(p);
   }
-  return Status::NotFound("no Kubernetes config: pass --kubeconfig, set KUBECONFIG, or run in a pod");
+  return Status::NotFound(
+      "no Kubernetes config: pass --kubeconfig, set KUBECONFIG, or run in a pod");
 }
 
 }  // namespace sidelog::op

@@ -10,8 +10,8 @@
 namespace sidelog::op {
 
 struct KubeConfig {
-  std::string server;          // https://host:port
-  std::string ca_pem;          // trusted CA certificates (PEM); empty: the system's
+  std::string server;           // https://host:port
+  std::string ca_pem;           // trusted CA certificates (PEM); empty: the system's
   std::string client_cert_pem;  // client certificate chain (PEM), with client_key_pem
   std::string client_key_pem;
   std::string token;       // bearer token

@@ -73,8 +73,8 @@ bool LeaderElector::TryAcquireOrRenew() {
   observed_spec_ = (*updated)["spec"];
   observed_at_ = now;
   if (!mine) {
-    log::Info("acquired the leader Lease", {{"lease", options_.ns + "/" + options_.name},
-                                            {"previousHolder", holder}});
+    log::Info("acquired the leader Lease",
+              {{"lease", options_.ns + "/" + options_.name}, {"previousHolder", holder}});
   }
   return true;
 }
@@ -87,13 +87,14 @@ void LeaderElector::Release() {
   lease["spec"]["leaseDurationSeconds"] = 1;
   lease["spec"]["renewTime"] = KubeMicroTimeNow();
   auto r = client_->Update(kLeases, lease);
-  if (r.ok()) log::Info("released the leader Lease", {{"lease", options_.ns + "/" + options_.name}});
+  if (r.ok())
+    log::Info("released the leader Lease", {{"lease", options_.ns + "/" + options_.name}});
 }
 
 void LeaderElector::Run(const std::function<void()>& on_started,
                         const std::function<void(bool lost)>& on_stopped) {
-  log::Info("campaigning for the leader Lease", {{"lease", options_.ns + "/" + options_.name},
-                                                 {"identity", options_.identity}});
+  log::Info("campaigning for the leader Lease",
+            {{"lease", options_.ns + "/" + options_.name}, {"identity", options_.identity}});
   while (!stop_ && !TryAcquireOrRenew()) {
     if (!Sleep(options_.retry_period)) return;
   }

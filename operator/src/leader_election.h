@@ -38,7 +38,8 @@ class LeaderElector {
   // Campaigns until this process leads, then calls `on_started` and renews until Stop or until
   // leadership is lost; then calls `on_stopped(lost)`, where lost is false after Stop. On Stop
   // a leader releases the Lease (empty holder), so a standby takes over at once.
-  void Run(const std::function<void()>& on_started, const std::function<void(bool lost)>& on_stopped);
+  void Run(const std::function<void()>& on_started,
+           const std::function<void(bool lost)>& on_stopped);
   void Stop();
   bool IsLeader() const { return leader_; }
 

@@ -18,9 +18,11 @@ Status Operator::Start() {
   if (!kube.ok()) return kube.status();
   if (options_.election.ns.empty()) options_.election.ns = kube->default_namespace;
   client_ = std::make_unique<KubeClient>(*kube);
-  recorder_ = std::make_unique<EventRecorder>(client_.get(), "sidelog-operator", options_.election.identity);
+  recorder_ = std::make_unique<EventRecorder>(client_.get(), "sidelog-operator",
+                                              options_.election.identity);
 
-  auto& connected = metrics_.GetGauge("sidelog_operator_nats_connected", "1 while connected to NATS.");
+  auto& connected =
+      metrics_.GetGauge("sidelog_operator_nats_connected", "1 while connected to NATS.");
   auto js = JetStream::Connect(options_.nats, [this, &connected](bool up) {
     connected.Set(up ? 1 : 0);
     log::Info(up ? "connected to NATS" : "disconnected from NATS", {{"url", options_.nats.url}});
@@ -42,7 +44,8 @@ Status Operator::Start() {
     return Status::Unavailable("cannot listen on " + options_.health_listen + ": " + e.what());
   }
 
-  auto& leader = metrics_.GetGauge("sidelog_operator_leader", "1 while this process is the leader.");
+  auto& leader =
+      metrics_.GetGauge("sidelog_operator_leader", "1 while this process is the leader.");
   if (!options_.leader_elect) {
     leader.Set(1);
     StartControllers();
@@ -67,12 +70,15 @@ Status Operator::Start() {
 }
 
 void Operator::StartControllers() {
-  log::Info("starting controllers", {{"namespace", options_.watch_namespace.empty() ? "*" : options_.watch_namespace}});
-  streams_informer_ = std::make_unique<Informer>(client_.get(), kEventStreams, options_.watch_namespace, &metrics_);
-  streams_reconciler_ = std::make_unique<EventStreamReconciler>(client_.get(), streams_informer_.get(),
-                                                                js_.get(), recorder_.get());
-  streams_controller_ = std::make_unique<Controller>("EventStream", streams_informer_.get(),
-                                                     streams_reconciler_.get(), &metrics_, options_.controller);
+  log::Info("starting controllers",
+            {{"namespace", options_.watch_namespace.empty() ? "*" : options_.watch_namespace}});
+  streams_informer_ =
+      std::make_unique<Informer>(client_.get(), kEventStreams, options_.watch_namespace, &metrics_);
+  streams_reconciler_ = std::make_unique<EventStreamReconciler>(
+      client_.get(), streams_informer_.get(), js_.get(), recorder_.get());
+  streams_controller_ =
+      std::make_unique<Controller>("EventStream", streams_informer_.get(),
+                                   streams_reconciler_.get(), &metrics_, options_.controller);
   streams_controller_->Start();
   streams_informer_->Start();
   running_ = true;

@@ -10,10 +10,9 @@ Result<int64_t> ParseQuantity(const Json& value) {
   if (value.is_number_integer()) return value.get<int64_t>();
   if (!value.is_string()) return Status::Invalid(value.dump() + " is not a quantity");
   const std::string text = value.get<std::string>();
-  auto invalid = [&](const std::string& why) {
-    return Status::Invalid("\"" + text + "\" " + why);
-  };
-  static const std::regex re(R"(^([+-]?)([0-9]*)(?:\.([0-9]*))?((?:[KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?$)");
+  auto invalid = [&](const std::string& why) { return Status::Invalid("\"" + text + "\" " + why); };
+  static const std::regex re(
+      R"(^([+-]?)([0-9]*)(?:\.([0-9]*))?((?:[KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?$)");
   std::smatch m;
   if (!std::regex_match(text, m, re) || (m[2].length() == 0 && m[3].length() == 0)) {
     return invalid("is not a quantity like 512Mi, 10Gi or 1e9");

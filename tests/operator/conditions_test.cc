@@ -16,8 +16,11 @@ TEST(Conditions, SettingANewConditionAddsItWithATransitionTime) {
 
 TEST(Conditions, TheTransitionTimeChangesOnlyWithTheStatus) {
   Json conditions = Json::array();
-  conditions.push_back({{"type", "Ready"}, {"status", "True"}, {"reason", "Created"},
-                        {"message", "m"}, {"observedGeneration", 1},
+  conditions.push_back({{"type", "Ready"},
+                        {"status", "True"},
+                        {"reason", "Created"},
+                        {"message", "m"},
+                        {"observedGeneration", 1},
                         {"lastTransitionTime", "2020-01-01T00:00:00Z"}});
   EXPECT_TRUE(SetCondition(&conditions, {"Ready", "True", "Updated", "changed", 2}));
   EXPECT_EQ(conditions[0]["lastTransitionTime"], "2020-01-01T00:00:00Z");

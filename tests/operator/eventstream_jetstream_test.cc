@@ -26,10 +26,12 @@ TEST(EventStreamSpec, AnEmptySpecIsAnUnlimitedFileStreamThatRefusesNothingOld) {
 }
 
 TEST(EventStreamSpec, MapsRetentionReplicasStorageAndDuplicateWindow) {
-  Json spec = {{"retention", {{"maxAge", "720h"}, {"maxBytes", "1Gi"}, {"maxCommits", 1000}, {"discard", "Old"}}},
-               {"replicas", 3},
-               {"storage", "memory"},
-               {"duplicateWindow", "5m"}};
+  Json spec = {
+      {"retention",
+       {{"maxAge", "720h"}, {"maxBytes", "1Gi"}, {"maxCommits", 1000}, {"discard", "Old"}}},
+      {"replicas", 3},
+      {"storage", "memory"},
+      {"duplicateWindow", "5m"}};
   auto c = DesiredJetStream("ns", "s", spec);
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_EQ(c->max_age_ns, 720 * 3600 * kSecond);
@@ -48,7 +50,8 @@ TEST(EventStreamSpec, TheDefaultDuplicateWindowNeverExceedsMaxAge) {
 }
 
 TEST(EventStreamSpec, RefusesValuesItCannotMapNamingTheField) {
-  auto long_window = DesiredJetStream("ns", "s", {{"retention", {{"maxAge", "1m"}}}, {"duplicateWindow", "2m"}});
+  auto long_window =
+      DesiredJetStream("ns", "s", {{"retention", {{"maxAge", "1m"}}}, {"duplicateWindow", "2m"}});
   ASSERT_FALSE(long_window.ok());
   EXPECT_NE(long_window.status().message().find("spec.duplicateWindow"), std::string::npos);
   auto bad_age = DesiredJetStream("ns", "s", {{"retention", {{"maxAge", "a week"}}}});
@@ -78,10 +81,11 @@ class EventStreamJetStream : public ::testing::Test {
 };
 
 TEST_F(EventStreamJetStream, JetStreamReportsBackExactlyTheConfigThatWasCreated) {
-  for (const Json& spec : {Json::object(),
-                           Json{{"retention", {{"maxAge", "24h"}, {"maxBytes", "10Mi"}, {"maxCommits", 50}}},
-                                {"duplicateWindow", "1m"}},
-                           Json{{"retention", {{"discard", "Old"}, {"maxCommits", 7}}}, {"storage", "memory"}}}) {
+  for (const Json& spec :
+       {Json::object(),
+        Json{{"retention", {{"maxAge", "24h"}, {"maxBytes", "10Mi"}, {"maxCommits", 50}}},
+             {"duplicateWindow", "1m"}},
+        Json{{"retention", {{"discard", "Old"}, {"maxCommits", 7}}}, {"storage", "memory"}}}) {
     static int n = 0;
     auto want = DesiredJetStream("it", "s" + std::to_string(n++), spec);
     ASSERT_TRUE(want.ok());
@@ -95,7 +99,8 @@ TEST_F(EventStreamJetStream, JetStreamReportsBackExactlyTheConfigThatWasCreated)
 TEST_F(EventStreamJetStream, UpdatesLimitsInPlaceAndRefusesAStorageChange) {
   auto want = DesiredJetStream("it", "orders", {{"retention", {{"maxAge", "720h"}}}});
   ASSERT_TRUE(js_->CreateStream(*want).ok());
-  auto changed = DesiredJetStream("it", "orders", {{"retention", {{"maxAge", "24h"}, {"maxCommits", 100}}}});
+  auto changed =
+      DesiredJetStream("it", "orders", {{"retention", {{"maxAge", "24h"}, {"maxCommits", 100}}}});
   ASSERT_TRUE(js_->UpdateStream(*changed).ok());
   auto info = js_->Info(want->name);
   ASSERT_TRUE(info.ok());
@@ -120,7 +125,8 @@ TEST_F(EventStreamJetStream, AMissingStreamIsNotFoundAndAnOutageIsUnavailable) {
   ASSERT_FALSE(info.ok());
   EXPECT_EQ(info.status().code(), Status::Code::kNotFound);
   nats_.Kill(SIGKILL);
-  for (int i = 0; i < 100 && js_->connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int i = 0; i < 100 && js_->connected(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   info = js_->Info("SIDELOG_it_missing");
   ASSERT_FALSE(info.ok());
   EXPECT_EQ(info.status().code(), Status::Code::kUnavailable)

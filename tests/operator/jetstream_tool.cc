@@ -4,7 +4,7 @@
 //   sidelog-jetstream-tool --nats URL info STREAM       JSON: {"exists":..., "config":{...}, ...}
 //   sidelog-jetstream-tool --nats URL delete STREAM
 //   sidelog-jetstream-tool --nats URL publish SUBJECT DATA
-//   sidelog-jetstream-tool --nats URL set STREAM FIELD VALUE   maxAgeSeconds|maxMsgs|maxBytes|discard
+//   sidelog-jetstream-tool --nats URL set STREAM FIELD VALUE maxAgeSeconds|maxMsgs|maxBytes|discard
 //   sidelog-jetstream-tool --nats URL create STREAM SUBJECTS
 //
 // Exit 0 on success, 1 on an error (printed), 2 on bad usage.
@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
     std::cerr << js.status().message() << "\n";
     return 1;
   }
-  for (int i = 0; i < 100 && !(*js)->connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int i = 0; i < 100 && !(*js)->connected(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   const std::string& cmd = args[0];
   auto fail = [](const sidelog::Status& s) {
     std::cerr << s.message() << "\n";
@@ -43,13 +44,17 @@ int main(int argc, char** argv) {
   };
   if (cmd == "info") {
     auto info = (*js)->Info(args[1]);
-    if (!info.ok() && info.status().code() != sidelog::Status::Code::kNotFound) return fail(info.status());
+    if (!info.ok() && info.status().code() != sidelog::Status::Code::kNotFound)
+      return fail(info.status());
     Json out = {{"exists", info.ok()}};
     if (info.ok()) {
       const auto& c = info->config;
-      out["config"] = {{"subjects", c.subjects}, {"maxAgeSeconds", c.max_age_ns / 1000000000},
-                       {"maxBytes", c.max_bytes}, {"maxMsgs", c.max_msgs},
-                       {"discard", c.discard_new ? "new" : "old"}, {"replicas", c.replicas},
+      out["config"] = {{"subjects", c.subjects},
+                       {"maxAgeSeconds", c.max_age_ns / 1000000000},
+                       {"maxBytes", c.max_bytes},
+                       {"maxMsgs", c.max_msgs},
+                       {"discard", c.discard_new ? "new" : "old"},
+                       {"replicas", c.replicas},
                        {"storage", c.memory_storage ? "memory" : "file"},
                        {"duplicateWindowSeconds", c.duplicate_window_ns / 1000000000}};
       out["messages"] = info->messages;
@@ -68,7 +73,9 @@ int main(int argc, char** argv) {
   }
   if (cmd == "publish" && args.size() == 3) {
     static int n = 0;
-    std::string id = "tool-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) + "-" + std::to_string(n++);
+    std::string id = "tool-" +
+                     std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) +
+                     "-" + std::to_string(n++);
     // Expected last subject sequence: whatever is there (publish on a fresh subject per call).
     auto r = (*js)->Publish(args[1], id, 0, "application/json", args[2], 5000);
     if (!r.ok()) return fail(r.status());
@@ -83,7 +90,8 @@ int main(int argc, char** argv) {
     const std::string& value = args[3];
     if (field == "maxAgeSeconds") {
       c.max_age_ns = std::stoll(value) * 1000000000;
-      if (c.duplicate_window_ns > c.max_age_ns && c.max_age_ns > 0) c.duplicate_window_ns = c.max_age_ns;
+      if (c.duplicate_window_ns > c.max_age_ns && c.max_age_ns > 0)
+        c.duplicate_window_ns = c.max_age_ns;
     } else if (field == "maxMsgs") {
       c.max_msgs = std::stoll(value);
     } else if (field == "maxBytes") {

@@ -59,7 +59,8 @@ TEST(WorkQueue, RateLimitedBackoffDoublesPerFailureAndForgetResetsIt) {
     q.AddRateLimited("k");
     ASSERT_TRUE(q.Get(&k));
     q.Done(k);
-    waits.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start));
+    waits.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start));
   }
   EXPECT_GE(waits[0], 18ms);
   EXPECT_GE(waits[1], 38ms);
@@ -88,7 +89,10 @@ TEST(WorkQueue, TheGlobalBucketSpacesRateLimitedAddsBeyondTheBurst) {
 
 TEST(WorkQueue, ShutDownWakesAWaitingWorker) {
   WorkQueue q;
-  std::thread t([&] { std::this_thread::sleep_for(50ms); q.ShutDown(); });
+  std::thread t([&] {
+    std::this_thread::sleep_for(50ms);
+    q.ShutDown();
+  });
   std::string k;
   EXPECT_FALSE(q.Get(&k));
   t.join();

@@ -76,8 +76,9 @@ class JetStream {
   //  - Unavailable with outcome_unknown = false when nothing was sent (not connected);
   //  - Unavailable with outcome_unknown = true on a timeout or a lost connection after sending.
   virtual Result<PubAck> Publish(const std::string& subject, const std::string& msg_id,
-                                 uint64_t expected_last_subject_seq, const std::string& content_type,
-                                 const std::string& payload, int timeout_ms) = 0;
+                                 uint64_t expected_last_subject_seq,
+                                 const std::string& content_type, const std::string& payload,
+                                 int timeout_ms) = 0;
 
   // NotFound when the stream does not exist.
   virtual Result<JetStreamInfo> Info(const std::string& stream) = 0;
