@@ -31,7 +31,7 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 
 std::string g_dir = "/tmp";
 int g_entities_per_thread = 64;  // --entities N: entities each writer thread rotates over
-std::string g_only;  // --only append16|append100|fold: one scenario, for profiling
+std::string g_only;              // --only append16|append100|fold: one scenario, for profiling
 double g_seconds = 2.0;
 
 const Json kPayload = {{"amount", 12.5}, {"currency", "EUR"}, {"note", "benchmark payload"}};
@@ -105,7 +105,8 @@ double AppendEventsPerSecond(int threads, int per_commit) {
         AppendRequest r;
         r.stream = "payments";
         r.entity = "e" + std::to_string(t) + "-" + std::to_string(n % g_entities_per_thread);
-        for (int i = 0; i < per_commit; ++i) r.events.push_back({"", "PaymentReceived", kPayload, {}});
+        for (int i = 0; i < per_commit; ++i)
+          r.events.push_back({"", "PaymentReceived", kPayload, {}});
         auto res = log->Append(std::move(r));
         if (!res.ok()) {
           failed = true;
@@ -172,14 +173,15 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--dir") && i + 1 < argc) g_dir = argv[++i];
     if (!std::strcmp(argv[i], "--seconds") && i + 1 < argc) g_seconds = std::atof(argv[++i]);
     if (!std::strcmp(argv[i], "--only") && i + 1 < argc) g_only = argv[++i];
-    if (!std::strcmp(argv[i], "--entities") && i + 1 < argc) g_entities_per_thread = std::atoi(argv[++i]);
+    if (!std::strcmp(argv[i], "--entities") && i + 1 < argc)
+      g_entities_per_thread = std::atoi(argv[++i]);
   }
   if (g_only == "append16") return AppendEventsPerSecond(16, 1) > 0 ? 0 : 1;
   if (g_only == "append100") return AppendEventsPerSecond(1, 100) > 0 ? 0 : 1;
-  std::printf("core_bench: %.1f s per figure, files in %s, SQLite %s\n\n", g_seconds,
-              g_dir.c_str(), sqlite3_libversion());
-  std::printf("%-44s %12s %-9s %12s %8s  %-10s %s\n", "figure", "value", "unit", "ceiling",
-              "ratio", "target", "");
+  std::printf("core_bench: %.1f s per figure, files in %s, SQLite %s\n\n", g_seconds, g_dir.c_str(),
+              sqlite3_libversion());
+  std::printf("%-44s %12s %-9s %12s %8s  %-10s %s\n", "figure", "value", "unit", "ceiling", "ratio",
+              "target", "");
 
   double raw1 = RawSqliteRowsPerSecond(1);
   double a1 = AppendEventsPerSecond(1, 1);

@@ -27,8 +27,10 @@ int main(int argc, char** argv) {
     r.extract_vector().then([r](pplx::task<std::vector<unsigned char>> body) {
       body.get();
       web::http::http_response resp(web::http::status_codes::Created);
-      resp.set_body(std::string(R"({"stream":"bench","entity":"e","fromVersion":1,"version":1,"position":1,"events":[]})"),
-                    "application/json");
+      resp.set_body(
+          std::string(
+              R"({"stream":"bench","entity":"e","fromVersion":1,"version":1,"position":1,"events":[]})"),
+          "application/json");
       r.reply(resp);
     });
   });

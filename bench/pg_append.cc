@@ -55,12 +55,14 @@ int main(int argc, char** argv) {
       std::vector<double> mine;
       std::vector<long> versions(64, 0);
       // One statement = one transaction: the next version is computed and checked by the key.
-      std::string sql = "INSERT INTO events (stream, entity, version, type, data) SELECT $1, $2, "
-                        "coalesce((SELECT max(version) FROM events WHERE stream = $1 AND entity = "
-                        "$2), 0) + g, 'PaymentReceived', $3::jsonb FROM generate_series(1, $4) g";
+      std::string sql =
+          "INSERT INTO events (stream, entity, version, type, data) SELECT $1, $2, "
+          "coalesce((SELECT max(version) FROM events WHERE stream = $1 AND entity = "
+          "$2), 0) + g, 'PaymentReceived', $3::jsonb FROM generate_series(1, $4) g";
       PGresult* p = PQprepare(c, "append", sql.c_str(), 4, nullptr);
       PQclear(p);
-      const std::string data = R"({"amount": 12.5, "currency": "EUR", "note": "benchmark payload"})";
+      const std::string data =
+          R"({"amount": 12.5, "currency": "EUR", "note": "benchmark payload"})";
       const std::string n = std::to_string(per_append);
       for (long i = 0;; ++i) {
         auto t0 = std::chrono::steady_clock::now();
@@ -73,7 +75,9 @@ int main(int argc, char** argv) {
           std::exit(1);
         }
         PQclear(r);
-        mine.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        mine.push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count());
         appends++;
       }
       PQfinish(c);

@@ -11,9 +11,8 @@ Client::Client(std::string base_url) : base_url_(std::move(base_url)) {
   while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
 }
 
-Response Client::Send(const std::string& method, const std::string& path,
-                      const Json& body, const std::map<std::string, std::string>& headers,
-                      std::string* error) {
+Response Client::Send(const std::string& method, const std::string& path, const Json& body,
+                      const std::map<std::string, std::string>& headers, std::string* error) {
   Response out;
   try {
     http_client_config cfg;
@@ -92,8 +91,8 @@ std::string Client::Follow(
 
 std::string ProblemText(const Response& r) {
   if (r.body.is_object() && r.body.contains("detail")) {
-    std::string text = r.body.value("title", "Error") + " (" + std::to_string(r.status) + "): " +
-                       r.body.value("detail", "");
+    std::string text = r.body.value("title", "Error") + " (" + std::to_string(r.status) +
+                       "): " + r.body.value("detail", "");
     if (r.body.contains("currentVersion")) {
       text += " [current version " + r.body["currentVersion"].dump() + "]";
     }

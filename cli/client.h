@@ -12,7 +12,7 @@ namespace sidelog::cli {
 
 struct Response {
   int status = 0;
-  Json body;            // parsed JSON, or null
+  Json body;  // parsed JSON, or null
   std::string etag;
 };
 
@@ -29,10 +29,10 @@ class Client {
   // `on_event` returns false. `keep_going`, if set, is asked at every line (heartbeats
   // included), so a caller can stop a quiet stream. Returns an error message, or "" when the
   // stream ended or was stopped.
-  std::string Follow(const std::string& path_and_query, const std::string& last_event_id,
-                     const std::function<bool(const std::string&, const std::string&,
-                                              const Json&)>& on_event,
-                     const std::function<bool()>& keep_going = nullptr);
+  std::string Follow(
+      const std::string& path_and_query, const std::string& last_event_id,
+      const std::function<bool(const std::string&, const std::string&, const Json&)>& on_event,
+      const std::function<bool()>& keep_going = nullptr);
 
   const std::string& base_url() const { return base_url_; }
 

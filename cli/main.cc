@@ -116,9 +116,10 @@ int Append(Client& c, const Args& a, bool json_out) {
     body["expectedVersion"] = numeric ? Json(std::stoll(e)) : Json(e);
   }
   std::string err;
-  auto r = c.Send("POST", "/v1/streams/" + Enc(a.positional[1]) + "/entities/" +
-                              Enc(a.positional[2]) + "/events",
-                  body, {}, &err);
+  auto r = c.Send(
+      "POST",
+      "/v1/streams/" + Enc(a.positional[1]) + "/entities/" + Enc(a.positional[2]) + "/events", body,
+      {}, &err);
   if (int code = Check(r, err)) return code;
   if (json_out) {
     std::cout << r.body.dump(2) << "\n";
@@ -136,9 +137,9 @@ int Get(Client& c, const Args& a, bool json_out) {
   if (a.Has("version")) q = "?version=" + Enc(a.Flag("version"));
   if (a.Has("at")) q = "?at=" + Enc(a.Flag("at"));
   std::string err;
-  auto r = c.Send("GET", "/v1/streams/" + Enc(a.positional[1]) + "/entities/" +
-                             Enc(a.positional[2]) + q,
-                  nullptr, {}, &err);
+  auto r =
+      c.Send("GET", "/v1/streams/" + Enc(a.positional[1]) + "/entities/" + Enc(a.positional[2]) + q,
+             nullptr, {}, &err);
   if (int code = Check(r, err)) return code;
   if (json_out) {
     std::cout << r.body.dump(2) << "\n";
@@ -153,7 +154,8 @@ int Get(Client& c, const Args& a, bool json_out) {
 }
 
 int Events(Client& c, const Args& a, bool json_out) {
-  if (a.positional.size() < 2 || a.positional.size() > 3) UsageError("events needs STREAM [ENTITY]");
+  if (a.positional.size() < 2 || a.positional.size() > 3)
+    UsageError("events needs STREAM [ENTITY]");
   std::string path = "/v1/streams/" + Enc(a.positional[1]);
   std::string q = "?limit=" + Enc(a.Flag("limit", "100"));
   if (a.positional.size() == 3) {
@@ -209,7 +211,8 @@ int Entities(Client& c, const Args& a, bool json_out) {
   std::string q = "?limit=" + Enc(a.Flag("limit", "100"));
   if (a.Has("prefix")) q += "&prefix=" + Enc(a.Flag("prefix"));
   std::string err;
-  auto r = c.Send("GET", "/v1/streams/" + Enc(a.positional[1]) + "/entities" + q, nullptr, {}, &err);
+  auto r =
+      c.Send("GET", "/v1/streams/" + Enc(a.positional[1]) + "/entities" + q, nullptr, {}, &err);
   if (int code = Check(r, err)) return code;
   if (json_out) {
     std::cout << r.body.dump(2) << "\n";

@@ -7,8 +7,8 @@
 #include <set>
 #include <sstream>
 
-#include "sidelog/duration.h"
 #include "event_parameter.h"
+#include "sidelog/duration.h"
 #include "sidelog/log.h"
 #include "sidelog/names.h"
 #include "sql_template.h"

@@ -70,21 +70,23 @@ class Parser {
     SidecarConfig c;
     const Json& r = doc_.root;
     if (r.is_null()) return Error("", "the configuration is empty");
-    if (auto s = Keys(r, "", {"service", "namespace", "listen", "healthListen", "dataDir", "nats",
-                              "durability", "snapshotEvery", "logLevel", "limits", "sse", "streams"});
+    if (auto s = Keys(r, "",
+                      {"service", "namespace", "listen", "healthListen", "dataDir", "nats",
+                       "durability", "snapshotEvery", "logLevel", "limits", "sse", "streams"});
         !s.ok()) {
       return s;
     }
-    for (auto s : {String(r, "", "service", &c.service), String(r, "", "namespace", &c.ns),
-                   HostPort(r, "", "listen", &c.listen),
-                   HostPort(r, "", "healthListen", &c.health_listen),
-                   String(r, "", "dataDir", &c.data_dir), String(r, "", "durability", &c.durability),
-                   String(r, "", "logLevel", &c.log_level)}) {
+    for (auto s :
+         {String(r, "", "service", &c.service), String(r, "", "namespace", &c.ns),
+          HostPort(r, "", "listen", &c.listen), HostPort(r, "", "healthListen", &c.health_listen),
+          String(r, "", "dataDir", &c.data_dir), String(r, "", "durability", &c.durability),
+          String(r, "", "logLevel", &c.log_level)}) {
       if (!s.ok()) return s;
     }
     if (auto s = ValidateStreamName(c.service); !s.ok()) {
-      return Error("/service", "\"" + c.service + "\" must be a DNS-1123 label (lowercase "
-                                                   "letters, digits, '-')");
+      return Error("/service", "\"" + c.service +
+                                   "\" must be a DNS-1123 label (lowercase "
+                                   "letters, digits, '-')");
     }
     if (auto s = ValidateStreamName(c.ns); !s.ok()) {
       return Error("/namespace", "\"" + c.ns + "\" must be a DNS-1123 label");
@@ -92,28 +94,28 @@ class Parser {
     if (!c.durability.empty() && c.durability != "fsync" && c.durability != "normal") {
       return Error("/durability", "\"" + c.durability + "\" is not one of fsync, normal");
     }
-    static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error",
-                                                  "critical", "off"};
+    static const std::set<std::string> kLevels = {"trace", "debug",    "info", "warn",
+                                                  "error", "critical", "off"};
     if (!kLevels.count(c.log_level)) {
-      return Error("/logLevel", "\"" + c.log_level +
-                                    "\" is not one of trace, debug, info, warn, error, critical, off");
+      return Error(
+          "/logLevel",
+          "\"" + c.log_level + "\" is not one of trace, debug, info, warn, error, critical, off");
     }
     int64_t snap = c.snapshot_every;
     if (auto s = Int(r, "", "snapshotEvery", &snap, 0, 1000000); !s.ok()) return s;
     c.snapshot_every = static_cast<int>(snap);
 
     if (auto it = r.find("limits"); it != r.end() && !it->is_null()) {
-      if (auto s = Keys(*it, "/limits", {"maxBodyBytes", "maxEventsPerCommit", "maxHeaderBytes",
-                                         "maxUrlBytes"});
+      if (auto s = Keys(*it, "/limits",
+                        {"maxBodyBytes", "maxEventsPerCommit", "maxHeaderBytes", "maxUrlBytes"});
           !s.ok()) {
         return s;
       }
-      for (auto s : {Int(*it, "/limits", "maxBodyBytes", &c.limits.max_body_bytes, 1024, 64 << 20),
-                     Int(*it, "/limits", "maxEventsPerCommit", &c.limits.max_events_per_commit, 1,
-                         100000),
-                     Int(*it, "/limits", "maxHeaderBytes", &c.limits.max_header_bytes, 1024,
-                         1 << 20),
-                     Int(*it, "/limits", "maxUrlBytes", &c.limits.max_url_bytes, 256, 1 << 20)}) {
+      for (auto s :
+           {Int(*it, "/limits", "maxBodyBytes", &c.limits.max_body_bytes, 1024, 64 << 20),
+            Int(*it, "/limits", "maxEventsPerCommit", &c.limits.max_events_per_commit, 1, 100000),
+            Int(*it, "/limits", "maxHeaderBytes", &c.limits.max_header_bytes, 1024, 1 << 20),
+            Int(*it, "/limits", "maxUrlBytes", &c.limits.max_url_bytes, 256, 1 << 20)}) {
         if (!s.ok()) return s;
       }
     }
@@ -121,9 +123,9 @@ class Parser {
     if (auto it = r.find("sse"); it != r.end() && !it->is_null()) {
       if (auto s = Keys(*it, "/sse", {"heartbeatMs", "maxBufferedBytes"}); !s.ok()) return s;
       int64_t hb = c.sse.heartbeat_ms;
-      for (auto s : {Int(*it, "/sse", "heartbeatMs", &hb, 100, 3600000),
-                     Int(*it, "/sse", "maxBufferedBytes", &c.sse.max_buffered_bytes, 4096,
-                         1LL << 30)}) {
+      for (auto s :
+           {Int(*it, "/sse", "heartbeatMs", &hb, 100, 3600000),
+            Int(*it, "/sse", "maxBufferedBytes", &c.sse.max_buffered_bytes, 4096, 1LL << 30)}) {
         if (!s.ok()) return s;
       }
       c.sse.heartbeat_ms = static_cast<int>(hb);
@@ -132,14 +134,14 @@ class Parser {
     if (auto it = r.find("nats"); it != r.end() && !it->is_null()) {
       NatsConfig n;
       const std::string p = "/nats";
-      if (auto s = Keys(*it, p, {"url", "credsFile", "user", "password", "token", "tls",
-                                 "createStreams"});
+      if (auto s = Keys(*it, p,
+                        {"url", "credsFile", "user", "password", "token", "tls", "createStreams"});
           !s.ok()) {
         return s;
       }
-      for (auto s : {String(*it, p, "url", &n.url, true), String(*it, p, "credsFile", &n.creds_file),
-                     String(*it, p, "user", &n.user), String(*it, p, "password", &n.password),
-                     String(*it, p, "token", &n.token)}) {
+      for (auto s : {String(*it, p, "url", &n.url, true),
+                     String(*it, p, "credsFile", &n.creds_file), String(*it, p, "user", &n.user),
+                     String(*it, p, "password", &n.password), String(*it, p, "token", &n.token)}) {
         if (!s.ok()) return s;
       }
       if (n.url.rfind("nats://", 0) != 0 && n.url.rfind("tls://", 0) != 0) {

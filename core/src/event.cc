@@ -1,7 +1,7 @@
 #include "sidelog/event.h"
 
-#include <openssl/rand.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include <chrono>
 #include <cstdio>
@@ -61,9 +61,9 @@ Result<StoredEvent> FromCloudEvent(const Json& j) {
   auto num = [&](const char* key, int64_t* out, bool required) -> Status {
     auto it = j.find(key);
     if (it == j.end()) {
-      return required ? Status::Invalid(std::string("CloudEvent attribute \"") + key +
-                                        "\" is missing")
-                      : Status::Ok();
+      return required
+                 ? Status::Invalid(std::string("CloudEvent attribute \"") + key + "\" is missing")
+                 : Status::Ok();
     }
     if (!it->is_number_integer()) {
       return Status::Invalid(std::string("CloudEvent attribute \"") + key +
@@ -84,8 +84,8 @@ Result<StoredEvent> FromCloudEvent(const Json& j) {
   if (!t.ok()) return t.status();
   e.time = *t;
   int64_t index = 0;
-  for (auto s : {num("sidelogversion", &e.version, true), num("sidelogposition", &e.position, false),
-                 num("sidelogindex", &index, false)}) {
+  for (auto s : {num("sidelogversion", &e.version, true),
+                 num("sidelogposition", &e.position, false), num("sidelogindex", &index, false)}) {
     if (!s.ok()) return s;
   }
   e.index = static_cast<int32_t>(index);
@@ -93,10 +93,13 @@ Result<StoredEvent> FromCloudEvent(const Json& j) {
   if (auto it = j.find("sidelogstate"); it != j.end() && it->is_string()) {
     e.state = it->get<std::string>();
   }
-  static const char* kKnown[] = {"specversion",   "id",           "source",        "type",
-                                 "subject",       "time",         "datacontenttype", "data",
-                                 "sidelogstream", "sidelogversion", "sidelogposition",
-                                 "sidelogindex",  "sidelogstate", "dataschema"};
+  static const char* kKnown[] = {"specversion",     "id",
+                                 "source",          "type",
+                                 "subject",         "time",
+                                 "datacontenttype", "data",
+                                 "sidelogstream",   "sidelogversion",
+                                 "sidelogposition", "sidelogindex",
+                                 "sidelogstate",    "dataschema"};
   for (const auto& [k, v] : j.items()) {
     bool known = false;
     for (const char* n : kKnown) known = known || k == n;

@@ -46,10 +46,14 @@ Result<ExpectedVersion> ExpectedVersion::FromJson(const Json& j) {
 
 std::string ExpectedVersion::ToString() const {
   switch (kind) {
-    case Kind::kAny: return "any";
-    case Kind::kNone: return "none";
-    case Kind::kExists: return "exists";
-    case Kind::kExact: return std::to_string(version);
+    case Kind::kAny:
+      return "any";
+    case Kind::kNone:
+      return "none";
+    case Kind::kExists:
+      return "exists";
+    case Kind::kExact:
+      return std::to_string(version);
   }
   return "any";
 }
@@ -438,7 +442,8 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
 Result<EntityState*> EventLog::Impl::LoadForWrite(StreamRuntime& s, const std::string& entity) {
   std::string key = CacheKey(s.id, entity);
   if (EntityState* hit = cache_.Find(key)) return hit;
-  auto& head = writer_db_->Cached("SELECT version FROM entities WHERE stream_id = ? AND entity = ?");
+  auto& head =
+      writer_db_->Cached("SELECT version FROM entities WHERE stream_id = ? AND entity = ?");
   head.Bind(1, s.id).Bind(2, entity);
   int64_t version = 0;
   if (head.Step() == SQLITE_ROW) version = head.Int(0);
@@ -565,19 +570,27 @@ Status WrongVersion(const AppendRequest& r, const EntityState& entity) {
   }
   bool version_ok = true;
   switch (r.expected.kind) {
-    case ExpectedVersion::Kind::kAny: break;
-    case ExpectedVersion::Kind::kNone: version_ok = current == 0; break;
-    case ExpectedVersion::Kind::kExists: version_ok = current > 0; break;
-    case ExpectedVersion::Kind::kExact: version_ok = current == r.expected.version; break;
+    case ExpectedVersion::Kind::kAny:
+      break;
+    case ExpectedVersion::Kind::kNone:
+      version_ok = current == 0;
+      break;
+    case ExpectedVersion::Kind::kExists:
+      version_ok = current > 0;
+      break;
+    case ExpectedVersion::Kind::kExact:
+      version_ok = current == r.expected.version;
+      break;
   }
   if (version_ok) return Status::Ok();
   ctx.rule = "expectedVersion";
-  std::string want = r.expected.kind == ExpectedVersion::Kind::kNone     ? "no entity"
-                     : r.expected.kind == ExpectedVersion::Kind::kExists ? "an existing entity"
-                                                                         : "version " + ctx.expected_version;
-  return Status::Conflict("expected " + want + ", but entity " + r.entity + " is at version " +
-                              std::to_string(current),
-                          ctx);
+  std::string want = r.expected.kind == ExpectedVersion::Kind::kNone ? "no entity"
+                     : r.expected.kind == ExpectedVersion::Kind::kExists
+                         ? "an existing entity"
+                         : "version " + ctx.expected_version;
+  return Status::Conflict(
+      "expected " + want + ", but entity " + r.entity + " is at version " + std::to_string(current),
+      ctx);
 }
 
 }  // namespace
@@ -604,9 +617,8 @@ Status EventLog::Impl::FoldNew(StreamRuntime& s, const AppendRequest& r, EntityS
     if (!applied.ok()) {
       ErrorContext c = ctx;
       c.rule = applied.context().rule;
-      return Status::Rejected("events[" + std::to_string(i) + "] (" + e.type +
-                                  "): " + applied.message(),
-                              c);
+      return Status::Rejected(
+          "events[" + std::to_string(i) + "] (" + e.type + "): " + applied.message(), c);
     }
     state->version += 1;
     state->updated_at = time;
@@ -807,9 +819,8 @@ Result<AppendResult> EventLog::Impl::StoreOne(StreamRuntime& s, int64_t position
     ctx.stream = s.name;
     ctx.entity = entity_id;
     ctx.reason = "Diverged";
-    return Status::Internal("stream " + s.name + " diverged at position " +
-                                std::to_string(position) + ": " + why,
-                            ctx);
+    return Status::Internal(
+        "stream " + s.name + " diverged at position " + std::to_string(position) + ": " + why, ctx);
   };
   auto& at = db.Cached(
       "SELECT commit_id, entity, first_version, last_version FROM commits WHERE stream_id = ? "

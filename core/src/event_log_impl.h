@@ -50,7 +50,8 @@ class EntityCache {
 
 class EventLog::Impl {
  public:
-  explicit Impl(EventLogOptions options) : options_(std::move(options)), cache_(options_.entity_cache_size) {}
+  explicit Impl(EventLogOptions options)
+      : options_(std::move(options)), cache_(options_.entity_cache_size) {}
 
   // --- open (event_log.cc)
   Status OpenDatabase(const std::vector<StreamSpec>& streams);

@@ -67,8 +67,7 @@ EventLog::Impl::Reader::~Reader() {
 // Folds the entity up to `target_version` from the latest snapshot at or below it. Stored
 // events are never re-validated (Mode::kReplay).
 Result<EntityState> EventLog::Impl::Fold(sqlite::Db& db, const StreamRuntime& s,
-                                         const std::string& entity,
-                                         int64_t target_version) const {
+                                         const std::string& entity, int64_t target_version) const {
   EntityState st = s.rules->Initial();
   auto& snap = db.Cached(
       "SELECT version, status, deleted, time, state FROM snapshots WHERE stream_id = ? AND "
@@ -151,9 +150,9 @@ Result<EntityState> EventLog::Impl::State(const std::string& stream, const std::
   if (!folded.ok()) return folded;
   if (folded->deleted) {
     ctx.rule = "deleted";
-    return Status::Gone("entity " + entity + " was deleted (its last version is " +
-                            std::to_string(current) + ")",
-                        ctx);
+    return Status::Gone(
+        "entity " + entity + " was deleted (its last version is " + std::to_string(current) + ")",
+        ctx);
   }
   return folded;
 }
@@ -197,13 +196,15 @@ Result<EntityEvents> EventLog::Impl::ReadEntity(const std::string& stream,
   if (static_cast<int>(out.events.size()) == limit) {
     // Never split a commit: finish the last one.
     auto& rest = db.Cached(kRest.c_str());
-    rest.Bind(1, s->id).Bind(2, entity).Bind(3, out.events.back().version)
+    rest.Bind(1, s->id)
+        .Bind(2, entity)
+        .Bind(3, out.events.back().version)
         .Bind(4, out.events.back().position);
     while (rest.Step() == SQLITE_ROW) out.events.push_back(DecodeEvent(rest, stream, entity));
     rest.Reset();
   }
-  int64_t last = out.events.empty() ? std::max<int64_t>(from_version, 1) - 1
-                                    : out.events.back().version;
+  int64_t last =
+      out.events.empty() ? std::max<int64_t>(from_version, 1) - 1 : out.events.back().version;
   if (last < out.version) out.next = last + 1;
   return out;
 }
@@ -259,8 +260,8 @@ Result<StreamPage> EventLog::Impl::ReadStream(const std::string& stream, int64_t
 }
 
 Result<EntityList> EventLog::Impl::ListEntities(const std::string& stream,
-                                                const std::string& prefix,
-                                                const std::string& after, int limit) const {
+                                                const std::string& prefix, const std::string& after,
+                                                int limit) const {
   const StreamRuntime* s = Find(stream);
   if (s == nullptr) return UnknownStream(stream);
   limit = ClampLimit(limit);

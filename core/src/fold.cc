@@ -37,7 +37,6 @@ Rules::~Rules() = default;
 
 namespace {
 
-
 Status FieldError(const std::string& field, const std::string& message) {
   ErrorContext ctx;
   ctx.rule = field;
@@ -50,13 +49,15 @@ Status ParsePointer(const Json& j, const std::string& field, Pointer* out, std::
   try {
     *out = Pointer(*text);
   } catch (const Json::exception& e) {
-    return FieldError(field, "\"" + *text + "\" is not an RFC 6901 JSON pointer (it must be "
-                                            "empty or start with '/')");
+    return FieldError(field, "\"" + *text +
+                                 "\" is not an RFC 6901 JSON pointer (it must be "
+                                 "empty or start with '/')");
   }
   return Status::Ok();
 }
 
-Status CheckKeys(const Json& obj, const std::string& field, std::initializer_list<const char*> keys) {
+Status CheckKeys(const Json& obj, const std::string& field,
+                 std::initializer_list<const char*> keys) {
   if (!obj.is_object()) return FieldError(field, "must be an object");
   for (const auto& [k, v] : obj.items()) {
     bool known = false;
@@ -111,8 +112,9 @@ Result<Rules::Op> CompileOp(const Json& j, const std::string& field) {
     return FieldError(field + "/path", "is required for op " + name);
   }
   if ((op.kind == Kind::kSet || op.kind == Kind::kAppend) && !op.has_from && !op.has_value) {
-    return FieldError(field, "op " + name + " needs \"from\" (a pointer into the event data) or "
-                                            "\"value\"");
+    return FieldError(field, "op " + name +
+                                 " needs \"from\" (a pointer into the event data) or "
+                                 "\"value\"");
   }
   if ((op.kind == Kind::kUnset || op.kind == Kind::kDelete) && (op.has_from || op.has_value)) {
     return FieldError(field, "op " + name + " takes no \"from\" or \"value\"");
@@ -131,13 +133,20 @@ Result<Rules::Op> CompileOp(const Json& j, const std::string& field) {
 
 std::string Describe(const Json& j) {
   switch (j.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::boolean: return "a boolean";
-    case Json::value_t::string: return "a string";
-    case Json::value_t::array: return "an array";
-    case Json::value_t::object: return "an object";
-    case Json::value_t::discarded: return "nothing";
-    default: return "a number";
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::boolean:
+      return "a boolean";
+    case Json::value_t::string:
+      return "a string";
+    case Json::value_t::array:
+      return "an array";
+    case Json::value_t::object:
+      return "an object";
+    case Json::value_t::discarded:
+      return "nothing";
+    default:
+      return "a number";
   }
 }
 
@@ -261,8 +270,9 @@ Result<std::shared_ptr<const Rules>> Rules::Compile(const Json& entity) {
     }
     auto transitions = m->find("transitions");
     if (transitions == m->end() || !transitions->is_array() || transitions->empty()) {
-      return FieldError("/stateMachine/transitions", "is required: a non-empty list of "
-                                                     "{on, from, to}");
+      return FieldError("/stateMachine/transitions",
+                        "is required: a non-empty list of "
+                        "{on, from, to}");
     }
     std::set<std::pair<std::string, std::string>> seen;
     for (size_t i = 0; i < transitions->size(); ++i) {
@@ -365,9 +375,9 @@ Status Rules::Apply(EntityState* entity, const std::string& type, const Json& da
       if (strict_ && mode == Mode::kAppend) {
         ErrorContext ctx;
         ctx.rule = "stateMachine.strict";
-        return Status::Rejected("event type " + type +
-                                    " is named in no transition of the strict state machine",
-                                std::move(ctx));
+        return Status::Rejected(
+            "event type " + type + " is named in no transition of the strict state machine",
+            std::move(ctx));
       }
     } else {
       const Transition* match = nullptr;

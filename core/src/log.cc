@@ -25,13 +25,20 @@ std::shared_ptr<spdlog::logger> Logger() {
 
 const char* Name(Level l) {
   switch (l) {
-    case Level::kTrace: return "trace";
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
-    case Level::kCritical: return "critical";
-    default: return "off";
+    case Level::kTrace:
+      return "trace";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warn";
+    case Level::kError:
+      return "error";
+    case Level::kCritical:
+      return "critical";
+    default:
+      return "off";
   }
 }
 

@@ -1,7 +1,7 @@
 #include "sidelog/metrics.h"
 
-#include <cmath>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 
 namespace sidelog {
@@ -73,8 +73,8 @@ std::vector<uint64_t> Histogram::Counts() const {
 }
 
 std::vector<double> LatencyBuckets() {
-  return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-          0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5, 10};
+  return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+          0.05,    0.1,    0.25,    0.5,    1,     2.5,    5,     10};
 }
 
 Metrics::Family& Metrics::GetFamily(const std::string& name, const std::string& type,
@@ -126,13 +126,15 @@ std::string Metrics::Render() {
   std::string out;
   for (const auto& [name, f] : families_) {
     out += "# HELP " + name + " " + f.help + "\n# TYPE " + name + " " + f.type + "\n";
-    for (const auto& [labels, c] : f.counters) out += name + labels + " " + Number(c->value()) + "\n";
+    for (const auto& [labels, c] : f.counters)
+      out += name + labels + " " + Number(c->value()) + "\n";
     for (const auto& [labels, g] : f.gauges) out += name + labels + " " + Number(g->value()) + "\n";
     for (const auto& [labels, h] : f.histograms) {
       auto counts = h->Counts();
       for (size_t i = 0; i < counts.size(); ++i) {
         std::string le = i < h->bounds().size() ? Number(h->bounds()[i]) : "+Inf";
-        out += name + "_bucket" + WithLabel(labels, "le", le) + " " + std::to_string(counts[i]) + "\n";
+        out +=
+            name + "_bucket" + WithLabel(labels, "le", le) + " " + std::to_string(counts[i]) + "\n";
       }
       out += name + "_sum" + labels + " " + Number(h->Sum()) + "\n";
       out += name + "_count" + labels + " " + std::to_string(counts.back()) + "\n";

@@ -64,12 +64,13 @@ Status ValidateEntityId(std::string_view id) {
   for (char c : id) {
     auto u = static_cast<unsigned char>(c);
     if (u <= 0x20 || u >= 0x7f) {
-      return Broken("entityId.charset", "entity id " + Quote(id) +
-                                            " must be printable ASCII without whitespace");
+      return Broken("entityId.charset",
+                    "entity id " + Quote(id) + " must be printable ASCII without whitespace");
     }
     if (c == '/' || c == '*' || c == '>') {
       return Broken("entityId.reserved", "entity id " + Quote(id) + " must not contain '" +
-                                             std::string(1, c) + "' ('/', '*' and '>' are reserved)");
+                                             std::string(1, c) +
+                                             "' ('/', '*' and '>' are reserved)");
     }
   }
   return Status::Ok();
@@ -109,17 +110,19 @@ Status ValidateEventId(std::string_view id) {
 
 Status ValidateMetadataKey(std::string_view key) {
   static constexpr std::array<std::string_view, 11> kReserved = {
-      "specversion", "id",   "source",         "type",           "subject", "time",
-      "datacontenttype", "dataschema", "data", "data_base64", "sidelog"};
+      "specversion",     "id",         "source", "type",        "subject", "time",
+      "datacontenttype", "dataschema", "data",   "data_base64", "sidelog"};
   if (key.empty() || key.size() > 20) {
-    return Broken("metadata.keyLength", "metadata key " + Quote(key) +
-                                            " must be 1-20 characters (a CloudEvents extension name)");
+    return Broken(
+        "metadata.keyLength",
+        "metadata key " + Quote(key) + " must be 1-20 characters (a CloudEvents extension name)");
   }
   for (char c : key) {
     if (!IsLowerAlnum(c)) {
-      return Broken("metadata.keyCharset",
-                    "metadata key " + Quote(key) +
-                        " may contain only lowercase letters and digits (a CloudEvents extension name)");
+      return Broken(
+          "metadata.keyCharset",
+          "metadata key " + Quote(key) +
+              " may contain only lowercase letters and digits (a CloudEvents extension name)");
     }
   }
   for (auto r : kReserved) {

@@ -5,29 +5,47 @@ namespace {
 
 const char* Slug(Status::Code code) {
   switch (code) {
-    case Status::Code::kInvalid: return "invalid-request";
-    case Status::Code::kNotFound: return "not-found";
-    case Status::Code::kForbidden: return "forbidden";
-    case Status::Code::kConflict: return "conflict";
-    case Status::Code::kGone: return "gone";
-    case Status::Code::kRejected: return "rejected";
-    case Status::Code::kTooLarge: return "too-large";
-    case Status::Code::kUnavailable: return "unavailable";
-    default: return "internal";
+    case Status::Code::kInvalid:
+      return "invalid-request";
+    case Status::Code::kNotFound:
+      return "not-found";
+    case Status::Code::kForbidden:
+      return "forbidden";
+    case Status::Code::kConflict:
+      return "conflict";
+    case Status::Code::kGone:
+      return "gone";
+    case Status::Code::kRejected:
+      return "rejected";
+    case Status::Code::kTooLarge:
+      return "too-large";
+    case Status::Code::kUnavailable:
+      return "unavailable";
+    default:
+      return "internal";
   }
 }
 
 const char* Title(Status::Code code) {
   switch (code) {
-    case Status::Code::kInvalid: return "Invalid request";
-    case Status::Code::kNotFound: return "Not found";
-    case Status::Code::kForbidden: return "Forbidden";
-    case Status::Code::kConflict: return "Conflict";
-    case Status::Code::kGone: return "Gone";
-    case Status::Code::kRejected: return "Rejected by the stream's rules";
-    case Status::Code::kTooLarge: return "Too large";
-    case Status::Code::kUnavailable: return "Unavailable";
-    default: return "Internal error";
+    case Status::Code::kInvalid:
+      return "Invalid request";
+    case Status::Code::kNotFound:
+      return "Not found";
+    case Status::Code::kForbidden:
+      return "Forbidden";
+    case Status::Code::kConflict:
+      return "Conflict";
+    case Status::Code::kGone:
+      return "Gone";
+    case Status::Code::kRejected:
+      return "Rejected by the stream's rules";
+    case Status::Code::kTooLarge:
+      return "Too large";
+    case Status::Code::kUnavailable:
+      return "Unavailable";
+    default:
+      return "Internal error";
   }
 }
 
@@ -35,16 +53,26 @@ const char* Title(Status::Code code) {
 
 int HttpStatus(Status::Code code) {
   switch (code) {
-    case Status::Code::kOk: return 200;
-    case Status::Code::kInvalid: return 400;
-    case Status::Code::kForbidden: return 403;
-    case Status::Code::kNotFound: return 404;
-    case Status::Code::kConflict: return 409;
-    case Status::Code::kGone: return 410;
-    case Status::Code::kTooLarge: return 413;
-    case Status::Code::kRejected: return 422;
-    case Status::Code::kUnavailable: return 503;
-    case Status::Code::kInternal: return 500;
+    case Status::Code::kOk:
+      return 200;
+    case Status::Code::kInvalid:
+      return 400;
+    case Status::Code::kForbidden:
+      return 403;
+    case Status::Code::kNotFound:
+      return 404;
+    case Status::Code::kConflict:
+      return 409;
+    case Status::Code::kGone:
+      return 410;
+    case Status::Code::kTooLarge:
+      return 413;
+    case Status::Code::kRejected:
+      return 422;
+    case Status::Code::kUnavailable:
+      return 503;
+    case Status::Code::kInternal:
+      return 500;
   }
   return 500;
 }

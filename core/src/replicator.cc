@@ -80,7 +80,8 @@ void Replicator::Stop() {
 Status Replicator::CheckIdentity(const std::string& stream) {
   const std::string name = JetStreamName(options_.ns, stream);
   auto info = js_->Info(name);
-  if (!info.ok() && info.status().code() == Status::Code::kNotFound && options_.nats.create_streams) {
+  if (!info.ok() && info.status().code() == Status::Code::kNotFound &&
+      options_.nats.create_streams) {
     if (auto c = js_->CreateStream(name, StreamSubjects(options_.ns, stream)); !c.ok()) return c;
     log::Info("created JetStream stream", {{"stream", stream}, {"jetstream", name}});
     info = js_->Info(name);
@@ -101,8 +102,7 @@ Status Replicator::CheckIdentity(const std::string& stream) {
   const std::string recorded = log_->Origin(stream);
   if (recorded.empty()) {
     if (auto s = log_->SetOrigin(stream, origin); !s.ok()) return s;
-  } else if (recorded != origin ||
-             static_cast<int64_t>(info->last_seq) < log_->Watermark(stream)) {
+  } else if (recorded != origin || static_cast<int64_t>(info->last_seq) < log_->Watermark(stream)) {
     if (log_->Health(stream) != StreamHealth::kReset) {
       log::Error("JetStream stream was reset under this sidecar; refusing writes",
                  {{"stream", stream},
@@ -124,28 +124,29 @@ void Replicator::StartFollower(const std::string& stream) {
       static_cast<uint64_t>(start), [this, stream](JetStreamMessage m) {
         auto events = Decode(stream, m);
         if (!events.ok()) {
-          log::Error("undecodable commit; the stream stops here",
-                     {{"stream", stream}, {"position", m.seq}, {"error", events.status().message()}});
+          log::Error(
+              "undecodable commit; the stream stops here",
+              {{"stream", stream}, {"position", m.seq}, {"error", events.status().message()}});
           log_->SetHealth(stream, StreamHealth::kDiverged);
           return;
         }
         // Enqueued in stream order; the writer applies them in that order.
-        log_->StoreCommitAsync(stream, static_cast<int64_t>(m.seq), m.msg_id,
-                               std::move(events).value(), true,
-                               [this, stream, seq = m.seq](Result<AppendResult> r) {
-                                 if (!r.ok() && r.status().context().reason == "Diverged") {
-                                   Post([this, stream] { (void)CheckIdentity(stream); });
-                                 }
-                                 if (!r.ok()) {
-                                   log::Error("cannot store a replicated commit",
-                                              {{"stream", stream},
-                                               {"position", seq},
-                                               {"error", r.status().message()}});
-                                 }
-                               });
+        log_->StoreCommitAsync(
+            stream, static_cast<int64_t>(m.seq), m.msg_id, std::move(events).value(), true,
+            [this, stream, seq = m.seq](Result<AppendResult> r) {
+              if (!r.ok() && r.status().context().reason == "Diverged") {
+                Post([this, stream] { (void)CheckIdentity(stream); });
+              }
+              if (!r.ok()) {
+                log::Error(
+                    "cannot store a replicated commit",
+                    {{"stream", stream}, {"position", seq}, {"error", r.status().message()}});
+              }
+            });
       });
   if (!follower.ok()) {
-    log::Warn("cannot follow stream yet", {{"stream", stream}, {"error", follower.status().message()}});
+    log::Warn("cannot follow stream yet",
+              {{"stream", stream}, {"error", follower.status().message()}});
     return;
   }
   std::lock_guard<std::mutex> lock(followers_mu_);
@@ -281,8 +282,9 @@ Result<AppendResult> Replicator::Append(AppendRequest& request) {
                             static_cast<uint64_t>(plan->expected_last_position), kBatchType,
                             payload, options_.publish_timeout_ms);
     if (ack.ok() && !ack->duplicate) {
-      metrics_->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
-                           {{"result", "ok"}})
+      metrics_
+          ->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
+                       {{"result", "ok"}})
           .Inc();
       auto stored = log_->StoreCommit(request.stream, static_cast<int64_t>(ack->seq),
                                       plan->result.commit_id, std::move(plan->events), false);
@@ -297,8 +299,9 @@ Result<AppendResult> Replicator::Append(AppendRequest& request) {
     }
     const bool conflict = !ack.ok() && ack.status().code() == Status::Code::kConflict;
     if (!ack.ok() && !conflict) {
-      metrics_->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
-                           {{"result", "unavailable"}})
+      metrics_
+          ->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
+                       {{"result", "unavailable"}})
           .Inc();
       ErrorContext ctx = ack.status().context();
       ctx.stream = request.stream;
@@ -307,8 +310,9 @@ Result<AppendResult> Replicator::Append(AppendRequest& request) {
     }
     // A conflict, or a duplicate PubAck that must not be trusted alone: catch up this entity
     // and decide again.
-    metrics_->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
-                         {{"result", conflict ? "conflict" : "duplicate"}})
+    metrics_
+        ->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
+                     {{"result", conflict ? "conflict" : "duplicate"}})
         .Inc();
     if (auto c = CatchUpEntity(request.stream, request.entity, plan->expected_last_position);
         !c.ok()) {
@@ -324,9 +328,9 @@ Result<AppendResult> Replicator::Append(AppendRequest& request) {
 
 Status Replicator::CatchUpEntity(const std::string& stream, const std::string& entity,
                                  int64_t after) {
-  auto msgs = js_->FetchSubject(JetStreamName(options_.ns, stream),
-                                EntitySubject(options_.ns, stream, entity),
-                                static_cast<uint64_t>(after));
+  auto msgs =
+      js_->FetchSubject(JetStreamName(options_.ns, stream),
+                        EntitySubject(options_.ns, stream, entity), static_cast<uint64_t>(after));
   if (!msgs.ok()) return msgs.status();
   for (const auto& m : *msgs) {
     auto events = Decode(stream, m);
@@ -377,8 +381,9 @@ void Replicator::MonitorLoop() {
       }
       const int64_t wm = log_->Watermark(s);
       if (last >= 0) {
-        metrics_->GetGauge("sidelog_replication_lag_commits",
-                           "JetStream last sequence minus the local watermark.", {{"stream", s}})
+        metrics_
+            ->GetGauge("sidelog_replication_lag_commits",
+                       "JetStream last sequence minus the local watermark.", {{"stream", s}})
             .Set(static_cast<double>(std::max<int64_t>(0, last - wm)));
       }
       // A follower that makes no progress while behind for 3 s is recreated from the watermark.
@@ -411,9 +416,14 @@ std::vector<StreamReplicationStatus> Replicator::StreamStatus() const {
     st.watermark = log_->Watermark(s);
     if (auto it = last_seq_.find(s); it != last_seq_.end()) st.last_seq = it->second;
     switch (log_->Health(s)) {
-      case StreamHealth::kReset: st.state = "reset"; break;
-      case StreamHealth::kDiverged: st.state = "diverged"; break;
-      default: st.state = missing_.count(s) ? "missing" : (st.last_seq < 0 ? "unknown" : "ok");
+      case StreamHealth::kReset:
+        st.state = "reset";
+        break;
+      case StreamHealth::kDiverged:
+        st.state = "diverged";
+        break;
+      default:
+        st.state = missing_.count(s) ? "missing" : (st.last_seq < 0 ? "unknown" : "ok");
     }
     out.push_back(st);
   }

@@ -13,8 +13,7 @@ Status Stmt::Exec() {
   while ((rc = Step()) == SQLITE_ROW) {
   }
   if (rc != SQLITE_DONE) {
-    return Status::Internal(std::string("sqlite: ") +
-                            sqlite3_errmsg(sqlite3_db_handle(stmt_)));
+    return Status::Internal(std::string("sqlite: ") + sqlite3_errmsg(sqlite3_db_handle(stmt_)));
   }
   return Status::Ok();
 }
@@ -53,8 +52,7 @@ Status Db::Exec(const std::string& sql) {
 
 Result<Stmt> Db::Prepare(std::string_view sql) {
   sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr) !=
-      SQLITE_OK) {
+  if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr) != SQLITE_OK) {
     return Status::Internal("sqlite: cannot prepare \"" + std::string(sql.substr(0, 80)) +
                             "\": " + sqlite3_errmsg(db_));
   }

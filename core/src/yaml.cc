@@ -32,11 +32,11 @@ Json ScalarToJson(const YAML::Node& node) {
   return s;
 }
 
-
 Json ToJson(const YAML::Node& node, const std::string& ptr, YamlDocument* doc) {
   doc->lines[ptr] = node.Mark().line + 1;
   switch (node.Type()) {
-    case YAML::NodeType::Scalar: return ScalarToJson(node);
+    case YAML::NodeType::Scalar:
+      return ScalarToJson(node);
     case YAML::NodeType::Sequence: {
       Json arr = Json::array();
       size_t i = 0;
@@ -55,10 +55,10 @@ Json ToJson(const YAML::Node& node, const std::string& ptr, YamlDocument* doc) {
       }
       return obj;
     }
-    default: return nullptr;
+    default:
+      return nullptr;
   }
 }
-
 
 }  // namespace
 
@@ -92,8 +92,8 @@ std::string DottedPointer(const std::string& ptr) {
         unescaped += tok[k];
       }
     }
-    bool numeric = !unescaped.empty() &&
-                   unescaped.find_first_not_of("0123456789") == std::string::npos;
+    bool numeric =
+        !unescaped.empty() && unescaped.find_first_not_of("0123456789") == std::string::npos;
     if (numeric) {
       out += "[" + unescaped + "]";
     } else {
@@ -104,7 +104,6 @@ std::string DottedPointer(const std::string& ptr) {
   }
   return out;
 }
-
 
 Status YamlDocument::Error(const std::string& ptr, const std::string& message) const {
   // The nearest ancestor that has a line.

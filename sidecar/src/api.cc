@@ -57,8 +57,8 @@ Status BadParam(const std::string& name, const std::string& why) {
 }
 
 // Parses an optional integer query parameter within [min, max].
-Status IntParam(const std::map<std::string, std::string>& q, const std::string& name,
-                int64_t min, int64_t max, std::optional<int64_t>* out) {
+Status IntParam(const std::map<std::string, std::string>& q, const std::string& name, int64_t min,
+                int64_t max, std::optional<int64_t>* out) {
   auto it = q.find(name);
   if (it == q.end()) return Status::Ok();
   const std::string& v = it->second;
@@ -67,8 +67,7 @@ Status IntParam(const std::map<std::string, std::string>& q, const std::string& 
   }
   int64_t n = std::stoll(v);
   if (n < min || n > max) {
-    return BadParam(name, "must be between " + std::to_string(min) + " and " +
-                              std::to_string(max));
+    return BadParam(name, "must be between " + std::to_string(min) + " and " + std::to_string(max));
   }
   *out = n;
   return Status::Ok();
@@ -88,7 +87,7 @@ std::set<std::string> SplitTypes(const std::string& csv) {
 
 // The stream's `types` filter narrowed by the request's `types`.
 Result<std::set<std::string>> TypeFilter(const StreamConfig& s,
-                                          const std::map<std::string, std::string>& q) {
+                                         const std::map<std::string, std::string>& q) {
   std::set<std::string> wanted;
   if (auto it = q.find("types"); it != q.end()) {
     wanted = SplitTypes(it->second);
@@ -123,9 +122,8 @@ Result<std::optional<ExpectedVersion>> IfMatch(const std::string& header) {
   if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
     ErrorContext ctx;
     ctx.rule = "header.If-Match";
-    return Status::Invalid("If-Match must be an entity version like \"3\" (or *), got " +
-                               header.substr(0, 40),
-                           ctx);
+    return Status::Invalid(
+        "If-Match must be an entity version like \"3\" (or *), got " + header.substr(0, 40), ctx);
   }
   return std::optional<ExpectedVersion>(ExpectedVersion::Exactly(std::stoll(v)));
 }
@@ -220,11 +218,11 @@ void Api::Handle(const http_request& request) {
   // Transport limits first: URL, headers, Host.
   const std::string raw_uri = request.request_uri().to_string();
   if (static_cast<int64_t>(raw_uri.size()) > config_.limits.max_url_bytes) {
-    Finish(call, HttpProblem(414, "URI too long",
-                             "the request URI has " + std::to_string(raw_uri.size()) +
-                                 " bytes; the limit is " +
-                                 std::to_string(config_.limits.max_url_bytes),
-                             call.request_id));
+    Finish(call,
+           HttpProblem(414, "URI too long",
+                       "the request URI has " + std::to_string(raw_uri.size()) +
+                           " bytes; the limit is " + std::to_string(config_.limits.max_url_bytes),
+                       call.request_id));
     return;
   }
   size_t header_bytes = 0;
@@ -290,9 +288,9 @@ void Api::Dispatch(Call& call, bool health_only) {
     return;
   }
   if (!allowed.empty()) {
-    auto resp = HttpProblem(405, "Method not allowed",
-                            call.method + " is not supported here; use " + allowed,
-                            call.request_id);
+    auto resp =
+        HttpProblem(405, "Method not allowed",
+                    call.method + " is not supported here; use " + allowed, call.request_id);
     resp.headers().add("Allow", allowed);
     Finish(call, resp);
     return;
@@ -310,8 +308,7 @@ void Api::Finish(Call& call, http_response response) {
   const double seconds = std::chrono::duration<double>(Clock::now() - call.start).count();
   metrics_
       ->GetCounter("sidelog_http_requests_total", "HTTP requests by route, method and code.",
-                   {{"route", call.route}, {"method", call.method},
-                    {"code", std::to_string(code)}})
+                   {{"route", call.route}, {"method", call.method}, {"code", std::to_string(code)}})
       .Inc();
   metrics_
       ->GetHistogram("sidelog_http_request_duration_seconds", "HTTP request latency by route.",
@@ -319,9 +316,12 @@ void Api::Finish(Call& call, http_response response) {
       .Observe(seconds);
   auto level = code >= 500 ? log::Level::kWarn : log::Level::kDebug;
   if (log::Enabled(level)) {
-    log::Write(level, "request", {{"requestId", call.request_id}, {"method", call.method},
-                                  {"route", call.route}, {"status", code},
-                                  {"ms", seconds * 1000}});
+    log::Write(level, "request",
+               {{"requestId", call.request_id},
+                {"method", call.method},
+                {"route", call.route},
+                {"status", code},
+                {"ms", seconds * 1000}});
   }
   call.request.reply(response).then([](pplx::task<void> t) {
     try {
@@ -347,9 +347,8 @@ const StreamConfig* Api::StreamOf(Call& call) {
   if (s == nullptr) {
     ErrorContext ctx;
     ctx.stream = name;
-    Fail(call, Status::NotFound("stream " + name + " is not configured for service " +
-                                    config_.service,
-                                ctx));
+    Fail(call, Status::NotFound(
+                   "stream " + name + " is not configured for service " + config_.service, ctx));
   }
   return s;
 }
@@ -365,8 +364,8 @@ void Api::Append(Call& call) {
   ctx.entity = call.params["entity"];
   if (s->access != StreamAccess::kWrite) {
     ctx.rule = "access";
-    Fail(call, Status::Forbidden("service " + config_.service + " may only read stream " +
-                                     s->name + "; declare it under `produces` to write it",
+    Fail(call, Status::Forbidden("service " + config_.service + " may only read stream " + s->name +
+                                     "; declare it under `produces` to write it",
                                  ctx));
     return;
   }
@@ -381,10 +380,9 @@ void Api::Append(Call& call) {
   std::transform(media.begin(), media.end(), media.begin(), ::tolower);
   if (media != "application/json") {
     Finish(call, HttpProblem(415, "Unsupported media type",
-                             content_type.empty()
-                                 ? "the body needs Content-Type: application/json"
-                                 : "Content-Type " + content_type.substr(0, 80) +
-                                       " is not supported; send application/json",
+                             content_type.empty() ? "the body needs Content-Type: application/json"
+                                                  : "Content-Type " + content_type.substr(0, 80) +
+                                                        " is not supported; send application/json",
                              call.request_id));
     return;
   }
@@ -392,8 +390,8 @@ void Api::Append(Call& call) {
   auto length = call.request.headers().content_length();
   if (length != static_cast<decltype(length)>(-1) && static_cast<int64_t>(length) > limit) {
     ctx.rule = "limits.maxBodyBytes";
-    Fail(call, Status::TooLarge("the body has " + std::to_string(length) +
-                                    " bytes; the limit is " + std::to_string(limit),
+    Fail(call, Status::TooLarge("the body has " + std::to_string(length) + " bytes; the limit is " +
+                                    std::to_string(limit),
                                 ctx));
     return;
   }
@@ -409,7 +407,8 @@ void Api::Append(Call& call) {
     try {
       AppendBody(*shared, body);
     } catch (const std::exception& e) {
-      log::Error("append failed unexpectedly", {{"requestId", shared->request_id}, {"error", e.what()}});
+      log::Error("append failed unexpectedly",
+                 {{"requestId", shared->request_id}, {"error", e.what()}});
       Fail(*shared, Status::Internal(std::string("unexpected error: ") + e.what()));
     }
   });
@@ -423,10 +422,10 @@ void Api::AppendBody(Call& call, const std::vector<unsigned char>& body) {
   ctx.entity = entity;
   if (static_cast<int64_t>(body.size()) > config_.limits.max_body_bytes) {
     ctx.rule = "limits.maxBodyBytes";
-    Fail(call, Status::TooLarge("the body has " + std::to_string(body.size()) +
-                                    " bytes; the limit is " +
-                                    std::to_string(config_.limits.max_body_bytes),
-                                ctx));
+    Fail(call,
+         Status::TooLarge("the body has " + std::to_string(body.size()) + " bytes; the limit is " +
+                              std::to_string(config_.limits.max_body_bytes),
+                          ctx));
     return;
   }
   size_t bad = 0;
@@ -528,11 +527,20 @@ void Api::AppendBody(Call& call, const std::vector<unsigned char>& body) {
     const char* result = "ok";
     if (!r.ok()) {
       switch (r.status().code()) {
-        case Status::Code::kConflict: result = "conflict"; break;
-        case Status::Code::kRejected: result = "rejected"; break;
-        case Status::Code::kUnavailable: result = "unavailable"; break;
-        case Status::Code::kGone: result = "gone"; break;
-        default: result = "error";
+        case Status::Code::kConflict:
+          result = "conflict";
+          break;
+        case Status::Code::kRejected:
+          result = "rejected";
+          break;
+        case Status::Code::kUnavailable:
+          result = "unavailable";
+          break;
+        case Status::Code::kGone:
+          result = "gone";
+          break;
+        default:
+          result = "error";
       }
     } else if (r->replay) {
       result = "replay";
@@ -553,14 +561,13 @@ void Api::AppendBody(Call& call, const std::vector<unsigned char>& body) {
     }
     Json events = Json::array();
     for (const auto& e : r->events) events.push_back({{"id", e.id}, {"version", e.version}});
-    Json body = {{"stream", r->stream},       {"entity", r->entity},
-                 {"fromVersion", r->from_version}, {"version", r->version},
-                 {"position", r->position},   {"events", events}};
-    http_response resp(r->replay ? web::http::status_codes::OK
-                                 : web::http::status_codes::Created);
+    Json body = {
+        {"stream", r->stream},   {"entity", r->entity},     {"fromVersion", r->from_version},
+        {"version", r->version}, {"position", r->position}, {"events", events}};
+    http_response resp(r->replay ? web::http::status_codes::OK : web::http::status_codes::Created);
     resp.headers().add("ETag", "\"" + std::to_string(r->version) + "\"");
     resp.headers().add("Location", "/v1/streams/" + web::uri::encode_data_string(r->stream) +
-                                        "/entities/" + web::uri::encode_data_string(r->entity));
+                                       "/entities/" + web::uri::encode_data_string(r->entity));
     if (r->replay) resp.headers().add("Sidelog-Replay", "true");
     resp.set_body(body.dump(), "application/json");
     Finish(*shared, resp);
@@ -587,7 +594,8 @@ void Api::EntityEvents(Call& call) {
                             static_cast<int>(limit.value_or(100)));
   if (!r.ok()) return Fail(call, r.status());
   Json next = r->next ? Json(*r->next) : Json(nullptr);
-  ReplyJson(call, 200, {{"events", EventsJson(r->events)}, {"version", r->version}, {"next", next}});
+  ReplyJson(call, 200,
+            {{"events", EventsJson(r->events)}, {"version", r->version}, {"next", next}});
 }
 
 void Api::EntityState(Call& call) {
@@ -603,11 +611,12 @@ void Api::EntityState(Call& call) {
   if (auto at = call.query.find("at"); at != call.query.end()) {
     if (version) return Fail(call, BadParam("at", "cannot be combined with version"));
     auto t = ParseTime(at->second);
-    if (!t.ok()) return Fail(call, BadParam("at", "must be an RFC 3339 time: " + t.status().message()));
+    if (!t.ok())
+      return Fail(call, BadParam("at", "must be an RFC 3339 time: " + t.status().message()));
     query.at = *t;
   }
-  if (auto c = call.query.find("consistency"); c != call.query.end() && c->second != "eventual" &&
-                                                c->second != "strong") {
+  if (auto c = call.query.find("consistency");
+      c != call.query.end() && c->second != "eventual" && c->second != "strong") {
     return Fail(call, BadParam("consistency", "must be eventual or strong"));
   }
   const std::string stream = s->name;
@@ -646,11 +655,11 @@ void Api::EntityState(Call& call) {
                    ctx.entity = entity;
                    ctx.reason = "MinPositionTimeout";
                    ctx.retry_after_seconds = 1;
-                   Fail(*shared, Status::Unavailable(
-                                     "the local log did not reach position " +
-                                         std::to_string(wanted) + " within 5 s (it is at " +
-                                         std::to_string(log_->Watermark(stream)) + ")",
-                                     ctx));
+                   Fail(*shared,
+                        Status::Unavailable("the local log did not reach position " +
+                                                std::to_string(wanted) + " within 5 s (it is at " +
+                                                std::to_string(log_->Watermark(stream)) + ")",
+                                            ctx));
                  });
 }
 
@@ -668,8 +677,8 @@ void Api::AnswerState(Call& call, const std::string& stream, const std::string& 
     return Finish(call, resp);
   }
   Json status = r->status.empty() ? Json(nullptr) : Json(r->status);
-  Json body = {{"stream", stream},      {"entity", entity},  {"version", r->version},
-               {"status", status},      {"state", r->state}, {"updatedAt", FormatTime(r->updated_at)}};
+  Json body = {{"stream", stream}, {"entity", entity},  {"version", r->version},
+               {"status", status}, {"state", r->state}, {"updatedAt", FormatTime(r->updated_at)}};
   http_response resp(web::http::status_codes::OK);
   resp.headers().add("ETag", etag);
   resp.set_body(body.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
@@ -689,7 +698,8 @@ void Api::ListEntities(Call& call) {
   for (const auto& e : r->entities) {
     entities.push_back({{"id", e.id}, {"version", e.version}, {"deleted", e.deleted}});
   }
-  ReplyJson(call, 200, {{"entities", entities}, {"next", r->next ? Json(*r->next) : Json(nullptr)}});
+  ReplyJson(call, 200,
+            {{"entities", entities}, {"next", r->next ? Json(*r->next) : Json(nullptr)}});
 }
 
 void Api::StreamEvents(Call& call) {
@@ -711,8 +721,8 @@ void Api::StreamEvents(Call& call) {
     }
   }
   if (!follow) {
-    auto r = log_->ReadStream(s->name, from.value_or(0), static_cast<int>(limit.value_or(100)),
-                              *types);
+    auto r =
+        log_->ReadStream(s->name, from.value_or(0), static_cast<int>(limit.value_or(100)), *types);
     if (!r.ok()) return Fail(call, r.status());
     ReplyJson(call, 200, {{"events", EventsJson(r->events)}, {"next", r->next}});
     return;
@@ -725,16 +735,17 @@ void Api::StreamEvents(Call& call) {
     auto dot = last_id.find('.');
     std::string pos = last_id.substr(0, dot);
     std::string idx = dot == std::string::npos ? "" : last_id.substr(dot + 1);
-    bool ok = !pos.empty() && pos.size() <= 18 &&
-              pos.find_first_not_of("0123456789") == std::string::npos &&
-              (dot == std::string::npos ||
-               (!idx.empty() && idx.size() <= 6 &&
-                idx.find_first_not_of("0123456789") == std::string::npos));
+    bool ok =
+        !pos.empty() && pos.size() <= 18 &&
+        pos.find_first_not_of("0123456789") == std::string::npos &&
+        (dot == std::string::npos || (!idx.empty() && idx.size() <= 6 &&
+                                      idx.find_first_not_of("0123456789") == std::string::npos));
     if (!ok) {
       ErrorContext ctx;
       ctx.rule = "header.Last-Event-ID";
       return Fail(call, Status::Invalid("Last-Event-ID must be <position>.<index> as sent in "
-                                        "the id: field, got " + last_id.substr(0, 40),
+                                        "the id: field, got " +
+                                            last_id.substr(0, 40),
                                         ctx));
     }
     after = std::stoll(pos);
@@ -768,17 +779,17 @@ void Api::Streams(Call& call) {
   for (const auto& s : config_.streams) {
     auto st = log_->Stats(s.name);
     if (!st.ok()) continue;
-    streams.push_back({{"name", s.name},
-                       {"access", s.access == StreamAccess::kWrite ? "write" : "read"},
-                       {"types", s.types},
-                       {"entities", st->entities},
-                       {"commits", st->commits},
-                       {"events", st->events},
-                       {"lastPosition", st->last_position},
-                       {"watermark", st->watermark},
-                       {"replicationLag",
-                        Lag(replication.count(s.name) ? &replication[s.name] : nullptr,
-                            st->watermark)}});
+    streams.push_back(
+        {{"name", s.name},
+         {"access", s.access == StreamAccess::kWrite ? "write" : "read"},
+         {"types", s.types},
+         {"entities", st->entities},
+         {"commits", st->commits},
+         {"events", st->events},
+         {"lastPosition", st->last_position},
+         {"watermark", st->watermark},
+         {"replicationLag",
+          Lag(replication.count(s.name) ? &replication[s.name] : nullptr, st->watermark)}});
   }
   ReplyJson(call, 200, {{"streams", streams}});
 }
@@ -811,8 +822,7 @@ void Api::StatusRoute(Call& call) {
              {"namespace", config_.ns},
              {"mode", LogModeName(o.mode)},
              {"ready", ready_.load() && !draining_.load()},
-             {"uptimeSeconds",
-              std::chrono::duration<double>(Clock::now() - started_).count()},
+             {"uptimeSeconds", std::chrono::duration<double>(Clock::now() - started_).count()},
              {"log",
               {{"path", o.path},
                {"sizeBytes", log_->SizeBytes()},

@@ -9,7 +9,7 @@ using Clock = std::chrono::steady_clock;
 struct Feed::Subscriber {
   std::string stream;
   std::set<std::string> types;
-  int64_t after = 0;    // events after this position ...
+  int64_t after = 0;     // events after this position ...
   int after_index = -1;  // ... and, within it, after this index (-1: the whole commit is done)
   concurrency::streams::producer_consumer_buffer<uint8_t> buffer;
   std::atomic<bool> gone{false};

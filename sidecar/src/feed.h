@@ -44,8 +44,8 @@ class Feed {
   // Starts streaming `stream` to `request` as text/event-stream, from after position `after`
   // (and, when `after_index` >= 0, after that event of commit `after`: Last-Event-ID).
   // `types` filters. Replies on the caller's thread; never blocks.
-  void Subscribe(const web::http::http_request& request, const std::string& stream,
-                 int64_t after, int after_index, std::set<std::string> types);
+  void Subscribe(const web::http::http_request& request, const std::string& stream, int64_t after,
+                 int after_index, std::set<std::string> types);
 
   // Calls `done(true)` once the stream's watermark is >= position, or `done(false)` at the
   // deadline. `done` runs on the feed thread or the caller's.

@@ -10,8 +10,8 @@ using web::http::experimental::listener::http_listener;
 
 namespace {
 
-Result<std::unique_ptr<http_listener>> OpenListener(const std::string& host_port,
-                                                    std::function<void(web::http::http_request)> fn) {
+Result<std::unique_ptr<http_listener>> OpenListener(
+    const std::string& host_port, std::function<void(web::http::http_request)> fn) {
   try {
     auto l = std::make_unique<http_listener>(web::uri("http://" + host_port));
     l->support(std::move(fn));
@@ -35,7 +35,7 @@ Status Server::Start() {
   EventLogOptions o;
   o.path = config_.data_dir + "/sidelog.db";
   o.mode = config_.nats ? LogMode::kReplicated : LogMode::kStandalone;
-  o.durability = config_.durability == "normal" ? Durability::kNormal
+  o.durability = config_.durability == "normal"  ? Durability::kNormal
                  : config_.durability == "fsync" ? Durability::kFsync
                  : config_.nats                  ? Durability::kNormal
                                                  : Durability::kFsync;
@@ -79,8 +79,8 @@ Status Server::Start() {
   auto main = OpenListener(config_.listen, [this](web::http::http_request r) { api_->Handle(r); });
   if (!main.ok()) return main.status();
   listener_ = std::move(main).value();
-  auto health =
-      OpenListener(config_.health_listen, [this](web::http::http_request r) { api_->HandleHealth(r); });
+  auto health = OpenListener(config_.health_listen,
+                             [this](web::http::http_request r) { api_->HandleHealth(r); });
   if (!health.ok()) return health.status();
   health_ = std::move(health).value();
   // Ready once the startup catch-up is done, or has given up because NATS is unreachable.
@@ -94,10 +94,10 @@ Status Server::Start() {
 void Server::Stop() {
   if (stopped_ || !api_) return;
   stopped_ = true;
-  api_->SetDraining();      // new appends answer 503, /readyz 503
-  feed_->Stop();            // SSE responses end
+  api_->SetDraining();                   // new appends answer 503, /readyz 503
+  feed_->Stop();                         // SSE responses end
   if (replicator_) replicator_->Stop();  // publishes in flight finish and are answered
-  log_->Close();            // queued appends finish and are answered
+  log_->Close();                         // queued appends finish and are answered
   try {
     listener_->close().wait();
     health_->close().wait();

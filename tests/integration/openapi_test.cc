@@ -25,7 +25,8 @@ TEST(OpenApi, DocumentsExactlyTheServersRoutes) {
   std::set<std::string> served;
   for (const auto& r : Api::Routes()) served.insert(r.method + " " + r.path);
   for (const auto& s : served) EXPECT_TRUE(documented.count(s)) << "undocumented route " << s;
-  for (const auto& d : documented) EXPECT_TRUE(served.count(d)) << "documented but not served: " << d;
+  for (const auto& d : documented)
+    EXPECT_TRUE(served.count(d)) << "documented but not served: " << d;
 }
 
 }  // namespace

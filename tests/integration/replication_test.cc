@@ -42,14 +42,15 @@ std::vector<std::string> Dump(const SidecarProcess& p, int64_t until) {
   }
   int64_t from = 0;
   for (;;) {
-    auto page = RawRequest(p.port(), "GET", "/v1/streams/orders/events?limit=1000&from=" +
-                                                std::to_string(from))
+    auto page = RawRequest(p.port(), "GET",
+                           "/v1/streams/orders/events?limit=1000&from=" + std::to_string(from))
                     .json();
     if (!page.is_object() || page["events"].empty()) break;
     for (const auto& e : page["events"]) {
       out.push_back(std::to_string(e["sidelogposition"].get<int64_t>()) + "." +
-                    std::to_string(e["sidelogindex"].get<int>()) + " " + e["subject"].get<std::string>() +
-                    " v" + std::to_string(e["sidelogversion"].get<int64_t>()) + " " +
+                    std::to_string(e["sidelogindex"].get<int>()) + " " +
+                    e["subject"].get<std::string>() + " v" +
+                    std::to_string(e["sidelogversion"].get<int64_t>()) + " " +
                     e["id"].get<std::string>() + " " + e["data"].dump());
     }
     from = page["next"];
@@ -79,7 +80,8 @@ TEST(Replication, TwoReplicasAppendingConcurrentlyConverge) {
     threads.emplace_back([&, t] {
       const SidecarProcess& p = t % 2 ? a : b;
       for (int i = 0; i < 25; ++i) {
-        auto r = Append(p, "shared-" + std::to_string(i % 4), Events("t" + std::to_string(t) + "-" + std::to_string(i), i));
+        auto r = Append(p, "shared-" + std::to_string(i % 4),
+                        Events("t" + std::to_string(t) + "-" + std::to_string(i), i));
         ASSERT_EQ(r.status, 201) << r.body;
         acked++;
       }
@@ -96,7 +98,10 @@ TEST(Replication, TwoReplicasAppendingConcurrentlyConverge) {
   // Versions per entity are gap-free: exactly one commit per version.
   int64_t total = 0;
   for (int e = 0; e < 4; ++e) {
-    auto r = RawRequest(a.port(), "GET", "/v1/streams/orders/entities/shared-" + std::to_string(e) + "/events?limit=1000").json();
+    auto r =
+        RawRequest(a.port(), "GET",
+                   "/v1/streams/orders/entities/shared-" + std::to_string(e) + "/events?limit=1000")
+            .json();
     int64_t want = 1;
     for (const auto& ev : r["events"]) EXPECT_EQ(ev["sidelogversion"].get<int64_t>(), want++);
     total += want - 1;
@@ -130,8 +135,9 @@ TEST(Replication, ConflictsAcrossReplicasAnswer409AndRetriesReplay) {
   EXPECT_EQ(any.status, 201) << any.body;
   EXPECT_EQ(any.json()["version"], 2);
   // Read-your-writes across replicas with minPosition.
-  auto read = RawRequest(a.port(), "GET", "/v1/streams/orders/entities/o1?minPosition=" +
-                                              any.json()["position"].dump());
+  auto read =
+      RawRequest(a.port(), "GET",
+                 "/v1/streams/orders/entities/o1?minPosition=" + any.json()["position"].dump());
   EXPECT_EQ(read.status, 200);
   EXPECT_EQ(read.json()["version"], 2);
   EXPECT_EQ(JetStreamLastSeq(nats), 2);
@@ -145,12 +151,15 @@ TEST(Replication, AReadingServiceFollowsInOrderAndCannotWrite) {
   SidecarProcess reader(kOrdersRead, nats.SidecarConfig(), "billing");
   reader.Start();
   for (int i = 0; i < 30; ++i) {
-    ASSERT_EQ(Append(writer, "o" + std::to_string(i % 3), Events("w" + std::to_string(i), i)).status, 201);
+    ASSERT_EQ(
+        Append(writer, "o" + std::to_string(i % 3), Events("w" + std::to_string(i), i)).status,
+        201);
   }
   EXPECT_EQ(Dump(reader, 30), Dump(writer, 30));
   auto forbidden = Append(reader, "o1", Events("r1", 1));
   EXPECT_EQ(forbidden.status, 403);
-  auto strong = RawRequest(reader.port(), "GET", "/v1/streams/orders/entities/o1?consistency=strong");
+  auto strong =
+      RawRequest(reader.port(), "GET", "/v1/streams/orders/entities/o1?consistency=strong");
   EXPECT_EQ(strong.status, 200) << strong.body;
   EXPECT_EQ(strong.json()["version"], 10);
 }
@@ -191,7 +200,8 @@ TEST(Replication, ASidecarKilledMidLoadCatchesUpWithoutGaps) {
   std::atomic<int> acked{0};
   std::thread load([&] {
     for (int i = 0; !stop && i < 400; ++i) {
-      if (Append(a, "k" + std::to_string(i % 5), Events("k" + std::to_string(i), i)).status == 201) acked++;
+      if (Append(a, "k" + std::to_string(i % 5), Events("k" + std::to_string(i), i)).status == 201)
+        acked++;
     }
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));

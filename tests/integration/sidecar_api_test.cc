@@ -159,8 +159,9 @@ TEST_F(SidecarApi, LimitsAnswer413) {
 
 TEST_F(SidecarApi, WrongOrMissingContentTypeAnswers415) {
   std::string body = Body({E("Created", {{"customerId", "c"}})}).dump();
-  ExpectProblem(Post("/v1/streams/orders/entities/ct/events", body, {{"Content-Type", "text/plain"}}),
-                415, "text/plain");
+  ExpectProblem(
+      Post("/v1/streams/orders/entities/ct/events", body, {{"Content-Type", "text/plain"}}), 415,
+      "text/plain");
   ExpectProblem(RawRequest(proc_->port(), "POST", "/v1/streams/orders/entities/ct/events", body,
                            {{"Content-Type", ""}}),
                 415, "application/json");
@@ -212,10 +213,10 @@ TEST_F(SidecarApi, BadInputIsRefusedClearlyAndStoresNothing) {
        "metadata.k must be a string"},
       {"bad metadata key", p, R"({"events": [{"type": "A", "metadata": {"Bad-Key": "v"}}]})", 400,
        "lowercase letters and digits"},
-      {"bad expectedVersion", p, R"({"expectedVersion": "latest", "events": [{"type": "A"}]})",
-       400, "expectedVersion must be"},
-      {"negative expectedVersion", p, R"({"expectedVersion": -1, "events": [{"type": "A"}]})",
-       400, "expectedVersion must be"},
+      {"bad expectedVersion", p, R"({"expectedVersion": "latest", "events": [{"type": "A"}]})", 400,
+       "expectedVersion must be"},
+      {"negative expectedVersion", p, R"({"expectedVersion": -1, "events": [{"type": "A"}]})", 400,
+       "expectedVersion must be"},
       {"huge number", p, R"({"events": [{"type": "A", "data": {"n": 1e999}}]})", 400,
        "not valid JSON"},
       {"invalid UTF-8", p, "{\"events\": [{\"type\": \"A\", \"data\": \"\xff\xfe\"}]}", 400,
@@ -223,10 +224,10 @@ TEST_F(SidecarApi, BadInputIsRefusedClearlyAndStoresNothing) {
       {"empty id", p, R"({"events": [{"type": "A", "id": ""}]})", 400, "must not be empty"},
       {"duplicate ids", p, R"({"events": [{"type": "A", "id": "x"}, {"type": "B", "id": "x"}]})",
        400, "appears twice"},
-      {"entity with space", "/v1/streams/orders/entities/a%20b/events", R"({"events":[{"type":"A"}]})",
-       400, "without whitespace"},
-      {"entity with slash", "/v1/streams/orders/entities/a%2Fb/events", R"({"events":[{"type":"A"}]})",
-       400, "must not contain '/'"},
+      {"entity with space", "/v1/streams/orders/entities/a%20b/events",
+       R"({"events":[{"type":"A"}]})", 400, "without whitespace"},
+      {"entity with slash", "/v1/streams/orders/entities/a%2Fb/events",
+       R"({"events":[{"type":"A"}]})", 400, "must not contain '/'"},
       {"entity with star", "/v1/streams/orders/entities/a*/events", R"({"events":[{"type":"A"}]})",
        400, "must not contain '*'"},
       {"entity with gt", "/v1/streams/orders/entities/a%3E/events", R"({"events":[{"type":"A"}]})",
@@ -245,8 +246,10 @@ TEST_F(SidecarApi, BadInputIsRefusedClearlyAndStoresNothing) {
             400);
   EXPECT_EQ(StreamEvents(), before);
   // A big integer that JSON can carry is data like any other.
-  EXPECT_EQ(Append("big-int", Body({E("ItemAdded", {{"item", Json::parse("123456789012345678901")}})})).status,
-            201);
+  EXPECT_EQ(
+      Append("big-int", Body({E("ItemAdded", {{"item", Json::parse("123456789012345678901")}})}))
+          .status,
+      201);
 }
 
 TEST_F(SidecarApi, BadQueryParametersAnswer400) {
@@ -258,7 +261,8 @@ TEST_F(SidecarApi, BadQueryParametersAnswer400) {
   ExpectProblem(Get("/v1/streams/orders/entities/a-1?version=abc"), 400, "version must be");
   ExpectProblem(Get("/v1/streams/orders/entities/a-1?version=1&at=2026-01-01T00:00:00Z"), 400,
                 "cannot be combined");
-  ExpectProblem(Get("/v1/streams/orders/entities/a-1?consistency=linear"), 400, "eventual or strong");
+  ExpectProblem(Get("/v1/streams/orders/entities/a-1?consistency=linear"), 400,
+                "eventual or strong");
 }
 
 TEST_F(SidecarApi, EntityReadsPageAndFoldAtVersionAndTime) {
@@ -294,7 +298,8 @@ TEST_F(SidecarApi, EntityReadsPageAndFoldAtVersionAndTime) {
   auto at_state = Get("/v1/streams/orders/entities/t-1?at=" + at);
   ASSERT_EQ(at_state.status, 200) << at_state.body;
   EXPECT_EQ(at_state.json()["version"], 3);
-  ExpectProblem(Get("/v1/streams/orders/entities/t-1?at=2000-01-01T00:00:00Z"), 404, "no events at");
+  ExpectProblem(Get("/v1/streams/orders/entities/t-1?at=2000-01-01T00:00:00Z"), 404,
+                "no events at");
 }
 
 TEST_F(SidecarApi, StreamReadsAreOrderedAndFilteredByType) {
@@ -360,11 +365,13 @@ TEST_F(SidecarApi, MetricsLabelRoutesByTemplate) {
   auto m = RawRequest(proc_->health_port(), "GET", "/metrics");
   ASSERT_EQ(m.status, 200);
   EXPECT_NE(m.header("content-type").find("text/plain"), std::string::npos);
-  EXPECT_NE(m.body.find("route=\"/v1/streams/{stream}/entities/{entity}/events\""), std::string::npos);
+  EXPECT_NE(m.body.find("route=\"/v1/streams/{stream}/entities/{entity}/events\""),
+            std::string::npos);
   EXPECT_EQ(m.body.find("metric-entity-42"), std::string::npos);
-  for (const char* name : {"sidelog_http_requests_total", "sidelog_http_request_duration_seconds_bucket",
-                           "sidelog_appends_total", "sidelog_events_appended_total",
-                           "sidelog_fold_duration_seconds", "sidelog_log_size_bytes"}) {
+  for (const char* name :
+       {"sidelog_http_requests_total", "sidelog_http_request_duration_seconds_bucket",
+        "sidelog_appends_total", "sidelog_events_appended_total", "sidelog_fold_duration_seconds",
+        "sidelog_log_size_bytes"}) {
     EXPECT_NE(m.body.find(name), std::string::npos) << name;
   }
   EXPECT_NE(m.body.find("sidelog_appends_total{stream=\"orders\",result=\"conflict\"}"),
@@ -376,8 +383,8 @@ TEST(SidecarConfig, BadConfigExitsWithAClearMessage) {
   pid_t pid = fork();
   if (pid == 0) {
     freopen((proc.dir() + "/out.log").c_str(), "w", stderr);
-    execl(SIDELOG_SIDECAR_BIN, "sidelog-sidecar", "--config", (proc.dir() + "/sidecar.yaml").c_str(),
-          nullptr);
+    execl(SIDELOG_SIDECAR_BIN, "sidelog-sidecar", "--config",
+          (proc.dir() + "/sidecar.yaml").c_str(), nullptr);
     _exit(127);
   }
   int status = 0;

@@ -20,7 +20,9 @@ std::thread Follow(const std::string& url, const std::string& query, const std::
   return std::thread([=] {
     cli::Client client(url);
     auto start = std::chrono::steady_clock::now();
-    auto in_time = [start] { return std::chrono::steady_clock::now() - start < std::chrono::seconds(20); };
+    auto in_time = [start] {
+      return std::chrono::steady_clock::now() - start < std::chrono::seconds(20);
+    };
     client.Follow(
         "/v1/streams/orders/events?follow=true" + query, last_id,
         [&](const std::string& id, const std::string&, const Json& e) {

@@ -114,14 +114,17 @@ INSTANTIATE_TEST_SUITE_P(
                 "          - {op: add, path: /x}\n",
                 "svc.yaml:6: streams[0].entity.reducers.X[0].op: \"add\" is not one of"},
         BadCase{"op_missing_path",
-                "streams:\n  - name: a\n    entity:\n      reducers:\n        X: [{op: set, value: 1}]\n",
+                "streams:\n  - name: a\n    entity:\n      reducers:\n        X: [{op: set, value: "
+                "1}]\n",
                 "svc.yaml:5: streams[0].entity.reducers.X[0].path: is required"},
         BadCase{"bad_pointer",
-                "streams:\n  - name: a\n    entity:\n      reducers:\n        X: [{op: unset, path: x}]\n",
+                "streams:\n  - name: a\n    entity:\n      reducers:\n        X: [{op: unset, "
+                "path: x}]\n",
                 "streams[0].entity.reducers.X[0].path: \"x\" is not an RFC 6901 JSON pointer"},
-        BadCase{"machine_without_initial",
-                "streams:\n  - name: a\n    entity:\n      stateMachine:\n        transitions: []\n",
-                "svc.yaml:4: streams[0].entity.stateMachine.initial: is required"},
+        BadCase{
+            "machine_without_initial",
+            "streams:\n  - name: a\n    entity:\n      stateMachine:\n        transitions: []\n",
+            "svc.yaml:4: streams[0].entity.stateMachine.initial: is required"},
         BadCase{"transition_without_to",
                 "streams:\n  - name: a\n    entity:\n      stateMachine:\n        initial: n\n"
                 "        transitions:\n          - {on: A, from: [n]}\n",
@@ -133,8 +136,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"schema_not_object",
                 "streams:\n  - name: a\n    entity:\n      schemas:\n        X: [1]\n",
                 "svc.yaml:5: streams[0].entity.schemas.X: must be a JSON Schema object"},
-        BadCase{"unknown_entity_field",
-                "streams:\n  - name: a\n    entity:\n      reducer: {}\n",
+        BadCase{"unknown_entity_field", "streams:\n  - name: a\n    entity:\n      reducer: {}\n",
                 "svc.yaml:4: streams[0].entity.reducer: unknown field"}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.name); });
 

@@ -37,8 +37,8 @@ EventLogOptions Options(const TempDir& dir) {
     threads.emplace_back([&, t] {
       for (int i = 0;; ++i) {
         std::string id = "t" + std::to_string(t) + "-" + std::to_string(i);
-        auto r = (*log)->Append(
-            Req("orders", "e" + std::to_string(t), {Ev("A", {{"i", i}}, id), Ev("B", {}, id + "b")}));
+        auto r = (*log)->Append(Req("orders", "e" + std::to_string(t),
+                                    {Ev("A", {{"i", i}}, id), Ev("B", {}, id + "b")}));
         if (!r.ok()) _exit(4);
         std::string line = id + "\n";
         if (write(fd, line.data(), line.size()) < 0) _exit(5);

@@ -39,8 +39,8 @@ TEST(EventLogConcurrency, OneWinnerPerVersionOnOneEntity) {
       int64_t known = 0;
       for (int attempt = 0; attempt < 20000; ++attempt) {
         std::string id = "t" + std::to_string(t) + "-" + std::to_string(attempt);
-        auto r = log->Append(Req("orders", "hot", {Ev("Bumped", {{"by", t}}, id)},
-                                 ExpectedVersion::Exactly(known)));
+        auto r = log->Append(
+            Req("orders", "hot", {Ev("Bumped", {{"by", t}}, id)}, ExpectedVersion::Exactly(known)));
         if (r.ok()) {
           ASSERT_EQ(r->version, known + 1);
           wins[t].push_back({r->version, id});
@@ -166,8 +166,9 @@ TEST(EventLogConcurrency, AFollowingReaderNeverSkipsACommit) {
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
       for (int i = 0; i < kPerWriter; ++i) {
-        ASSERT_TRUE((*log)->Append(sidelog::testing::Req("orders", "e" + std::to_string(w),
-                                                          {sidelog::testing::Ev("A")}))
+        ASSERT_TRUE((*log)
+                        ->Append(sidelog::testing::Req("orders", "e" + std::to_string(w),
+                                                       {sidelog::testing::Ev("A")}))
                         .ok());
       }
     });

@@ -67,8 +67,9 @@ TEST_F(EventLogTest, FirstAppendCreatesVersionOneAtPositionOne) {
 
 TEST_F(EventLogTest, MultiEventCommitSharesOnePositionWithConsecutiveVersions) {
   MustAppend(Req("orders", "o1", {Ev("OrderCreated", {{"customerId", "c1"}})}));
-  auto r = MustAppend(Req("orders", "o1", {Ev("ItemAdded", {{"item", 1}}), Ev("ItemAdded", {{"item", 2}}),
-                                           Ev("ItemAdded", {{"item", 3}})}));
+  auto r = MustAppend(Req("orders", "o1",
+                          {Ev("ItemAdded", {{"item", 1}}), Ev("ItemAdded", {{"item", 2}}),
+                           Ev("ItemAdded", {{"item", 3}})}));
   EXPECT_EQ(r.from_version, 2);
   EXPECT_EQ(r.version, 4);
   EXPECT_EQ(r.position, 2);
@@ -117,9 +118,11 @@ TEST_F(EventLogTest, ExpectedVersionParsesTheWireForms) {
 }
 
 TEST_F(EventLogTest, FullReplayReturnsTheOriginalResult) {
-  auto first = MustAppend(Req("payments", "p1", {Ev("A", {{"x", 1}}, "id-1"), Ev("B", {}, "id-2")}));
+  auto first =
+      MustAppend(Req("payments", "p1", {Ev("A", {{"x", 1}}, "id-1"), Ev("B", {}, "id-2")}));
   MustAppend(Req("payments", "p1", {Ev("C")}));
-  auto again = MustAppend(Req("payments", "p1", {Ev("A", {{"x", 1}}, "id-1"), Ev("B", {}, "id-2")}));
+  auto again =
+      MustAppend(Req("payments", "p1", {Ev("A", {{"x", 1}}, "id-1"), Ev("B", {}, "id-2")}));
   EXPECT_TRUE(again.replay);
   EXPECT_EQ(again.position, first.position);
   EXPECT_EQ(again.from_version, 1);
@@ -189,7 +192,8 @@ TEST_F(EventLogTest, BadInputIsRefusedBeforeAnythingIsStored) {
   EXPECT_EQ(log_->Append(Req("nope", "o1", {Ev("A")})).status().code(), Status::Code::kNotFound);
   EXPECT_EQ(log_->Append(Req("orders", "a b", {Ev("A")})).status().code(), Status::Code::kInvalid);
   EXPECT_EQ(log_->Append(Req("orders", "o1", {})).status().code(), Status::Code::kInvalid);
-  EXPECT_EQ(log_->Append(Req("orders", "o1", {Ev("1bad")})).status().code(), Status::Code::kInvalid);
+  EXPECT_EQ(log_->Append(Req("orders", "o1", {Ev("1bad")})).status().code(),
+            Status::Code::kInvalid);
   std::vector<EventInput> many(11, Ev("A"));
   EXPECT_EQ(log_->Append(Req("orders", "o1", many)).status().code(), Status::Code::kTooLarge);
   auto schema = log_->Append(Req("orders", "o1", {Ev("OrderCreated", Json::object())}));
@@ -200,7 +204,8 @@ TEST_F(EventLogTest, BadInputIsRefusedBeforeAnythingIsStored) {
 
 TEST_F(EventLogTest, RejectedTransitionChangesNothing) {
   MustAppend(Req("orders", "o1", {Ev("OrderCreated", {{"customerId", "c"}})}));
-  auto r = log_->Append(Req("orders", "o1", {Ev("ItemAdded", {{"item", 1}}), Ev("OrderCreated", {{"customerId", "c"}})}));
+  auto r = log_->Append(Req(
+      "orders", "o1", {Ev("ItemAdded", {{"item", 1}}), Ev("OrderCreated", {{"customerId", "c"}})}));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Status::Code::kRejected);
   EXPECT_EQ(r.status().message().rfind("events[1] (OrderCreated)", 0), 0u) << r.status().message();
@@ -341,7 +346,8 @@ TEST_F(EventLogTest, ListsEntitiesByPrefixWithPaging) {
 }
 
 TEST_F(EventLogTest, EverythingSurvivesReopen) {
-  MustAppend(Req("orders", "o1", {Ev("OrderCreated", {{"customerId", "c"}}), Ev("ItemAdded", {{"item", 1}})}));
+  MustAppend(Req("orders", "o1",
+                 {Ev("OrderCreated", {{"customerId", "c"}}), Ev("ItemAdded", {{"item", 1}})}));
   Reopen();
   auto s = log_->State("orders", "o1");
   ASSERT_TRUE(s.ok());
@@ -395,10 +401,18 @@ TEST_F(EventLogTest, SnapshotsGiveTheSameStateAsAFullFold) {
       int n = 1 + static_cast<int>(rng() % 3);
       for (int k = 0; k < n; ++k) {
         switch (rng() % 4) {
-          case 0: events.push_back(Ev("ItemAdded", {{"item", static_cast<int>(rng() % 100)}})); break;
-          case 1: events.push_back(Ev("PaymentReceived", {{"amount", static_cast<int>(rng() % 10)}})); break;
-          case 2: events.push_back(Ev("Renamed", {{"name", "n" + std::to_string(rng() % 5)}})); break;
-          default: events.push_back(Ev("Noted", {{"note", {{"k" + std::to_string(rng() % 3), static_cast<int>(i)}}}}));
+          case 0:
+            events.push_back(Ev("ItemAdded", {{"item", static_cast<int>(rng() % 100)}}));
+            break;
+          case 1:
+            events.push_back(Ev("PaymentReceived", {{"amount", static_cast<int>(rng() % 10)}}));
+            break;
+          case 2:
+            events.push_back(Ev("Renamed", {{"name", "n" + std::to_string(rng() % 5)}}));
+            break;
+          default:
+            events.push_back(
+                Ev("Noted", {{"note", {{"k" + std::to_string(rng() % 3), static_cast<int>(i)}}}}));
         }
       }
       MustAppend(Req("orders", ent + std::to_string(round), events));
@@ -429,7 +443,8 @@ TEST_F(EventLogTest, SnapshotsGiveTheSameStateAsAFullFold) {
   o.snapshot_every = 0;
   auto other_rules = Json::parse(kOrderRules);
   other_rules["reducers"]["Unused"] = Json::array({{{"op", "delete"}}});  // new hash
-  auto log = EventLog::Open(o, {{"orders", MustCompile(other_rules.dump())}, {"payments", nullptr}});
+  auto log =
+      EventLog::Open(o, {{"orders", MustCompile(other_rules.dump())}, {"payments", nullptr}});
   ASSERT_TRUE(log.ok());
   log_ = std::move(log).value();
   collect(&full);
@@ -460,7 +475,8 @@ TEST(EventLogRules, RetryOfAStoredCommitReplaysAfterTheSchemaTightened) {
     ASSERT_TRUE(log.ok());
     ASSERT_TRUE((*log)->Append(Req("orders", "o1", {Ev("Created", {{"a", 1}}, "id-1")})).ok());
   }
-  auto strict = MustCompile(R"({"schemas":{"Created":{"type":"object","required":["customerId"]}}})");
+  auto strict =
+      MustCompile(R"({"schemas":{"Created":{"type":"object","required":["customerId"]}}})");
   auto log = EventLog::Open(o, {{"orders", strict}});
   ASSERT_TRUE(log.ok());
   auto again = (*log)->Append(Req("orders", "o1", {Ev("Created", {{"a", 1}}, "id-1")}));

@@ -21,9 +21,9 @@ TEST(Time, ParsesOffsetsAndFractions) {
 }
 
 TEST(Time, RejectsMalformedTimes) {
-  for (const char* bad : {"", "yesterday", "2026-11-26", "2026-11-26T10:00:00",
-                          "2026-13-26T10:00:00Z", "2026-11-26T10:00:00.Z",
-                          "2026-11-26T10:00:00Zjunk", "2026-11-26T25:00:00Z"}) {
+  for (const char* bad :
+       {"", "yesterday", "2026-11-26", "2026-11-26T10:00:00", "2026-13-26T10:00:00Z",
+        "2026-11-26T10:00:00.Z", "2026-11-26T10:00:00Zjunk", "2026-11-26T25:00:00Z"}) {
     auto r = ParseTime(bad);
     EXPECT_FALSE(r.ok()) << bad;
     if (!r.ok()) {

@@ -78,7 +78,8 @@ TEST(Reducers, IncrementAddsNumbersStartingFromZero) {
 }
 
 TEST(Reducers, IncrementOfWrongTypesIsAClearRejection) {
-  auto rules = MustCompile(R"({"reducers":{"Paid":[{"op":"increment","path":"/paid","from":"/amount"}]}})");
+  auto rules =
+      MustCompile(R"({"reducers":{"Paid":[{"op":"increment","path":"/paid","from":"/amount"}]}})");
   EntityState s = rules->Initial();
   auto st = rules->Apply(&s, "Paid", {{"amount", "ten"}}, Mode::kAppend);
   EXPECT_EQ(st.code(), Status::Code::kRejected);
@@ -96,7 +97,8 @@ TEST(Reducers, IncrementOfWrongTypesIsAClearRejection) {
 }
 
 TEST(Reducers, AppendBuildsArraysAndRejectsNonArrays) {
-  auto rules = MustCompile(R"({"reducers":{"ItemAdded":[{"op":"append","path":"/items","from":"/item"}]}})");
+  auto rules =
+      MustCompile(R"({"reducers":{"ItemAdded":[{"op":"append","path":"/items","from":"/item"}]}})");
   auto s = FoldAll(*rules, {{"ItemAdded", {{"item", {{"sku", "a"}}}}},
                             {"ItemAdded", {{"item", {{"sku", "b"}}}}}});
   EXPECT_EQ(s.state["items"], Json::parse(R"([{"sku":"a"},{"sku":"b"}])"));
@@ -113,7 +115,8 @@ TEST(Reducers, DeleteMarksTheEntityDeleted) {
 }
 
 TEST(Reducers, ReplayNeverFailsAndSkipsOpsThatNoLongerFit) {
-  auto rules = MustCompile(R"({"reducers":{"Paid":[{"op":"increment","path":"/paid","from":"/amount"},
+  auto rules =
+      MustCompile(R"({"reducers":{"Paid":[{"op":"increment","path":"/paid","from":"/amount"},
                                                   {"op":"set","path":"/last","from":"/amount"}]}})");
   EntityState s = rules->Initial();
   EXPECT_TRUE(rules->Apply(&s, "Paid", {{"amount", "bad"}}, Mode::kReplay).ok());
@@ -170,25 +173,26 @@ TEST(Compile, BrokenRulesNameTheirField) {
     const char* json;
     const char* field;
   };
-  for (const auto& c : std::vector<Case>{
-           {R"({"reducer":{}})", "/reducer"},
-           {R"({"reducers":{"A":[{"op":"add","path":"/x"}]}})", "/reducers/A/0/op"},
-           {R"({"reducers":{"A":[{"op":"set"}]}})", "/reducers/A/0/path"},
-           {R"({"reducers":{"A":[{"op":"set","path":"x","value":1}]}})", "/reducers/A/0/path"},
-           {R"({"reducers":{"A":[{"op":"set","path":"/x"}]}})", "/reducers/A/0"},
-           {R"({"reducers":{"A":[{"op":"increment","path":"/x","value":"1"}]}})",
-            "/reducers/A/0/value"},
-           {R"({"reducers":{"A":[{"op":"delete","path":"/x"}]}})", "/reducers/A/0/path"},
-           {R"({"reducers":{"9A":[]}})", "/reducers/9A"},
-           {R"({"stateMachine":{"transitions":[]}})", "/stateMachine/initial"},
-           {R"({"stateMachine":{"initial":"new"}})", "/stateMachine/transitions"},
-           {R"({"stateMachine":{"initial":"new","transitions":[{"on":"A","to":"x"}]}})",
-            "/stateMachine/transitions/0/from"},
-           {R"({"stateMachine":{"initial":"new","transitions":[{"on":"A","from":["new"],"to":"x"},{"on":"A","from":["new"],"to":"y"}]}})",
-            "/stateMachine/transitions/1"},
-           {R"({"schemas":{"A":5}})", "/schemas/A"},
-           {R"({"schemas":{"A":{"type":"nonsense"}}})", "/schemas/A"},
-       }) {
+  for (
+      const auto& c : std::vector<Case>{
+          {R"({"reducer":{}})", "/reducer"},
+          {R"({"reducers":{"A":[{"op":"add","path":"/x"}]}})", "/reducers/A/0/op"},
+          {R"({"reducers":{"A":[{"op":"set"}]}})", "/reducers/A/0/path"},
+          {R"({"reducers":{"A":[{"op":"set","path":"x","value":1}]}})", "/reducers/A/0/path"},
+          {R"({"reducers":{"A":[{"op":"set","path":"/x"}]}})", "/reducers/A/0"},
+          {R"({"reducers":{"A":[{"op":"increment","path":"/x","value":"1"}]}})",
+           "/reducers/A/0/value"},
+          {R"({"reducers":{"A":[{"op":"delete","path":"/x"}]}})", "/reducers/A/0/path"},
+          {R"({"reducers":{"9A":[]}})", "/reducers/9A"},
+          {R"({"stateMachine":{"transitions":[]}})", "/stateMachine/initial"},
+          {R"({"stateMachine":{"initial":"new"}})", "/stateMachine/transitions"},
+          {R"({"stateMachine":{"initial":"new","transitions":[{"on":"A","to":"x"}]}})",
+           "/stateMachine/transitions/0/from"},
+          {R"({"stateMachine":{"initial":"new","transitions":[{"on":"A","from":["new"],"to":"x"},{"on":"A","from":["new"],"to":"y"}]}})",
+           "/stateMachine/transitions/1"},
+          {R"({"schemas":{"A":5}})", "/schemas/A"},
+          {R"({"schemas":{"A":{"type":"nonsense"}}})", "/schemas/A"},
+      }) {
     auto r = Rules::Compile(Json::parse(c.json));
     ASSERT_FALSE(r.ok()) << c.json;
     EXPECT_EQ(r.status().context().rule, c.field) << c.json << " -> " << r.status().message();

@@ -49,8 +49,8 @@ struct LimitsConfig {
 };
 
 struct SseConfig {
-  int heartbeat_ms = 15000;                  // an SSE comment when nothing was sent this long
-  int64_t max_buffered_bytes = 8 << 20;      // per subscriber; beyond it reading pauses
+  int heartbeat_ms = 15000;              // an SSE comment when nothing was sent this long
+  int64_t max_buffered_bytes = 8 << 20;  // per subscriber; beyond it reading pauses
 };
 
 struct SidecarConfig {

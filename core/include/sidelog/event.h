@@ -42,7 +42,7 @@ struct StoredEvent {
   int64_t position = 0;  // the stream position of the commit that carried it
   int32_t index = 0;     // its place in that commit
   TimeMicros time = 0;
-  std::string state;     // the state machine's state after this event; empty without one
+  std::string state;  // the state machine's state after this event; empty without one
 };
 
 // Validates the client-controlled parts of one event (id if set, type, metadata).

@@ -96,8 +96,8 @@ struct AppendResult {
 // A commit checked against the entity's state but not stored yet (replicated mode: it is
 // published to JetStream first, and stored at the position the PubAck gives).
 struct PlannedCommit {
-  AppendResult result;              // replay = true: already stored, nothing to publish
-  std::vector<StoredEvent> events;  // versions, time, state and ids filled; position 0
+  AppendResult result;                 // replay = true: already stored, nothing to publish
+  std::vector<StoredEvent> events;     // versions, time, state and ids filled; position 0
   int64_t expected_last_position = 0;  // the entity's last commit position (0: new entity)
 };
 
@@ -106,8 +106,8 @@ enum class StreamHealth { kOk, kReset, kDiverged };
 
 struct EntityEvents {
   std::vector<StoredEvent> events;
-  int64_t version = 0;                 // the entity's current version
-  std::optional<int64_t> next;         // the next version to ask for; empty at the end
+  int64_t version = 0;          // the entity's current version
+  std::optional<int64_t> next;  // the next version to ask for; empty at the end
 };
 
 struct StreamPage {

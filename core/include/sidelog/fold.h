@@ -24,11 +24,11 @@ namespace sidelog {
 // An entity's folded state at some version.
 struct EntityState {
   Json state = Json::object();
-  std::string status;      // state machine state; empty when the stream has no state machine
-  bool deleted = false;    // a `delete` reducer ran
-  int64_t version = 0;     // 0: no events yet
+  std::string status;    // state machine state; empty when the stream has no state machine
+  bool deleted = false;  // a `delete` reducer ran
+  int64_t version = 0;   // 0: no events yet
   TimeMicros updated_at = 0;
-  int64_t position = 0;    // stream position of the commit that holds `version` (the log sets it)
+  int64_t position = 0;  // stream position of the commit that holds `version` (the log sets it)
 };
 
 class Rules {

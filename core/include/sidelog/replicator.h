@@ -41,7 +41,7 @@ struct ReplicatorOptions {
   std::vector<std::string> streams;  // every stream the sidecar reads or writes
   int workers = 8;                   // appends in flight at once
   int publish_timeout_ms = 5000;
-  int startup_catchup_ms = 10000;    // readiness waits at most this long for the catch-up
+  int startup_catchup_ms = 10000;  // readiness waits at most this long for the catch-up
 };
 
 struct StreamReplicationStatus {
@@ -49,7 +49,7 @@ struct StreamReplicationStatus {
   std::string jetstream;  // SIDELOG_<ns>_<stream>
   int64_t last_seq = -1;  // JetStream's last sequence as last seen; -1 unknown
   int64_t watermark = 0;
-  std::string state;      // "ok", "reset", "diverged", "missing", "unknown"
+  std::string state;  // "ok", "reset", "diverged", "missing", "unknown"
 };
 
 class Replicator {
@@ -84,7 +84,8 @@ class Replicator {
   Result<AppendResult> Append(AppendRequest& request);
   // Stores the entity's commits JetStream has after `after`.
   Status CatchUpEntity(const std::string& stream, const std::string& entity, int64_t after);
-  Result<std::vector<StoredEvent>> Decode(const std::string& stream, const JetStreamMessage& m) const;
+  Result<std::vector<StoredEvent>> Decode(const std::string& stream,
+                                          const JetStreamMessage& m) const;
   Status CheckIdentity(const std::string& stream);
   void StartFollower(const std::string& stream);
   void MonitorLoop();
@@ -107,7 +108,7 @@ class Replicator {
 
   mutable std::mutex followers_mu_;
   std::map<std::string, std::unique_ptr<JetStreamFollower>> followers_;
-  std::map<std::string, int64_t> last_seq_;  // by stream, from the monitor
+  std::map<std::string, int64_t> last_seq_;     // by stream, from the monitor
   std::map<std::string, std::string> missing_;  // streams whose JetStream stream is absent
 };
 

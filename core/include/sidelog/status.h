@@ -27,12 +27,12 @@ namespace sidelog {
 struct ErrorContext {
   std::string stream;
   std::string entity;
-  std::string expected_version;              // as the caller gave it: "any", "none", "7"
-  std::optional<int64_t> current_version;    // the entity's version when the error was decided
-  std::string rule;                          // the rule that was broken, e.g. "entityId.length"
-  bool outcome_unknown = false;              // Unavailable: the commit may have been stored
-  std::optional<int> retry_after_seconds;    // Unavailable: when to retry
-  std::string reason;                        // a machine-readable reason, e.g. "StreamReset"
+  std::string expected_version;            // as the caller gave it: "any", "none", "7"
+  std::optional<int64_t> current_version;  // the entity's version when the error was decided
+  std::string rule;                        // the rule that was broken, e.g. "entityId.length"
+  bool outcome_unknown = false;            // Unavailable: the commit may have been stored
+  std::optional<int> retry_after_seconds;  // Unavailable: when to retry
+  std::string reason;                      // a machine-readable reason, e.g. "StreamReset"
 };
 
 class Status {
@@ -105,7 +105,7 @@ const char* CodeName(Status::Code code);
 template <typename T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return std::holds_alternative<T>(v_); }

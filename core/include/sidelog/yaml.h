@@ -11,9 +11,9 @@
 namespace sidelog {
 
 struct YamlDocument {
-  Json root;                          // scalars typed as YAML 1.2 core; quoted ones stay strings
-  std::map<std::string, int> lines;   // JSON pointer of each node -> 1-based line
-  std::string origin;                 // the file name, for messages
+  Json root;                         // scalars typed as YAML 1.2 core; quoted ones stay strings
+  std::map<std::string, int> lines;  // JSON pointer of each node -> 1-based line
+  std::string origin;                // the file name, for messages
 
   // "origin:line: field: message", with the line of `pointer` or its nearest ancestor, and the
   // field written as "streams[0].entity.reducers" (context().rule holds the same field).
