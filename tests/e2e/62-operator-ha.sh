@@ -65,7 +65,9 @@ assert_eq "a stopped leader releases the Lease" "" \
 echo "# kube-apiserver restarts under the operator"
 # Without leader election: an API server outage longer than the renew deadline makes a leader
 # step down (exit), by design; what is tested here is the informer's reconnect and relist.
-start_operator w --namespace "$NS" --leader-elect false
+# It authenticates with a client certificate (relative paths in its kubeconfig), where the other
+# tests use tokens.
+start_operator w --namespace "$NS" --leader-elect false --kubeconfig "$SIDELOG_KUBECONFIG_CERT"
 assert_ok "it starts and sees the streams" kubectl wait -n "$NS" evs/s001 --for=condition=Ready --timeout=10s
 # Move etcd's revision on and compact it, so that the watch's resourceVersion is gone.
 for i in 1 2 3; do kubectl create configmap -n "$NS" "bump-$i" >/dev/null; done
