@@ -7,6 +7,8 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <vector>
 
 namespace sidelog {
 namespace {
@@ -102,7 +104,25 @@ class NatsJetStream : public JetStream {
       return Status::Invalid("nats: " + what + ": " + LastError(s));
     };
     if (s != NATS_OK) return fail("options");
-    natsOptions_SetURL(opts_, c.url.c_str());
+    // A comma-separated list of servers (a cluster) goes through SetServers: SetURL takes one.
+    std::vector<std::string> urls;
+    for (size_t start = 0; start <= c.url.size();) {
+      size_t comma = c.url.find(',', start);
+      if (comma == std::string::npos) comma = c.url.size();
+      std::string u = c.url.substr(start, comma - start);
+      while (!u.empty() && u.front() == ' ') u.erase(u.begin());
+      while (!u.empty() && u.back() == ' ') u.pop_back();
+      if (!u.empty()) urls.push_back(u);
+      start = comma + 1;
+    }
+    if (urls.size() > 1) {
+      std::vector<const char*> servers;
+      for (const auto& u : urls) servers.push_back(u.c_str());
+      s = natsOptions_SetServers(opts_, servers.data(), static_cast<int>(servers.size()));
+      if (s != NATS_OK) return fail("servers " + c.url);
+    } else {
+      natsOptions_SetURL(opts_, c.url.c_str());
+    }
     natsOptions_SetName(opts_, "sidelog");
     natsOptions_SetMaxReconnect(opts_, -1);
     natsOptions_SetReconnectWait(opts_, 250);

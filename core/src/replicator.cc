@@ -1,7 +1,10 @@
 #include "sidelog/replicator.h"
 
+#include <unistd.h>
+
 #include <chrono>
 
+#include "fault.h"
 #include "sidelog/log.h"
 #include "sidelog/names.h"
 
@@ -282,6 +285,7 @@ Result<AppendResult> Replicator::Append(AppendRequest& request) {
                             static_cast<uint64_t>(plan->expected_last_position), kBatchType,
                             payload, options_.publish_timeout_ms);
     if (ack.ok() && !ack->duplicate) {
+      if (FaultPoint("crash-after-puback")) _exit(137);  // as a power cut here would
       metrics_
           ->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
                        {{"result", "ok"}})

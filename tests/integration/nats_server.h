@@ -1,6 +1,10 @@
-// A real nats-server with JetStream for integration tests: a free loopback port, a store in a
-// temporary directory, started and killed by the test. `NATS_SERVER` overrides the binary
+// Real nats-servers with JetStream for integration tests, on free loopback ports, with stores in
+// temporary directories, started and killed by the test. `NATS_SERVER` overrides the binary
 // (e.g. a current release built into .cache/tools); the default is Debian's nats-server.
+//
+// JetStream runs with `sync_interval: always` where the server has it (2.10 and later): by
+// default JetStream fsyncs only every two minutes. Debian's 2.9 lacks the option; its tests
+// kill processes, not machines, so the page cache keeps what was written either way.
 #pragma once
 
 #include <signal.h>
@@ -9,55 +13,88 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "sidecar_process.h"
+#include "sidelog/jetstream.h"
 
 namespace sidelog::testing {
 
+inline std::string NatsServerBinary() {
+  const char* bin = std::getenv("NATS_SERVER");
+  return bin && *bin ? bin : "nats-server";
+}
+
+// True when the nats-server binary is version major.minor or later.
+inline bool NatsServerAtLeast(int want_major, int want_minor) {
+  static const std::pair<int, int> version = [] {
+    std::string cmd = NatsServerBinary() + " --version 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return std::make_pair(0, 0);
+    char buf[128] = {0};
+    std::string out = fgets(buf, sizeof buf, p) ? buf : "";
+    pclose(p);
+    int major = 0, minor = 0;
+    auto v = out.rfind('v');  // "nats-server: v2.10.4"
+    if (v == std::string::npos || sscanf(out.c_str() + v, "v%d.%d", &major, &minor) != 2) {
+      return std::make_pair(0, 0);
+    }
+    return std::make_pair(major, minor);
+  }();
+  return version >= std::make_pair(want_major, want_minor);
+}
+
+// One nats-server process. A cluster member when `routes` is set.
 class NatsServer {
  public:
   NatsServer() {
     char tmpl[] = "/tmp/sidelog-nats.XXXXXX";
     dir_ = mkdtemp(tmpl);
     port_ = FreePort();
+    cluster_port_ = FreePort();
   }
   ~NatsServer() {
     Kill(SIGKILL);
     std::filesystem::remove_all(dir_);
   }
+  NatsServer(const NatsServer&) = delete;
+  NatsServer& operator=(const NatsServer&) = delete;
 
+  // Makes this server a member of cluster `name` with the other members' route ports.
+  void JoinCluster(const std::string& name, const std::string& server_name,
+                   const std::vector<int>& route_ports) {
+    cluster_name_ = name;
+    server_name_ = server_name;
+    routes_ = route_ports;
+  }
+
+  // Starts (or restarts, with the same port and store) and waits until clients can connect.
   void Start() {
-    const char* bin = std::getenv("NATS_SERVER");
-    std::string server = bin && *bin ? bin : "nats-server";
+    WriteConfig();
     pid_ = fork();
     if (pid_ == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test, even when it is killed
       freopen((dir_ + "/nats.log").c_str(), "a", stderr);
       freopen((dir_ + "/nats.log").c_str(), "a", stdout);
-      execlp(server.c_str(), server.c_str(), "-js", "-sd", (dir_ + "/js").c_str(), "-a",
-             "127.0.0.1", "-p", std::to_string(port_).c_str(), nullptr);
+      const std::string bin = NatsServerBinary();
+      execlp(bin.c_str(), bin.c_str(), "-c", (dir_ + "/nats.conf").c_str(), nullptr);
       _exit(127);
     }
-    // Ready when the port accepts connections.
     for (int i = 0; i < 200; ++i) {
-      int fd = socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_port = htons(static_cast<uint16_t>(port_));
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      bool up = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-      close(fd);
-      if (up) {
+      if (Accepts()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));  // JetStream comes up last
         return;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
-    FAIL() << "nats-server did not start";
+    FAIL() << "nats-server did not start:\n" << Log();
   }
 
   void Kill(int sig) {
@@ -68,17 +105,99 @@ class NatsServer {
     pid_ = -1;
   }
 
+  bool running() const { return pid_ > 0; }
+  int port() const { return port_; }
+  int cluster_port() const { return cluster_port_; }
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
   // The `nats:` section for a sidecar config.
   std::string SidecarConfig(bool create_streams = true) const {
     return "nats: {url: \"" + url() + "\", createStreams: " + (create_streams ? "true" : "false") +
            "}\n";
   }
+  std::string Log() const {
+    std::ifstream in(dir_ + "/nats.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
 
  private:
+  bool Accepts() const {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port_));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool up = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    close(fd);
+    return up;
+  }
+
+  void WriteConfig() const {
+    std::ofstream out(dir_ + "/nats.conf");
+    out << "listen: 127.0.0.1:" << port_ << "\n";
+    if (!server_name_.empty()) out << "server_name: " << server_name_ << "\n";
+    out << "jetstream {\n  store_dir: \"" << dir_ << "/js\"\n";
+    if (NatsServerAtLeast(2, 10)) out << "  sync_interval: always\n";
+    out << "}\n";
+    if (!cluster_name_.empty()) {
+      out << "cluster {\n  name: " << cluster_name_ << "\n  listen: 127.0.0.1:" << cluster_port_
+          << "\n  routes: [";
+      for (size_t i = 0; i < routes_.size(); ++i) {
+        out << (i ? ", " : "") << "nats-route://127.0.0.1:" << routes_[i];
+      }
+      out << "]\n}\n";
+    }
+  }
+
   std::string dir_;
   int port_ = 0;
+  int cluster_port_ = 0;
+  std::string cluster_name_, server_name_;
+  std::vector<int> routes_;
   pid_t pid_ = -1;
+};
+
+// Three clustered nats-servers with JetStream on loopback.
+class NatsCluster {
+ public:
+  NatsCluster() {
+    for (int i = 0; i < 3; ++i) nodes_.push_back(std::make_unique<NatsServer>());
+    for (int i = 0; i < 3; ++i) {
+      std::vector<int> routes;
+      for (int j = 0; j < 3; ++j) {
+        if (j != i) routes.push_back(nodes_[j]->cluster_port());
+      }
+      nodes_[i]->JoinCluster("sidelog-it", "n" + std::to_string(i + 1), routes);
+    }
+  }
+
+  // Starts every node and waits (up to 30 s) until JetStream answers through the cluster.
+  void Start() {
+    for (auto& n : nodes_) n->Start();
+    NatsConfig c;
+    c.url = urls();
+    auto js = JetStream::Connect(c, nullptr);
+    ASSERT_TRUE(js.ok()) << js.status().message();
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto info = (*js)->Info("SIDELOG_probe");
+      if (!info.ok() && info.status().code() == Status::Code::kNotFound) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    FAIL() << "the JetStream cluster did not elect a meta leader in 30 s:\n" << nodes_[0]->Log();
+  }
+
+  NatsServer& node(int i) { return *nodes_[static_cast<size_t>(i)]; }
+  // Every node's URL, comma-separated (clients fail over between them), starting at `first`.
+  std::string urls(int first = 0) const {
+    std::string out;
+    for (int k = 0; k < 3; ++k) {
+      out += (k ? "," : "") + nodes_[static_cast<size_t>((first + k) % 3)]->url();
+    }
+    return out;
+  }
+
+ private:
+  std::vector<std::unique_ptr<NatsServer>> nodes_;
 };
 
 }  // namespace sidelog::testing

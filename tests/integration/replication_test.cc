@@ -7,65 +7,10 @@
 #include <set>
 #include <thread>
 
-#include "nats_server.h"
-#include "raw_http.h"
-#include "sidecar_process.h"
-#include "sidelog/jetstream.h"
+#include "replication_util.h"
 
 namespace sidelog::testing {
 namespace {
-
-constexpr const char* kOrders = "streams:\n  - name: orders\n    access: write\n";
-constexpr const char* kOrdersRead = "streams:\n  - name: orders\n    access: read\n";
-
-Json Events(const std::string& id, int i) {
-  return {{"events", Json::array({{{"id", id}, {"type", "Bumped"}, {"data", {{"i", i}}}}})}};
-}
-
-RawResponse Append(const SidecarProcess& p, const std::string& entity, const Json& body) {
-  return RawRequest(p.port(), "POST", "/v1/streams/orders/entities/" + entity + "/events",
-                    body.dump());
-}
-
-// Every event of the stream as `position.index entity version id`, read up to `until`.
-std::vector<std::string> Dump(const SidecarProcess& p, int64_t until) {
-  std::vector<std::string> out;
-  // Wait (bounded) until the replica's watermark reached `until`.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  for (;;) {
-    auto s = RawRequest(p.port(), "GET", "/v1/streams").json();
-    if (s["streams"][0]["watermark"].get<int64_t>() >= until ||
-        std::chrono::steady_clock::now() > deadline) {
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  int64_t from = 0;
-  for (;;) {
-    auto page = RawRequest(p.port(), "GET",
-                           "/v1/streams/orders/events?limit=1000&from=" + std::to_string(from))
-                    .json();
-    if (!page.is_object() || page["events"].empty()) break;
-    for (const auto& e : page["events"]) {
-      out.push_back(std::to_string(e["sidelogposition"].get<int64_t>()) + "." +
-                    std::to_string(e["sidelogindex"].get<int>()) + " " +
-                    e["subject"].get<std::string>() + " v" +
-                    std::to_string(e["sidelogversion"].get<int64_t>()) + " " +
-                    e["id"].get<std::string>() + " " + e["data"].dump());
-    }
-    from = page["next"];
-  }
-  return out;
-}
-
-int64_t JetStreamLastSeq(const NatsServer& nats) {
-  NatsConfig c;
-  c.url = nats.url();
-  auto js = JetStream::Connect(c, nullptr);
-  if (!js.ok()) return -1;
-  auto info = (*js)->Info("SIDELOG_it_orders");
-  return info.ok() ? static_cast<int64_t>(info->last_seq) : -1;
-}
 
 TEST(Replication, TwoReplicasAppendingConcurrentlyConverge) {
   NatsServer nats;

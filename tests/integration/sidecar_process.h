@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -89,6 +90,7 @@ class SidecarProcess {
     pid_ = fork();
     if (pid_ == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test, even when it is killed
+      for (const auto& [k, v] : env_) setenv(k.c_str(), v.c_str(), 1);
       std::string log = dir_ + "/sidecar.log";
       freopen(log.c_str(), "a", stderr);
       execl(SIDELOG_SIDECAR_BIN, "sidelog-sidecar", "--config", (dir_ + "/sidecar.yaml").c_str(),
@@ -115,6 +117,24 @@ class SidecarProcess {
     FAIL() << "the sidecar did not become ready in 10 s:\n" << Log();
   }
 
+  // Environment for the next Start (e.g. SIDELOG_FAULT); empty `value` removes the name.
+  void SetEnv(const std::string& name, const std::string& value) {
+    if (value.empty()) {
+      env_.erase(name);
+    } else {
+      env_[name] = value;
+    }
+  }
+
+  // True when the process has exited (reaped here); false while it runs.
+  bool Exited() {
+    if (pid_ <= 0) return true;
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
+    pid_ = -1;
+    return true;
+  }
+
   // Sends `sig` and waits for the exit; returns the wait status (-1 if not running).
   int Kill(int sig) {
     if (pid_ <= 0) return -1;
@@ -136,8 +156,13 @@ class SidecarProcess {
   int port() const { return port_; }
   int health_port() const { return health_port_; }
   pid_t pid() const { return pid_; }
+  void set_extra(std::string extra) {
+    extra_ = std::move(extra);
+    WriteConfig();
+  }
 
  private:
+  std::map<std::string, std::string> env_;
   std::string service_, dir_, streams_, extra_;
   int port_ = 0, health_port_ = 0;
   pid_t pid_ = -1;

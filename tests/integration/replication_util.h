@@ -1,0 +1,107 @@
+// Shared by the replication tests: the streams they configure, appends, and dumps of a
+// replica's log and of JetStream's content to compare.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "nats_server.h"
+#include "raw_http.h"
+#include "sidecar_process.h"
+#include "sidelog/jetstream.h"
+
+namespace sidelog::testing {
+
+constexpr const char* kOrders = "streams:\n  - name: orders\n    access: write\n";
+constexpr const char* kOrdersRead = "streams:\n  - name: orders\n    access: read\n";
+
+inline Json Events(const std::string& id, int i) {
+  return {{"events", Json::array({{{"id", id}, {"type", "Bumped"}, {"data", {{"i", i}}}}})}};
+}
+
+inline RawResponse Append(const SidecarProcess& p, const std::string& entity, const Json& body) {
+  return RawRequest(p.port(), "POST", "/v1/streams/orders/entities/" + entity + "/events",
+                    body.dump());
+}
+
+// Every event of the stream as `position.index entity version id`, read up to `until`.
+inline std::vector<std::string> Dump(const SidecarProcess& p, int64_t until) {
+  std::vector<std::string> out;
+  // Wait (bounded) until the replica's watermark reached `until`.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    auto s = RawRequest(p.port(), "GET", "/v1/streams").json();
+    if (s["streams"][0]["watermark"].get<int64_t>() >= until ||
+        std::chrono::steady_clock::now() > deadline) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  int64_t from = 0;
+  for (;;) {
+    auto page = RawRequest(p.port(), "GET",
+                           "/v1/streams/orders/events?limit=1000&from=" + std::to_string(from))
+                    .json();
+    if (!page.is_object() || page["events"].empty()) break;
+    for (const auto& e : page["events"]) {
+      out.push_back(std::to_string(e["sidelogposition"].get<int64_t>()) + "." +
+                    std::to_string(e["sidelogindex"].get<int>()) + " " +
+                    e["subject"].get<std::string>() + " v" +
+                    std::to_string(e["sidelogversion"].get<int64_t>()) + " " +
+                    e["id"].get<std::string>() + " " + e["data"].dump());
+    }
+    from = page["next"];
+  }
+  return out;
+}
+
+inline int64_t JetStreamLastSeq(const std::string& url) {
+  NatsConfig c;
+  c.url = url;
+  auto js = JetStream::Connect(c, nullptr);
+  if (!js.ok()) return -1;
+  auto info = (*js)->Info("SIDELOG_it_orders");
+  return info.ok() ? static_cast<int64_t>(info->last_seq) : -1;
+}
+inline int64_t JetStreamLastSeq(const NatsServer& nats) { return JetStreamLastSeq(nats.url()); }
+
+// The event ids of every commit JetStream holds in SIDELOG_it_orders, in stream order (read
+// with an ordered consumer; at most 15 s).
+inline std::vector<std::string> JetStreamEventIds(const std::string& url) {
+  NatsConfig c;
+  c.url = url;
+  auto js = JetStream::Connect(c, nullptr);
+  if (!js.ok()) return {};
+  auto info = (*js)->Info("SIDELOG_it_orders");
+  if (!info.ok()) return {};
+  std::mutex mu;
+  std::vector<std::string> ids;
+  uint64_t seen = 0;
+  auto follower = (*js)->Follow("SIDELOG_it_orders", "sidelog.it.orders.>", 1,
+                                [&](JetStreamMessage m) {
+                                  auto batch = Json::parse(m.data, nullptr, false);
+                                  std::lock_guard<std::mutex> lock(mu);
+                                  if (batch.is_array()) {
+                                    for (const auto& e : batch) ids.push_back(e.value("id", ""));
+                                  }
+                                  seen = m.seq;
+                                });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (std::chrono::steady_clock::now() < deadline) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (seen >= info->last_seq) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (follower.ok()) (*follower).reset();  // unsubscribe before reading
+  std::lock_guard<std::mutex> lock(mu);
+  return ids;
+}
+
+}  // namespace sidelog::testing
