@@ -75,6 +75,11 @@ class NatsServer {
     routes_ = route_ports;
   }
 
+  // Config lines added to the server's config file (a `tls {}` or `authorization {}` block).
+  void AddConfig(const std::string& lines) { extra_config_ += lines + "\n"; }
+  void set_scheme(const std::string& scheme) { scheme_ = scheme; }
+  const std::string& dir() const { return dir_; }
+
   // Starts (or restarts, with the same port and store) and waits until clients can connect.
   void Start() {
     WriteConfig();
@@ -108,7 +113,10 @@ class NatsServer {
   bool running() const { return pid_ > 0; }
   int port() const { return port_; }
   int cluster_port() const { return cluster_port_; }
-  std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+  // tls:// URLs name localhost: libnats verifies the host name against DNS SANs only.
+  std::string url() const {
+    return scheme_ + (scheme_ == "tls" ? "://localhost:" : "://127.0.0.1:") + std::to_string(port_);
+  }
   // The `nats:` section for a sidecar config.
   std::string SidecarConfig(bool create_streams = true) const {
     return "nats: {url: \"" + url() + "\", createStreams: " + (create_streams ? "true" : "false") +
@@ -137,7 +145,7 @@ class NatsServer {
     if (!server_name_.empty()) out << "server_name: " << server_name_ << "\n";
     out << "jetstream {\n  store_dir: \"" << dir_ << "/js\"\n";
     if (NatsServerAtLeast(2, 10)) out << "  sync_interval: always\n";
-    out << "}\n";
+    out << "}\n" << extra_config_;
     if (!cluster_name_.empty()) {
       out << "cluster {\n  name: " << cluster_name_ << "\n  listen: 127.0.0.1:" << cluster_port_
           << "\n  routes: [";
@@ -151,7 +159,8 @@ class NatsServer {
   std::string dir_;
   int port_ = 0;
   int cluster_port_ = 0;
-  std::string cluster_name_, server_name_;
+  std::string cluster_name_, server_name_, extra_config_;
+  std::string scheme_ = "nats";
   std::vector<int> routes_;
   pid_t pid_ = -1;
 };

@@ -85,8 +85,9 @@ class SidecarProcess {
         << extra_ << streams_;
   }
 
-  // Starts the process and waits until /readyz answers 200 (at most 10 s).
-  void Start() {
+  // Starts the process and waits until /readyz answers 200 (at most `timeout`; a sidecar that
+  // cannot reach NATS gives up its startup catch-up after 10 s).
+  void Start(std::chrono::seconds timeout = std::chrono::seconds(10)) {
     pid_ = fork();
     if (pid_ == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test, even when it is killed
@@ -98,7 +99,7 @@ class SidecarProcess {
       _exit(127);
     }
     cli::Client health("http://127.0.0.1:" + std::to_string(health_port_));
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
       if (health.Send("GET", "/readyz").status == 200) {
         // Make sure the process answering is ours, not another test's on a reused port.
@@ -114,7 +115,7 @@ class SidecarProcess {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    FAIL() << "the sidecar did not become ready in 10 s:\n" << Log();
+    FAIL() << "the sidecar did not become ready in " << timeout.count() << " s:\n" << Log();
   }
 
   // Environment for the next Start (e.g. SIDELOG_FAULT); empty `value` removes the name.

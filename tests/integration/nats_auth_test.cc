@@ -1,0 +1,77 @@
+// The sidecar's NATS transport and authentication against a real nats-server: TLS with a CA and
+// a client certificate (verified by the server), user and password, and a token. A missing or
+// wrong credential leaves the sidecar unable to write (503), never writing somewhere else.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "replication_util.h"
+
+namespace sidelog::testing {
+namespace {
+
+// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl in `dir`.
+void MakeCertificates(const std::string& dir) {
+  const std::string script = "cd '" + dir + R"(' && {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=sidelog-test-ca -keyout ca.key -out ca.crt &&
+    openssl req -newkey rsa:2048 -nodes -subj /CN=nats -keyout server.key -out server.csr &&
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > server.ext &&
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile server.ext -out server.crt &&
+    openssl req -newkey rsa:2048 -nodes -subj /CN=sidecar -keyout client.key -out client.csr &&
+    printf 'extendedKeyUsage=clientAuth\n' > client.ext &&
+    openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile client.ext -out client.crt
+  } >/dev/null 2>&1)";
+  ASSERT_EQ(std::system(script.c_str()), 0) << "openssl failed";
+}
+
+std::string NatsSection(const NatsServer& nats, const std::string& auth) {
+  return "nats: {url: \"" + nats.url() + "\", createStreams: true" + auth + "}\n";
+}
+
+TEST(NatsAuth, TlsWithAClientCertificateAndAPasswordWorks) {
+  NatsServer nats;
+  MakeCertificates(nats.dir());
+  const std::string d = nats.dir();
+  nats.AddConfig("tls { cert_file: \"" + d + "/server.crt\", key_file: \"" + d +
+                 "/server.key\", ca_file: \"" + d + "/ca.crt\", verify: true }");
+  nats.AddConfig("authorization { user: orders, password: \"s3cret\" }");
+  nats.set_scheme("tls");  // URLs name localhost: libnats checks the host name, not IP SANs
+  nats.Start();
+  const std::string tls = ", tls: {ca: \"" + d + "/ca.crt\", cert: \"" + d + "/client.crt\", key: \"" + d + "/client.key\"}";
+
+  SidecarProcess ok(kOrders, NatsSection(nats, tls + ", user: orders, password: s3cret"), "orders");
+  ok.Start();
+  auto r = Append(ok, "o1", Events("tls-1", 1));
+  EXPECT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(JetStreamLastSeq(nats), -1) << "the test's own client has no certificate";
+
+  SidecarProcess no_cert(kOrders, NatsSection(nats, ", tls: {ca: \"" + d + "/ca.crt\"}, user: orders, password: s3cret"), "orders");
+  no_cert.Start(std::chrono::seconds(20));  // ready once the startup catch-up gives up
+  EXPECT_EQ(Append(no_cert, "o2", Events("tls-2", 1)).status, 503) << "the server requires a client certificate";
+
+  SidecarProcess wrong_password(kOrders, NatsSection(nats, tls + ", user: orders, password: nope"), "orders");
+  wrong_password.Start(std::chrono::seconds(20));
+  EXPECT_EQ(Append(wrong_password, "o3", Events("tls-3", 1)).status, 503);
+  EXPECT_EQ(RawRequest(wrong_password.port(), "GET", "/v1/status").json()["nats"]["state"], "disconnected");
+
+  // The commit of the first sidecar, read back by a second one with good credentials.
+  SidecarProcess reader(kOrdersRead, NatsSection(nats, tls + ", user: orders, password: s3cret"), "billing");
+  reader.Start();
+  auto got = RawRequest(reader.port(), "GET", "/v1/streams/orders/entities/o1?minPosition=1");
+  EXPECT_EQ(got.status, 200) << got.body;
+}
+
+TEST(NatsAuth, ATokenIsSentAndAWrongOneRefused) {
+  NatsServer nats;
+  nats.AddConfig("authorization { token: \"t0ken\" }");
+  nats.Start();
+  SidecarProcess ok(kOrders, NatsSection(nats, ", token: t0ken"), "orders");
+  ok.Start();
+  EXPECT_EQ(Append(ok, "o1", Events("tok-1", 1)).status, 201);
+  SidecarProcess bad(kOrders, NatsSection(nats, ", token: wrong"), "orders");
+  bad.Start(std::chrono::seconds(20));
+  EXPECT_EQ(Append(bad, "o1", Events("tok-2", 2)).status, 503);
+}
+
+}  // namespace
+}  // namespace sidelog::testing
