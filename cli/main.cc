@@ -1,12 +1,14 @@
 // sidelog: the command-line client of a Sidelog sidecar ($SIDELOG_URL, default
-// http://127.0.0.1:4380). Prints readable tables by default and JSON with -o json; exits 1 with
+// http://127.0.0.1:4380), and of a consolidator for rebuilds ($SIDELOG_CONSOLIDATOR_URL). Prints readable tables by default and JSON with -o json; exits 1 with
 // the problem's detail when the sidecar refuses, 3 when it cannot be reached, 2 on bad usage.
 #include <cpprest/uri.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <thread>
 #include <vector>
 
 #include "client.h"
@@ -33,8 +35,12 @@ const char* kUsage = R"(usage: sidelog [-o table|json] COMMAND ...
                                entity ids and versions
   streams                      configured streams with counts and positions
   status                       the sidecar's component status
+  rebuild [--consolidator URL] [--wait false]
+                               rebuild a consolidator's read model from position 0 and swap it
+                               in, showing progress until it is done (--wait false: just ask)
 
-environment: SIDELOG_URL (default http://127.0.0.1:4380)
+environment: SIDELOG_URL (default http://127.0.0.1:4380), SIDELOG_CONSOLIDATOR_URL (default
+http://127.0.0.1:4390)
 )";
 
 struct Args {
@@ -266,6 +272,80 @@ int StatusCmd(Client& c, bool json_out) {
   return 0;
 }
 
+// "[##########..........]  50%  5,000 / 10,000 events  building"
+std::string ProgressLine(const Json& rebuild) {
+  const double fraction = rebuild.value("progress", 0.0);
+  const int width = 30, filled = static_cast<int>(fraction * width + 0.5);
+  auto thousands = [](int64_t v) {
+    std::string d = std::to_string(v), out;
+    for (size_t i = 0; i < d.size(); ++i) {
+      if (i > 0 && (d.size() - i) % 3 == 0) out += ',';
+      out += d[i];
+    }
+    return out;
+  };
+  char pct[8];
+  std::snprintf(pct, sizeof pct, "%3d%%", static_cast<int>(fraction * 100));
+  return "[" + std::string(static_cast<size_t>(filled), '#') +
+         std::string(static_cast<size_t>(width - filled), '.') + "] " + pct + "  " +
+         thousands(rebuild.value("eventsDone", int64_t{0})) + " / " +
+         thousands(rebuild.value("eventsTotal", int64_t{0})) + " events  " +
+         rebuild.value("state", "");
+}
+
+// Asks the consolidator for a rebuild and, unless --wait false, shows its progress until it is
+// swapped in (exit 0) or fails (exit 1). A terminal gets one bar redrawn in place; a pipe gets a
+// line at every tenth and at every change of state.
+int Rebuild(const Args& a, bool json_out) {
+  const char* env = std::getenv("SIDELOG_CONSOLIDATOR_URL");
+  Client c(a.Flag("consolidator", env && *env ? env : "http://127.0.0.1:4390"));
+  std::string err;
+  auto r = c.Send("POST", "/v1/rebuild", Json::object(), {}, &err);
+  if (int code = Check(r, err)) return code;
+  if (a.Flag("wait", "true") == "false") {
+    if (json_out) {
+      std::cout << r.body.dump(2) << "\n";
+    } else {
+      std::cout << "rebuild requested at " << c.base_url() << "\n";
+    }
+    return 0;
+  }
+  const bool tty = isatty(fileno(stderr));
+  std::string last_state;
+  int last_tenth = -1;
+  Json rebuild = r.body;
+  for (;;) {
+    const std::string state = rebuild.value("state", "");
+    const int tenth = static_cast<int>(rebuild.value("progress", 0.0) * 10);
+    if (!json_out) {
+      if (tty) {
+        std::cerr << "\r" << ProgressLine(rebuild) << "\x1b[K" << std::flush;
+      } else if (state != last_state || tenth != last_tenth) {
+        std::cerr << ProgressLine(rebuild) << "\n";
+      }
+    }
+    last_state = state;
+    last_tenth = tenth;
+    if (state == "done" || state == "failed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(tty ? 200 : 500));
+    auto status = c.Send("GET", "/v1/status", nullptr, {}, &err);
+    if (status.status == 0) {
+      if (tty) std::cerr << "\n";
+      std::cerr << "sidelog: lost the consolidator: " << err << "\n";
+      return 3;
+    }
+    rebuild = status.body["rebuild"];
+  }
+  if (tty && !json_out) std::cerr << "\n";
+  if (json_out) std::cout << rebuild.dump(2) << "\n";
+  if (last_state == "failed") {
+    std::cerr << "sidelog: the rebuild failed: " << rebuild.value("error", "(no detail)") << "\n";
+    return 1;
+  }
+  if (!json_out) std::cout << "rebuilt and swapped in\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -309,5 +389,6 @@ int main(int argc, char** argv) {
   if (cmd == "entities") return Entities(c, a, json_out);
   if (cmd == "streams") return Streams(c, json_out);
   if (cmd == "status") return StatusCmd(c, json_out);
+  if (cmd == "rebuild") return Rebuild(a, json_out);
   UsageError("unknown command " + cmd);
 }

@@ -389,6 +389,14 @@ TEST_P(ConsolidatorIT, ARebuildWhileEventsArriveShowsTheOldViewThenTheCompleteNe
   EXPECT_NE(c.RebuildLog().find("rebuild: done"), std::string::npos) << c.RebuildLog();
   WaitFolded(c, Counts(history));
   ExpectView(c, history);
+
+  // So does `sidelog rebuild`, with a progress bar (a line per tenth when not on a terminal).
+  EXPECT_EQ(c.RunCliRebuild(), 0) << c.CliLog();
+  const std::string out = c.CliLog();
+  EXPECT_NE(out.find("] 100%"), std::string::npos) << out;
+  EXPECT_NE(out.find("events  done"), std::string::npos) << out;
+  EXPECT_NE(out.find("rebuilt and swapped in"), std::string::npos) << out;
+  ExpectView(c, history);
 }
 
 TEST_P(ConsolidatorIT, TheRebuildCommandRebuildsOfflineWhenNoConsolidatorRuns) {

@@ -67,7 +67,7 @@ class Child {
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     pid_ = fork();
     if (pid_ == 0) {
-      if (fd < 0 || dup2(fd, STDERR_FILENO) < 0) _exit(126);
+      if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0) _exit(126);
       execv(args[0], args.data());
       _exit(127);
     }
@@ -228,6 +228,22 @@ class ConsolidatorProcess {
     ADD_FAILURE() << "rebuild did not finish in 60 s:\n" << ReadFile(dir_ + "/rebuild.log");
     return -1;
   }
+
+  // Runs `sidelog rebuild --consolidator URL` (the CLI, output piped) to completion; returns
+  // its exit code. Its output is in CliLog().
+  int RunCliRebuild() {
+    Child cli;
+    cli.Spawn({SIDELOG_CLI_BIN, "rebuild", "--consolidator", url()}, dir_ + "/cli.log");
+    auto deadline = Clock::now() + std::chrono::seconds(60);
+    int status = 0;
+    while (Clock::now() < deadline) {
+      if (cli.Exited(&status)) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "sidelog rebuild did not finish in 60 s:\n" << ReadFile(dir_ + "/cli.log");
+    return -1;
+  }
+  std::string CliLog() const { return ReadFile(dir_ + "/cli.log"); }
 
   int Kill(int sig) { return child_.Kill(sig); }
 

@@ -105,6 +105,25 @@ wait_until "Ready=False reason InvalidSpec" 10 is_ready_with "$NS" wide False/In
 assert_contains "the message is JetStream's" "$(kubectl get evs -n "$NS" wide -o jsonpath='{.status.conditions[0].message}')" "replicas"
 assert_ok "the operator is still healthy" curl -fsS "http://127.0.0.1:${OPERATOR_HEALTH[op1]}/healthz"
 
+echo "# a stream that already exists is adopted, and its config set to the spec"
+assert_ok "a JetStream stream made by hand (default limits, discard old)" js create "SIDELOG_${NS}_legacy" "sidelog.$NS.legacy.>"
+assert_ok "a commit in it" js publish "sidelog.$NS.legacy.x" '{}'
+assert_ok "an EventStream of that name applies" apply_stream legacy "  retention: {maxCommits: 500}"
+wait_until "Ready=True reason Adopted" 10 is_ready_with "$NS" legacy True/Adopted
+assert_eq "its config follows the spec" "500" "$(js_field "SIDELOG_${NS}_legacy" config.maxMsgs)"
+assert_eq "its commit is kept" "1" "$(js_field "SIDELOG_${NS}_legacy" messages)"
+assert_contains "the message names what changed" \
+  "$(kubectl get evs -n "$NS" legacy -o jsonpath='{.status.conditions[0].message}')" "maxCommits unlimited -> 500"
+
+echo "# an update JetStream refuses is UnsupportedChange, and the stream is left alone"
+assert_ok "replicas: 3 on the existing stream" apply_stream legacy "  retention: {maxCommits: 500}
+  replicas: 3"
+wait_until "Ready=False reason UnsupportedChange" 10 is_ready_with "$NS" legacy False/UnsupportedChange
+assert_eq "the stream keeps one replica" "1" "$(js_field "SIDELOG_${NS}_legacy" config.replicas)"
+assert_ok "back to replicas: 1" apply_stream legacy "  retention: {maxCommits: 500}"
+wait_until "Ready=True again" 10 is_ready_with "$NS" legacy True/Reconciled
+assert_ok "kubectl delete evs/legacy" kubectl delete evs -n "$NS" legacy --timeout=20s
+
 echo "# deletion: Retain keeps the stream, Delete removes it"
 assert_ok "kubectl delete evs/ledger (Retain)" kubectl delete evs -n "$NS" ledger --timeout=20s
 assert_ok "a retained, populated stream: recreate it by hand to check Retain" js create "$L" "sidelog.$NS.ledger.>"
