@@ -286,11 +286,14 @@ std::string ProgressLine(const Json& rebuild) {
   };
   char pct[8];
   std::snprintf(pct, sizeof pct, "%3d%%", static_cast<int>(fraction * 100));
+  // A consolidator reading JetStream counts positions (commits); one reading a sidecar, events.
+  const bool positions = rebuild.contains("positionsTotal");
+  const char* unit = positions ? "positions" : "events";
   return "[" + std::string(static_cast<size_t>(filled), '#') +
          std::string(static_cast<size_t>(width - filled), '.') + "] " + pct + "  " +
-         thousands(rebuild.value("eventsDone", int64_t{0})) + " / " +
-         thousands(rebuild.value("eventsTotal", int64_t{0})) + " events  " +
-         rebuild.value("state", "");
+         thousands(rebuild.value(positions ? "positionsDone" : "eventsDone", int64_t{0})) + " / " +
+         thousands(rebuild.value(positions ? "positionsTotal" : "eventsTotal", int64_t{0})) + " " +
+         unit + "  " + rebuild.value("state", "");
 }
 
 // Asks the consolidator for a rebuild and, unless --wait false, shows its progress until it is

@@ -46,8 +46,9 @@ class Parser {
     if (r.is_null()) return Error("", "the configuration is empty");
     if (auto st =
             Keys(r, "",
-                 {"name", "sidecar", "listen", "logLevel", "sources", "target", "schema",
-                  "handlers", "queries", "delivery", "batch", "onError", "replicas", "image"});
+                 {"name", "sidecar", "namespace", "nats", "listen", "logLevel", "sources", "target",
+                  "schema", "handlers", "queries", "delivery", "batch", "onError", "replicas",
+                  "image"});
         !st.ok()) {
       return st;
     }
@@ -107,26 +108,46 @@ class Parser {
     return Status::Ok();
   }
 
+  // Where events come from: `sidecar` (its stream API), or `nats` (+ `namespace`, `delivery`).
   Status Sidecar() {
     std::string delivery;
     if (auto st = String(root(), "", "delivery", &delivery); !st.ok()) return st;
     if (!delivery.empty() && delivery != "pull" && delivery != "push") {
       return Error("/delivery", "\"" + delivery + "\" is not one of pull, push");
     }
-    auto it = root().find("sidecar");
-    if (it == root().end() || it->is_null()) {
-      if (!delivery.empty()) {
-        return Error("/delivery", "delivery: " + delivery +
-                                      " reads from JetStream, which arrives with replication; "
-                                      "this build reads from a sidecar: set sidecar.url (for "
-                                      "example http://127.0.0.1:4380) instead");
-      }
-      return Error("",
-                   "sidecar is required: sidecar: {url: http://127.0.0.1:4380} names the "
-                   "sidecar whose stream API the consolidator reads");
+    auto sidecar = root().find("sidecar");
+    auto nats = root().find("nats");
+    const bool has_sidecar = sidecar != root().end() && !sidecar->is_null();
+    const bool has_nats = nats != root().end() && !nats->is_null();
+    if (!delivery.empty() && !has_nats) {
+      return Error("/delivery", "delivery: " + delivery +
+                                    " reads from JetStream: give nats (and namespace) instead of "
+                                    "sidecar");
     }
-    if (auto st = Keys(*it, "/sidecar", {"url"}); !st.ok()) return st;
-    if (auto st = String(*it, "/sidecar", "url", &c_.sidecar_url, true); !st.ok()) return st;
+    if (has_sidecar == has_nats) {
+      return Error(has_sidecar ? "/nats" : "",
+                   has_sidecar ? "give either sidecar or nats, not both"
+                               : "a source of events is required: sidecar: {url: "
+                                 "http://127.0.0.1:4380} (a sidecar's stream API), or nats: {url: "
+                                 "nats://...} with namespace (JetStream)");
+    }
+    if (has_nats) {
+      auto n = ParseNatsConfig(c_.doc, *nats, "/nats", /*allow_create_streams=*/false);
+      if (!n.ok()) return n.status();
+      c_.nats = *n;
+      c_.delivery = delivery == "pull" ? Delivery::kPull : Delivery::kPush;
+      if (auto st = String(root(), "", "namespace", &c_.ns, true); !st.ok()) return st;
+      static const std::regex kLabel("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$");
+      if (c_.ns.size() > 63 || !std::regex_match(c_.ns, kLabel)) {
+        return Error("/namespace", "\"" + c_.ns + "\" is not a Kubernetes namespace name");
+      }
+      return Status::Ok();
+    }
+    if (root().contains("namespace")) {
+      return Error("/namespace", "namespace goes with nats; a sidecar knows its own");
+    }
+    if (auto st = Keys(*sidecar, "/sidecar", {"url"}); !st.ok()) return st;
+    if (auto st = String(*sidecar, "/sidecar", "url", &c_.sidecar_url, true); !st.ok()) return st;
     if (c_.sidecar_url.rfind("http://", 0) != 0) {
       return Error("/sidecar/url", "\"" + c_.sidecar_url + "\" must start with http://");
     }

@@ -2,7 +2,11 @@
 // resources", crds/consolidators.yaml) plus what a process needs to run on its own:
 //
 //   name: order-summary              # DNS-1035 label; names logs, metrics, the default schema
-//   sidecar: {url: http://127.0.0.1:4380}   # where events are read (the sidecar's stream API)
+//   # where events are read: a sidecar's stream API, or JetStream
+//   sidecar: {url: http://127.0.0.1:4380}
+//   # or: namespace: shop               (the streams' namespace: SIDELOG_<namespace>_<stream>)
+//   #     nats: {url: nats://..., credsFile: ..., tls: {...}}   (as the sidecar's nats section)
+//   #     delivery: push                 (an ordered push consumer; or pull: fetched batches)
 //   listen: 127.0.0.1:4390           # the query/status API (loopback by default)
 //   sources: [{stream: orders, types: [OrderCreated]}]
 //   target:
@@ -16,8 +20,8 @@
 //   onError: stop                    # or skip (dead-letter the event and go on)
 //   logLevel: info
 //
-// `delivery: pull|push` (JetStream) is accepted only once replication exists; this build reads
-// from a sidecar and refuses a config that asks for JetStream delivery.
+// With JetStream, each source is read by an ephemeral consumer starting right after the
+// database checkpoint, the source of truth: no durable consumer is left behind.
 #pragma once
 
 #include <chrono>
@@ -26,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "sidelog/config.h"
 #include "sidelog/status.h"
 #include "sidelog/yaml.h"
 
@@ -62,9 +67,14 @@ struct PostgresTarget {
 
 enum class OnError { kStop, kSkip };
 
+enum class Delivery { kSidecar, kPush, kPull };
+
 struct ConsolidatorConfig {
   std::string name;
-  std::string sidecar_url;
+  std::string sidecar_url;          // Delivery::kSidecar
+  std::optional<NatsConfig> nats;   // kPush, kPull
+  std::string ns;                   // the streams' namespace, with nats
+  Delivery delivery = Delivery::kSidecar;
   std::string listen = "127.0.0.1:4390";
   std::string log_level = "info";
   std::vector<SourceConfig> sources;

@@ -48,7 +48,11 @@ Status Consolidator::Start() {
     return st;
   }
   log::Info("folding", {{"target", target_->Describe(Slot::kLive)},
-                        {"sidecar", config_.sidecar_url},
+                        {"from", config_.delivery == Delivery::kSidecar
+                                     ? config_.sidecar_url
+                                     : "JetStream " + config_.nats->url + " (" +
+                                           (config_.delivery == Delivery::kPull ? "pull" : "push") +
+                                           ")"},
                         {"sources", config_.sources.size()},
                         {"handlers", config_.handlers.size()}});
   supervisor_ = std::thread([this] { Supervise(); });
@@ -120,7 +124,7 @@ void Consolidator::Supervise() {
 }
 
 void Consolidator::RefreshStats() {
-  auto stats = FetchStreamStats(config_.sidecar_url);
+  auto stats = stats_source_.Fetch();
   std::vector<FollowerSnapshot> snapshots;
   {
     std::lock_guard<std::mutex> lock(live_mu_);
@@ -171,7 +175,7 @@ void Consolidator::StepRebuild() {
     });
   };
   if (state == "requested") {
-    auto stats = FetchStreamStats(config_.sidecar_url);
+    auto stats = stats_source_.Fetch();
     if (!stats.ok()) return fail(stats.status());
     rebuild_ = std::make_unique<Rebuild>(config_, target_.get());
     if (auto st = rebuild_->Begin(*stats); !st.ok()) return fail(st);
@@ -238,7 +242,7 @@ Status Consolidator::SwapIn() {
 
 Status Consolidator::RebuildOffline(const std::function<bool(const Json&)>& progress) {
   if (auto st = target_->Lock(); !st.ok()) return st;
-  auto stats = FetchStreamStats(config_.sidecar_url);
+  auto stats = stats_source_.Fetch();
   if (!stats.ok()) return stats.status();
   Rebuild rebuild(config_, target_.get());
   if (auto st = rebuild.Begin(*stats); !st.ok()) return st;
@@ -270,9 +274,13 @@ Json Consolidator::StatusJson() const {
   double lag_seconds = 0;
   const TimeMicros now = NowMicros();
   for (const auto& f : snapshots) {
-    int64_t behind = 0;
+    // In events when the source counts them (a sidecar), else in positions (JetStream).
+    int64_t behind = 0, behind_positions = 0;
     if (auto it = stats_.find(f.stream); it != stats_.end()) {
-      behind = std::max<int64_t>(0, it->second.events - f.checkpoint.events);
+      behind_positions = std::max<int64_t>(0, it->second.watermark - f.checkpoint.cursor.position);
+      behind = it->second.events >= 0
+                   ? std::max<int64_t>(0, it->second.events - f.checkpoint.events)
+                   : behind_positions;
     }
     double seconds =
         f.oldest_pending > 0 ? std::max(0.0, static_cast<double>(now - f.oldest_pending) / 1e6) : 0;
@@ -283,7 +291,7 @@ Json Consolidator::StatusJson() const {
               {"index", f.checkpoint.cursor.index},
               {"events", f.checkpoint.events},
               {"state", f.state},
-              {"lag", {{"events", behind}, {"seconds", seconds}}},
+              {"lag", {{"events", behind}, {"positions", behind_positions}, {"seconds", seconds}}},
               {"handled", f.handled},
               {"skipped", f.skipped},
               {"deadLettered", f.dead_lettered},
@@ -304,12 +312,18 @@ Json Consolidator::StatusJson() const {
   Json out = {{"name", config_.name},
               {"ready", live},
               {"target", target_->Describe(Slot::kLive)},
-              {"sidecar", config_.sidecar_url},
               {"onError", config_.on_error == OnError::kSkip ? "skip" : "stop"},
               {"lag", {{"events", lag_events}, {"seconds", lag_seconds}}},
               {"sources", sources},
               {"rebuild", rebuild}};
-  if (!stats_error_.empty()) out["sidecarError"] = stats_error_;
+  if (config_.delivery == Delivery::kSidecar) {
+    out["sidecar"] = config_.sidecar_url;
+  } else {
+    out["jetStream"] = {{"url", config_.nats->url},
+                        {"namespace", config_.ns},
+                        {"delivery", config_.delivery == Delivery::kPull ? "pull" : "push"}};
+  }
+  if (!stats_error_.empty()) out["sourceError"] = stats_error_;
   return out;
 }
 

@@ -88,6 +88,7 @@ class Consolidator {
   mutable std::mutex state_mu_;
   RebuildState rebuild_state_;
   std::map<std::string, StreamStats> stats_;
+  StreamStatsSource stats_source_{config_};
   std::string stats_error_;
 
   std::thread supervisor_;

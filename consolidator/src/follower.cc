@@ -13,7 +13,7 @@ Follower::Follower(const ConsolidatorConfig& config, const SourceConfig& source,
       projection_(projection),
       metrics_(metrics),
       queue_(static_cast<size_t>(std::max(4 * config.max_batch_events, 4000))),
-      reader_(config.sidecar_url, source.stream, &queue_) {
+      reader_(MakeSourceReader(config, source.stream, &queue_)) {
   snapshot_.stream = source.stream;
   snapshot_.state = "starting";
 }
@@ -37,7 +37,7 @@ void Follower::Stop() {
   wake_.notify_all();
   queue_.Close();  // a Pop waiting for events returns
   if (thread_.joinable()) thread_.join();
-  reader_.Stop();
+  reader_->Stop();
 }
 
 bool Follower::stopping() const {
@@ -53,10 +53,10 @@ void Follower::Wait(std::chrono::seconds delay) {
 FollowerSnapshot Follower::Snapshot() const {
   std::lock_guard<std::mutex> lock(mu_);
   FollowerSnapshot s = snapshot_;
-  s.reader_error = reader_.last_error();
+  s.reader_error = reader_->last_error();
   if (s.oldest_pending == 0) s.oldest_pending = queue_.OldestTime();
   if (s.failed_event) s.oldest_pending = s.failed_event->time;
-  bool following = reader_.following();
+  bool following = reader_->following();
   s.idle = s.idle && following && queue_.size() == 0 && s.error.empty();
   if (s.error.empty()) s.state = following ? "following" : "catching-up";
   return s;
@@ -72,10 +72,10 @@ void Follower::Run() {
         std::lock_guard<std::mutex> lock(mu_);
         snapshot_.checkpoint = *checkpoint;
       }
-      reader_.Start(checkpoint->cursor);
+      reader_->Start(checkpoint->cursor);
       Checkpoint before = *checkpoint;
       st = Fold(*checkpoint);
-      reader_.Stop();
+      reader_->Stop();
       std::lock_guard<std::mutex> lock(mu_);
       if (before.cursor < snapshot_.checkpoint.cursor) backoff = std::chrono::seconds(1);
     } else {

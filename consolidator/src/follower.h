@@ -22,7 +22,7 @@
 #include "event_queue.h"
 #include "projection.h"
 #include "sidelog/metrics.h"
-#include "stream_reader.h"
+#include "source_reader.h"
 
 namespace sidelog::consolidator {
 
@@ -67,7 +67,7 @@ class Follower {
   Projection* projection_;
   Metrics* metrics_;
   EventQueue queue_;
-  StreamReader reader_;
+  std::unique_ptr<SourceReader> reader_;
   std::thread thread_;
 
   mutable std::mutex mu_;

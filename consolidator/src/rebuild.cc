@@ -13,9 +13,14 @@ Rebuild::~Rebuild() { Close(); }
 
 Status Rebuild::Begin(const std::map<std::string, StreamStats>& totals) {
   totals_ = totals;
+  // Progress in events when the source counts them (a sidecar), else in positions (JetStream).
+  by_position_ = false;
+  for (const auto& [stream, st] : totals) by_position_ = by_position_ || st.events < 0;
   int64_t total = 0;
   for (const auto& s : config_.sources) {
-    if (auto it = totals.find(s.stream); it != totals.end()) total += it->second.events;
+    if (auto it = totals.find(s.stream); it != totals.end()) {
+      total += by_position_ ? it->second.watermark : it->second.events;
+    }
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -36,14 +41,17 @@ Rebuild::Phase Rebuild::Check() {
   bool caught_up = true;
   int64_t done = 0;
   for (const auto& f : pipeline_->Snapshots()) {
-    done += f.checkpoint.events;
+    const int64_t mine = by_position_ ? f.checkpoint.cursor.position : f.checkpoint.events;
+    done += mine;
     if (f.failed_event) {
       error_ = Status::Rejected("the rebuild stopped: " + f.error);
       return Phase::kFailed;
     }
     auto total = totals_.find(f.stream);
-    int64_t goal = total == totals_.end() ? 0 : total->second.events;
-    caught_up = caught_up && f.idle && f.checkpoint.events >= goal;
+    int64_t goal = total == totals_.end() ? 0
+                   : by_position_         ? total->second.watermark
+                                          : total->second.events;
+    caught_up = caught_up && f.idle && mine >= goal;
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -83,6 +91,9 @@ Json Rebuild::Progress() const {
       events_total_ == 0
           ? 1.0
           : std::min(1.0, static_cast<double>(events_done_) / static_cast<double>(events_total_));
+  if (by_position_) {
+    return {{"positionsDone", events_done_}, {"positionsTotal", events_total_}, {"progress", fraction}};
+  }
   return {{"eventsDone", events_done_}, {"eventsTotal", events_total_}, {"progress", fraction}};
 }
 

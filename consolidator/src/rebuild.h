@@ -56,6 +56,7 @@ class Rebuild {
 
   mutable std::mutex mu_;
   int64_t events_done_ = 0;
+  bool by_position_ = false;  // JetStream sources: done and total count positions
   int64_t events_total_ = 0;
 };
 

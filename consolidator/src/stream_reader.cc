@@ -1,5 +1,7 @@
 #include "stream_reader.h"
 
+#include "jetstream_reader.h"
+
 #include <cpprest/uri_builder.h>
 
 #include <memory>
@@ -212,6 +214,14 @@ Status StreamReader::Follow(Cursor* after) {
     if (token.is_canceled()) return Status::Unavailable("stopped");
     return Status::Unavailable("following " + url_ + path + ": " + e.what());
   }
+}
+
+std::unique_ptr<SourceReader> MakeSourceReader(const ConsolidatorConfig& config,
+                                               const std::string& stream, EventQueue* queue) {
+  if (config.delivery == Delivery::kSidecar) {
+    return std::make_unique<StreamReader>(config.sidecar_url, stream, queue);
+  }
+  return std::make_unique<JetStreamReader>(config, stream, queue);
 }
 
 }  // namespace sidelog::consolidator

@@ -24,25 +24,26 @@
 
 #include "cursor.h"
 #include "event_queue.h"
+#include "source_reader.h"
 
 namespace sidelog::consolidator {
 
-class StreamReader {
+class StreamReader : public SourceReader {
  public:
   StreamReader(std::string sidecar_url, std::string stream, EventQueue* queue);
-  ~StreamReader();
+  ~StreamReader() override;
   StreamReader(const StreamReader&) = delete;
   StreamReader& operator=(const StreamReader&) = delete;
 
   // Resets the queue and starts reading the events after `after`.
-  void Start(Cursor after);
+  void Start(Cursor after) override;
   // Stops reading and closes the queue; returns when the thread has ended.
-  void Stop();
+  void Stop() override;
 
   // True while the catch-up is done and the SSE subscription is open.
-  bool following() const { return following_.load(); }
+  bool following() const override { return following_.load(); }
   // The last failure ("" when the last attempt worked).
-  std::string last_error() const;
+  std::string last_error() const override;
 
  private:
   void Run(Cursor after);

@@ -1,22 +1,42 @@
-// The sidecar's count of each stream (GET /v1/streams): events stored and the last position,
-// for lag and rebuild progress. The consolidator reads every event of its sources, so
-// "events stored - events read" is the lag in events.
+// How far each source stream goes, for lag and rebuild progress.
+//  - From a sidecar (GET /v1/streams): events stored and the watermark. The consolidator reads
+//    every event of its sources, so "events stored - events read" is the lag in events.
+//  - From JetStream (stream info): the last sequence only; JetStream counts messages
+//    (commits), not events, so events is -1 and lag and progress are counted in positions.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 
+#include "config.h"
+#include "sidelog/jetstream.h"
 #include "sidelog/status.h"
 
 namespace sidelog::consolidator {
 
 struct StreamStats {
-  int64_t events = 0;
+  int64_t events = -1;    // -1: not known (JetStream)
   int64_t watermark = 0;  // the last position readers may see
 };
 
-// By stream name. Unavailable when the sidecar cannot be reached or answers an error.
-Result<std::map<std::string, StreamStats>> FetchStreamStats(const std::string& sidecar_url);
+// Thread-safe. Keeps one NATS connection when the config reads from JetStream.
+class StreamStatsSource {
+ public:
+  explicit StreamStatsSource(const ConsolidatorConfig& config) : config_(config) {}
+
+  // By stream name. Unavailable when the sidecar or NATS cannot be reached or answers an error.
+  Result<std::map<std::string, StreamStats>> Fetch();
+
+ private:
+  Result<std::map<std::string, StreamStats>> FromSidecar();
+  Result<std::map<std::string, StreamStats>> FromJetStream();
+
+  const ConsolidatorConfig& config_;
+  std::mutex mu_;
+  std::unique_ptr<JetStream> js_;
+};
 
 }  // namespace sidelog::consolidator

@@ -56,6 +56,48 @@ class Parser {
     return Status::Ok();
   }
 
+  // A `nats:` section: url, credsFile, user, password, token, tls {ca, cert, key}, and
+  // createStreams when `allow_create_streams`.
+  Result<NatsConfig> Nats(const Json& node, const std::string& p, bool allow_create_streams) {
+    NatsConfig n;
+    auto keys = allow_create_streams
+                    ? Keys(node, p, {"url", "credsFile", "user", "password", "token", "tls", "createStreams"})
+                    : Keys(node, p, {"url", "credsFile", "user", "password", "token", "tls"});
+    if (!keys.ok()) return keys;
+    for (auto s : {String(node, p, "url", &n.url, true), String(node, p, "credsFile", &n.creds_file),
+                   String(node, p, "user", &n.user), String(node, p, "password", &n.password),
+                   String(node, p, "token", &n.token)}) {
+      if (!s.ok()) return s;
+    }
+    // Several servers (a cluster) are comma-separated; each must name its scheme.
+    for (size_t start = 0; start <= n.url.size();) {
+      size_t comma = n.url.find(',', start);
+      if (comma == std::string::npos) comma = n.url.size();
+      std::string u = n.url.substr(start, comma - start);
+      while (!u.empty() && u.front() == ' ') u.erase(u.begin());
+      if (u.rfind("nats://", 0) != 0 && u.rfind("tls://", 0) != 0) {
+        return Error(p + "/url", "\"" + u + "\" must start with nats:// or tls://");
+      }
+      start = comma + 1;
+    }
+    if (auto cs = node.find("createStreams"); cs != node.end()) {
+      if (!cs->is_boolean()) return Error(p + "/createStreams", "must be true or false");
+      n.create_streams = cs->get<bool>();
+    }
+    if (auto tls = node.find("tls"); tls != node.end() && !tls->is_null()) {
+      if (auto s = Keys(*tls, p + "/tls", {"ca", "cert", "key"}); !s.ok()) return s;
+      for (auto s : {String(*tls, p + "/tls", "ca", &n.tls.ca),
+                     String(*tls, p + "/tls", "cert", &n.tls.cert),
+                     String(*tls, p + "/tls", "key", &n.tls.key)}) {
+        if (!s.ok()) return s;
+      }
+      if (n.tls.cert.empty() != n.tls.key.empty()) {
+        return Error(p + "/tls", "cert and key must be given together");
+      }
+    }
+    return n;
+  }
+
   Status HostPort(const Json& obj, const std::string& ptr, const char* key, std::string* out) {
     if (auto s = String(obj, ptr, key, out); !s.ok()) return s;
     auto colon = out->rfind(':');
@@ -132,37 +174,9 @@ class Parser {
     }
 
     if (auto it = r.find("nats"); it != r.end() && !it->is_null()) {
-      NatsConfig n;
-      const std::string p = "/nats";
-      if (auto s = Keys(*it, p,
-                        {"url", "credsFile", "user", "password", "token", "tls", "createStreams"});
-          !s.ok()) {
-        return s;
-      }
-      for (auto s : {String(*it, p, "url", &n.url, true),
-                     String(*it, p, "credsFile", &n.creds_file), String(*it, p, "user", &n.user),
-                     String(*it, p, "password", &n.password), String(*it, p, "token", &n.token)}) {
-        if (!s.ok()) return s;
-      }
-      if (n.url.rfind("nats://", 0) != 0 && n.url.rfind("tls://", 0) != 0) {
-        return Error(p + "/url", "\"" + n.url + "\" must start with nats:// or tls://");
-      }
-      if (auto cs = it->find("createStreams"); cs != it->end()) {
-        if (!cs->is_boolean()) return Error(p + "/createStreams", "must be true or false");
-        n.create_streams = cs->get<bool>();
-      }
-      if (auto tls = it->find("tls"); tls != it->end() && !tls->is_null()) {
-        if (auto s = Keys(*tls, p + "/tls", {"ca", "cert", "key"}); !s.ok()) return s;
-        for (auto s : {String(*tls, p + "/tls", "ca", &n.tls.ca),
-                       String(*tls, p + "/tls", "cert", &n.tls.cert),
-                       String(*tls, p + "/tls", "key", &n.tls.key)}) {
-          if (!s.ok()) return s;
-        }
-        if (n.tls.cert.empty() != n.tls.key.empty()) {
-          return Error(p + "/tls", "cert and key must be given together");
-        }
-      }
-      c.nats = n;
+      auto n = Nats(*it, "/nats", /*allow_create_streams=*/true);
+      if (!n.ok()) return n.status();
+      c.nats = *n;
     }
 
     auto streams = r.find("streams");
@@ -235,6 +249,11 @@ Result<SidecarConfig> LoadSidecarConfig(const std::string& path) {
   auto doc = LoadYamlFile(path);
   if (!doc.ok()) return doc.status();
   return Parser(std::move(doc).value()).Parse();
+}
+
+Result<NatsConfig> ParseNatsConfig(const YamlDocument& doc, const Json& node,
+                                   const std::string& pointer, bool allow_create_streams) {
+  return Parser(doc).Nats(node, pointer, allow_create_streams);
 }
 
 }  // namespace sidelog

@@ -64,6 +64,30 @@ class Follower : public JetStreamFollower {
   std::function<void(JetStreamMessage)> fn_;
 };
 
+class Puller : public JetStreamPuller {
+ public:
+  ~Puller() override {
+    if (sub_) {
+      natsSubscription_Unsubscribe(sub_);
+      natsSubscription_Destroy(sub_);
+    }
+  }
+  Result<std::vector<JetStreamMessage>> Fetch(int batch, int wait_ms) override {
+    natsMsgList list{};
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = natsSubscription_Fetch(&list, sub_, batch, wait_ms, &jerr);
+    std::vector<JetStreamMessage> out;
+    if (s == NATS_TIMEOUT) return out;  // nothing new
+    if (s != NATS_OK) {
+      return Unavailable("fetching from JetStream: " + LastError(s));
+    }
+    for (int i = 0; i < list.Count; ++i) out.push_back(Decode(list.Msgs[i]));
+    natsMsgList_Destroy(&list);
+    return out;
+  }
+  natsSubscription* sub_ = nullptr;
+};
+
 class NatsJetStream : public JetStream {
  public:
   using JetStream::CreateStream;
@@ -361,6 +385,24 @@ class NatsJetStream : public JetStream {
                                 &so, &jerr);
     if (s != NATS_OK) return Unavailable("following " + stream + ": " + LastError(s));
     return std::unique_ptr<JetStreamFollower>(std::move(f));
+  }
+
+  Result<std::unique_ptr<JetStreamPuller>> Pull(const std::string& stream,
+                                                const std::string& subjects,
+                                                uint64_t start) override {
+    if (!connected()) return Unavailable("not connected to NATS; pulling from " + stream);
+    auto p = std::make_unique<Puller>();
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream.c_str();
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = start;
+    so.Config.AckPolicy = js_AckNone;
+    so.Config.InactiveThreshold = 30LL * 1000 * 1000 * 1000;  // no consumer outlives its reader
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_PullSubscribe(&p->sub_, js_, subjects.c_str(), nullptr, nullptr, &so, &jerr);
+    if (s != NATS_OK) return Unavailable("pulling from " + stream + ": " + LastError(s));
+    return std::unique_ptr<JetStreamPuller>(std::move(p));
   }
 
  private:

@@ -82,6 +82,10 @@ void Replicator::Stop() {
 
 Status Replicator::CheckIdentity(const std::string& stream) {
   const std::string name = JetStreamName(options_.ns, stream);
+  // Read before asking JetStream: every commit under this watermark was in JetStream already,
+  // so a last sequence below it means the stream lost commits. Read after, appends and the
+  // follower racing the request would make a healthy stream look reset.
+  const int64_t watermark = log_->Watermark(stream);
   auto info = js_->Info(name);
   if (!info.ok() && info.status().code() == Status::Code::kNotFound &&
       options_.nats.create_streams) {
@@ -105,14 +109,14 @@ Status Replicator::CheckIdentity(const std::string& stream) {
   const std::string recorded = log_->Origin(stream);
   if (recorded.empty()) {
     if (auto s = log_->SetOrigin(stream, origin); !s.ok()) return s;
-  } else if (recorded != origin || static_cast<int64_t>(info->last_seq) < log_->Watermark(stream)) {
+  } else if (recorded != origin || static_cast<int64_t>(info->last_seq) < watermark) {
     if (log_->Health(stream) != StreamHealth::kReset) {
       log::Error("JetStream stream was reset under this sidecar; refusing writes",
                  {{"stream", stream},
                   {"recordedOrigin", recorded},
                   {"origin", origin},
                   {"lastSeq", info->last_seq},
-                  {"watermark", log_->Watermark(stream)}});
+                  {"watermark", watermark}});
     }
     log_->SetHealth(stream, StreamHealth::kReset);
   }
@@ -125,7 +129,7 @@ void Replicator::StartFollower(const std::string& stream) {
   auto follower = js_->Follow(
       JetStreamName(options_.ns, stream), StreamSubjects(options_.ns, stream),
       static_cast<uint64_t>(start), [this, stream](JetStreamMessage m) {
-        auto events = Decode(stream, m);
+        auto events = DecodeCommit(stream, m);
         if (!events.ok()) {
           log::Error(
               "undecodable commit; the stream stops here",
@@ -156,8 +160,7 @@ void Replicator::StartFollower(const std::string& stream) {
   followers_[stream] = std::move(follower).value();
 }
 
-Result<std::vector<StoredEvent>> Replicator::Decode(const std::string& stream,
-                                                    const JetStreamMessage& m) const {
+Result<std::vector<StoredEvent>> DecodeCommit(const std::string& stream, const JetStreamMessage& m) {
   Json batch = Json::parse(m.data, nullptr, false);
   if (!batch.is_array() || batch.empty()) {
     return Status::Invalid("the message at " + std::to_string(m.seq) +
@@ -337,7 +340,7 @@ Status Replicator::CatchUpEntity(const std::string& stream, const std::string& e
                         EntitySubject(options_.ns, stream, entity), static_cast<uint64_t>(after));
   if (!msgs.ok()) return msgs.status();
   for (const auto& m : *msgs) {
-    auto events = Decode(stream, m);
+    auto events = DecodeCommit(stream, m);
     if (!events.ok()) return events.status();
     auto stored = log_->StoreCommit(stream, static_cast<int64_t>(m.seq), m.msg_id,
                                     std::move(events).value(), false);

@@ -101,12 +101,43 @@ TEST(ConsolidatorConfig, UnknownFieldsAreRefused) {
   EXPECT_EQ(msg.rfind("cons.yaml:13: handlers[0].sqlx: unknown field", 0), 0u) << msg;
 }
 
-TEST(ConsolidatorConfig, JetStreamDeliveryWithoutASidecarIsRefused) {
+TEST(ConsolidatorConfig, ReadsFromJetStreamWithNatsAndANamespace) {
+  auto push = ParseConsolidatorConfig(
+      With("sidecar: {url: \"http://127.0.0.1:4380/\"}",
+           "namespace: shop\nnats: {url: \"nats://a:4222,nats://b:4222\", credsFile: /c}"),
+      "cons.yaml");
+  ASSERT_TRUE(push.ok()) << push.status().message();
+  EXPECT_EQ(push->delivery, Delivery::kPush) << "push is the default";
+  EXPECT_EQ(push->ns, "shop");
+  ASSERT_TRUE(push->nats.has_value());
+  EXPECT_EQ(push->nats->url, "nats://a:4222,nats://b:4222");
+  EXPECT_EQ(push->nats->creds_file, "/c");
+  auto pull = ParseConsolidatorConfig(
+      With("sidecar: {url: \"http://127.0.0.1:4380/\"}",
+           "namespace: shop\ndelivery: pull\nnats: {url: \"nats://a:4222\"}"),
+      "cons.yaml");
+  ASSERT_TRUE(pull.ok()) << pull.status().message();
+  EXPECT_EQ(pull->delivery, Delivery::kPull);
+}
+
+TEST(ConsolidatorConfig, ASourceOfEventsMustBeGivenOnceAndDeliveryGoesWithNats) {
   std::string msg = ErrorOf(With("sidecar: {url: \"http://127.0.0.1:4380/\"}", "delivery: pull"));
   EXPECT_EQ(msg.rfind("cons.yaml:2: delivery:", 0), 0u) << msg;
-  EXPECT_NE(msg.find("arrives with replication"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("give nats"), std::string::npos) << msg;
   msg = ErrorOf(With("sidecar: {url: \"http://127.0.0.1:4380/\"}\n", ""));
-  EXPECT_NE(msg.find("sidecar is required"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("a source of events is required"), std::string::npos) << msg;
+  msg = ErrorOf(With("sidecar: {url: \"http://127.0.0.1:4380/\"}",
+                     "sidecar: {url: \"http://127.0.0.1:4380/\"}\nnats: {url: \"nats://a:4222\"}"));
+  EXPECT_NE(msg.find("not both"), std::string::npos) << msg;
+  msg = ErrorOf(With("sidecar: {url: \"http://127.0.0.1:4380/\"}", "nats: {url: \"nats://a:4222\"}"));
+  EXPECT_NE(msg.find("namespace: is required"), std::string::npos) << msg;
+  msg = ErrorOf(With("sidecar: {url: \"http://127.0.0.1:4380/\"}",
+                     "namespace: shop\nnats: {url: \"http://a:4222\"}"));
+  EXPECT_NE(msg.find("nats.url: \"http://a:4222\" must start with nats:// or tls://"), std::string::npos)
+      << msg;
+  msg = ErrorOf(With("sidecar: {url: \"http://127.0.0.1:4380/\"}",
+                     "namespace: shop\nnats: {url: \"nats://a:4222\", createStreams: true}"));
+  EXPECT_NE(msg.find("unknown field \"createStreams\""), std::string::npos) << msg;
 }
 
 TEST(ConsolidatorConfig, SqlThatDoesNotTokenizeNamesTheLine) {

@@ -7,6 +7,7 @@
 #include <random>
 #include <set>
 
+#include "nats_server.h"
 #include "processes.h"
 #include "shop_history.h"
 
@@ -41,7 +42,8 @@ class ConsolidatorIT : public ::testing::TestWithParam<std::string> {
   static void TearDownTestSuite() { pg_.reset(); }
 
   void SetUp() override {
-    sidecar_.Start();
+    sidecar_ = std::make_unique<Sidecar>(SidecarStreams());
+    sidecar_->Start();
     if (postgres()) {
       if (!pg_) pg_ = std::make_unique<Postgres>();
       ASSERT_TRUE(pg_->started()) << pg_->log();
@@ -49,6 +51,11 @@ class ConsolidatorIT : public ::testing::TestWithParam<std::string> {
   }
 
   bool postgres() const { return GetParam() == "postgres"; }
+
+  // The sidecar's config after its listeners (its streams, and any nats section).
+  virtual std::string SidecarStreams() const { return kShopStreams; }
+  // Where the consolidator reads events.
+  virtual std::string SourceYaml() const { return "sidecar: {url: " + sidecar_->url() + "}"; }
 
   std::string TargetYaml(const ConsolidatorProcess& c) const {
     if (!postgres()) return "  sqlite: {path: " + c.dir() + "/view.db}";
@@ -68,7 +75,7 @@ class ConsolidatorIT : public ::testing::TestWithParam<std::string> {
       EXPECT_NE(at, std::string::npos) << "the example no longer holds: " << from;
       if (at != std::string::npos) yaml.replace(at, from.size(), to);
     };
-    replace("sidecar: {url: http://127.0.0.1:4380}", "sidecar: {url: " + sidecar_.url() + "}");
+    replace("sidecar: {url: http://127.0.0.1:4380}", SourceYaml());
     replace("listen: 127.0.0.1:4390", "listen: " + c.listen());
     replace("  sqlite: {path: .sidelog/order-summary.db}", TargetYaml(c));
     replace("batch: {maxEvents: 500, maxDelay: 50ms}", "batch: " + batch);
@@ -143,7 +150,7 @@ class ConsolidatorIT : public ::testing::TestWithParam<std::string> {
     return n;
   }
 
-  Sidecar sidecar_;
+  std::unique_ptr<Sidecar> sidecar_;
   static std::unique_ptr<Postgres> pg_;
 };
 
@@ -154,12 +161,12 @@ TEST_P(ConsolidatorIT, FoldsAScriptedHistoryExactlyLikeTheReferenceFold) {
   const auto& all = history.appends();
   std::vector<Append> first(all.begin(), all.begin() + static_cast<long>(all.size() / 2));
   std::vector<Append> second(all.begin() + static_cast<long>(all.size() / 2), all.end());
-  ASSERT_TRUE(AppendAll(sidecar_.url(), first));  // read by catch-up pages
+  ASSERT_TRUE(AppendAll(sidecar_->url(), first));  // read by catch-up pages
 
   ConsolidatorProcess c;
   c.WriteConfig(ShopConfig(c, "{maxEvents: 200, maxDelay: 20ms}"));
   c.Start();
-  ASSERT_TRUE(AppendAll(sidecar_.url(), second));  // read live over SSE
+  ASSERT_TRUE(AppendAll(sidecar_->url(), second));  // read live over SSE
   WaitFolded(c, Counts(history));
   ExpectView(c, history);
 
@@ -192,7 +199,7 @@ TEST_P(ConsolidatorIT, KillNineAtRandomPointsNeitherRepeatsNorSkipsAnEvent) {
   std::atomic<bool> appended{false};
   Joining threads;
   threads.Run([&] {
-    EXPECT_TRUE(AppendAll(sidecar_.url(), history.appends(), 2, std::chrono::microseconds(1500)));
+    EXPECT_TRUE(AppendAll(sidecar_->url(), history.appends(), 2, std::chrono::microseconds(1500)));
     appended = true;
   });
   std::mt19937 rng(GetParam() == "postgres" ? 3 : 5);
@@ -216,7 +223,7 @@ TEST_P(ConsolidatorIT, AHandlerErrorStopsItsSourceAtTheEventAndAFixedConfigResum
   ConsolidatorProcess c;
   const std::string target = TargetYaml(c);  // the same database across the restart
   auto config = [&](const std::string& item_sql) {
-    return "name: strict\nsidecar: {url: " + sidecar_.url() + "}\nlisten: " + c.listen() +
+    return "name: strict\nsidecar: {url: " + sidecar_->url() + "}\nlisten: " + c.listen() +
            "\nsources: [{stream: orders}, {stream: customers}]\ntarget:\n" + target +
            "\nbatch: {maxEvents: 7, maxDelay: 5ms}\n"
            "schema: |\n"
@@ -246,8 +253,8 @@ TEST_P(ConsolidatorIT, AHandlerErrorStopsItsSourceAtTheEventAndAFixedConfigResum
   for (int i = 0; i < 10; ++i)
     appends.push_back(
         {"customers", "c" + std::to_string(i), {{"CustomerRegistered", Json::object()}}});
-  ASSERT_TRUE(AppendAll(sidecar_.url(), appends, 1));
-  cli::Client sidecar(sidecar_.url());
+  ASSERT_TRUE(AppendAll(sidecar_->url(), appends, 1));
+  cli::Client sidecar(sidecar_->url());
   Json bad = sidecar.Send("GET", "/v1/streams/orders/entities/o12/events").body["events"][0];
 
   // The orders source stops right before the bad event; customers goes on.
@@ -288,7 +295,7 @@ TEST_P(ConsolidatorIT, AHandlerErrorStopsItsSourceAtTheEventAndAFixedConfigResum
 
 TEST_P(ConsolidatorIT, OnErrorSkipDeadLettersTheEventAndGoesOn) {
   ConsolidatorProcess c;
-  c.WriteConfig("name: lenient\nsidecar: {url: " + sidecar_.url() + "}\nlisten: " + c.listen() +
+  c.WriteConfig("name: lenient\nsidecar: {url: " + sidecar_->url() + "}\nlisten: " + c.listen() +
                 "\nsources: [{stream: orders}]\ntarget:\n" + TargetYaml(c) +
                 "\nonError: skip\nbatch: {maxEvents: 50, maxDelay: 5ms}\n"
                 "schema: CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, qty INTEGER NOT "
@@ -306,7 +313,7 @@ TEST_P(ConsolidatorIT, OnErrorSkipDeadLettersTheEventAndGoesOn) {
     appends.push_back(
         {"orders", "o" + std::to_string(i), {{"ItemAdded", {{"qty", i % 7 == 3 ? -1 : 2}}}}});
   }
-  ASSERT_TRUE(AppendAll(sidecar_.url(), appends, 1));
+  ASSERT_TRUE(AppendAll(sidecar_->url(), appends, 1));
   WaitFolded(c, {{"orders", 20}});
   EXPECT_EQ(Get(c.url(), "/v1/queries/items")["rows"][0]["n"], 17);
   Json dead = Get(c.url(), "/v1/queries/dead")["rows"];
@@ -327,7 +334,7 @@ TEST_P(ConsolidatorIT, ARebuildWhileEventsArriveShowsTheOldViewThenTheCompleteNe
   ConsolidatorProcess c;
   c.WriteConfig(ShopConfig(c, "{maxEvents: 100, maxDelay: 10ms}"));
   c.Start();
-  ASSERT_TRUE(AppendAll(sidecar_.url(), before));
+  ASSERT_TRUE(AppendAll(sidecar_->url(), before));
   WaitFolded(c, Counts(before));
   const int64_t before_count = Counts(before)["orders"] + Counts(before)["customers"];
 
@@ -352,7 +359,7 @@ TEST_P(ConsolidatorIT, ARebuildWhileEventsArriveShowsTheOldViewThenTheCompleteNe
     }
   });
   load.Run(
-      [&] { EXPECT_TRUE(AppendAll(sidecar_.url(), during, 2, std::chrono::microseconds(300))); });
+      [&] { EXPECT_TRUE(AppendAll(sidecar_->url(), during, 2, std::chrono::microseconds(300))); });
 
   cli::Client client(c.url());
   auto accepted = client.Send("POST", "/v1/rebuild");
@@ -401,7 +408,7 @@ TEST_P(ConsolidatorIT, ARebuildWhileEventsArriveShowsTheOldViewThenTheCompleteNe
 
 TEST_P(ConsolidatorIT, TheRebuildCommandRebuildsOfflineWhenNoConsolidatorRuns) {
   ShopHistory history(31, 1500);
-  ASSERT_TRUE(AppendAll(sidecar_.url(), history.appends()));
+  ASSERT_TRUE(AppendAll(sidecar_->url(), history.appends()));
   ConsolidatorProcess c;
   c.WriteConfig(ShopConfig(c, "{maxEvents: 500, maxDelay: 10ms}"));
   EXPECT_EQ(c.RunRebuildCommand(), 0) << c.RebuildLog();
@@ -419,7 +426,7 @@ TEST_P(ConsolidatorIT, NamedQueriesBindParametersAndAnswerProblems) {
   ConsolidatorProcess c;
   c.WriteConfig(ShopConfig(c, "{maxEvents: 10, maxDelay: 5ms}"));
   c.Start();
-  ASSERT_TRUE(AppendAll(sidecar_.url(),
+  ASSERT_TRUE(AppendAll(sidecar_->url(),
                         {{"customers", "c1", {{"CustomerRegistered", {{"name", "Ada"}}}}},
                          {"orders",
                           "o-1",
@@ -470,6 +477,78 @@ TEST_P(ConsolidatorIT, SqlThatDoesNotPrepareIsRefusedAtStartWithFileAndLine) {
   EXPECT_NE(log.find(want), std::string::npos) << "want: " << want << "\nlog: " << log;
   EXPECT_NE(log.find("orderz"), std::string::npos) << log;
 }
+
+// The same consolidator reading JetStream directly (no sidecar in its way), by push and by
+// pull, into SQLite. The sidecar that writes is replicated through the same nats-server.
+class ConsolidatorJetStreamIT : public ConsolidatorIT {
+ protected:
+  void SetUp() override {
+    nats_.Start();
+    ConsolidatorIT::SetUp();
+  }
+  std::string SidecarStreams() const override {
+    return "nats: {url: \"" + nats_.url() + "\", createStreams: true}\n" + kShopStreams;
+  }
+  std::string SourceYaml() const override {
+    return "namespace: it\nnats: {url: \"" + nats_.url() + "\"}\ndelivery: " + GetParam();
+  }
+  NatsServer nats_;
+};
+
+TEST_P(ConsolidatorJetStreamIT, FoldsTheHistoryFromJetStreamThenLiveEvents) {
+  ShopHistory history(41, 3000);
+  const auto& all = history.appends();
+  std::vector<Append> first(all.begin(), all.begin() + static_cast<long>(all.size() / 2));
+  std::vector<Append> second(all.begin() + static_cast<long>(all.size() / 2), all.end());
+  ASSERT_TRUE(AppendAll(sidecar_->url(), first));  // there before the consolidator starts
+  ConsolidatorProcess c;
+  c.WriteConfig(ShopConfig(c, "{maxEvents: 200, maxDelay: 20ms}"));
+  c.Start();
+  WaitFolded(c, Counts(first));
+  ASSERT_TRUE(AppendAll(sidecar_->url(), second));  // arrives while it follows
+  WaitFolded(c, Counts(history));
+  ExpectView(c, history);
+  Json status = Get(c.url(), "/v1/status");
+  EXPECT_EQ(status["jetStream"]["delivery"], GetParam()) << status.dump();
+  for (const auto& s : status["sources"]) {
+    EXPECT_EQ(s["lag"]["positions"], 0) << s.dump();
+    EXPECT_EQ(s["state"], "following") << s.dump();
+  }
+}
+
+TEST_P(ConsolidatorJetStreamIT, KilledMidFoldItResumesAfterItsCheckpointWithoutRepeats) {
+  ShopHistory history(43, 3000);
+  ASSERT_TRUE(AppendAll(sidecar_->url(), history.appends()));
+  ConsolidatorProcess c;
+  c.WriteConfig(ShopConfig(c, "{maxEvents: 50, maxDelay: 5ms}"));
+  c.Start();
+  // Kill -9 it a few times while it folds; each start reads from its database checkpoint.
+  for (int i = 0; i < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    c.Kill(SIGKILL);
+    c.Start();
+  }
+  WaitFolded(c, Counts(history));
+  ExpectView(c, history);
+}
+
+TEST_P(ConsolidatorJetStreamIT, ARebuildCountsProgressInPositions) {
+  ShopHistory history(47, 1000);
+  ASSERT_TRUE(AppendAll(sidecar_->url(), history.appends()));
+  ConsolidatorProcess c;
+  c.WriteConfig(ShopConfig(c, "{maxEvents: 200, maxDelay: 10ms}"));
+  c.Start();
+  WaitFolded(c, Counts(history));
+  EXPECT_EQ(c.RunCliRebuild(), 0) << c.CliLog();
+  EXPECT_NE(c.CliLog().find("positions  done"), std::string::npos) << c.CliLog();
+  Json rebuild = Get(c.url(), "/v1/status")["rebuild"];
+  EXPECT_EQ(rebuild["state"], "done") << rebuild.dump();
+  EXPECT_EQ(rebuild["positionsDone"], rebuild["positionsTotal"]) << rebuild.dump();
+  ExpectView(c, history);
+}
+
+INSTANTIATE_TEST_SUITE_P(Delivery, ConsolidatorJetStreamIT, ::testing::Values("push", "pull"),
+                         [](const auto& info) { return info.param; });
 
 INSTANTIATE_TEST_SUITE_P(Targets, ConsolidatorIT, ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });

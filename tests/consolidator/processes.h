@@ -20,25 +20,11 @@
 #include <thread>
 
 #include "client.h"
+#include "sidecar_process.h"  // FreePort, shared with the sidecar tests
 
 namespace sidelog::testing {
 
 using Clock = std::chrono::steady_clock;
-
-inline int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return 0;
-  }
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 inline std::string MakeTempDir(const char* prefix) {
   std::string tmpl = std::string("/tmp/") + prefix + ".XXXXXX";

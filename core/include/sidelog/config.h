@@ -12,6 +12,7 @@
 #include "sidelog/event.h"
 #include "sidelog/fold.h"
 #include "sidelog/status.h"
+#include "sidelog/yaml.h"
 
 namespace sidelog {
 
@@ -74,5 +75,11 @@ struct SidecarConfig {
 Result<SidecarConfig> ParseSidecarConfig(const std::string& yaml, const std::string& origin);
 // Reads and parses a file.
 Result<SidecarConfig> LoadSidecarConfig(const std::string& path);
+
+// A `nats:` section (url, credsFile, user, password, token, tls {ca, cert, key}, and
+// createStreams when `allow_create_streams`) at JSON pointer `pointer` of `doc`, for other
+// programs' configs (the consolidator's). Errors name the file, line and field.
+Result<NatsConfig> ParseNatsConfig(const YamlDocument& doc, const Json& node,
+                                   const std::string& pointer, bool allow_create_streams);
 
 }  // namespace sidelog

@@ -59,6 +59,17 @@ class JetStreamFollower {
   virtual ~JetStreamFollower() = default;
 };
 
+// A pull consumer: ephemeral, acknowledging nothing, removed by the server after 30 s without
+// a fetch. Not thread-safe: one reader fetches.
+class JetStreamPuller {
+ public:
+  virtual ~JetStreamPuller() = default;
+  // Up to `batch` messages in stream order, waiting at most `wait_ms` for the first; empty when
+  // none came. Unavailable when the consumer is gone (NATS restarted, or no fetch for 30 s):
+  // make a new one from the next sequence.
+  virtual Result<std::vector<JetStreamMessage>> Fetch(int batch, int wait_ms) = 0;
+};
+
 class JetStream {
  public:
   // Connects (retrying in the background when the server is down: the call does not fail for
@@ -101,6 +112,11 @@ class JetStream {
   virtual Result<std::unique_ptr<JetStreamFollower>> Follow(
       const std::string& stream, const std::string& subjects, uint64_t start,
       std::function<void(JetStreamMessage)> fn) = 0;
+
+  // A pull consumer on `stream` (subjects `subjects`) from sequence `start` (>= 1).
+  virtual Result<std::unique_ptr<JetStreamPuller>> Pull(const std::string& stream,
+                                                        const std::string& subjects,
+                                                        uint64_t start) = 0;
 };
 
 }  // namespace sidelog

@@ -52,6 +52,11 @@ struct StreamReplicationStatus {
   std::string state;  // "ok", "reset", "diverged", "missing", "unknown"
 };
 
+// The events of one JetStream message of `stream` (a CloudEvents batch: one commit), with their
+// position (the message's sequence) and index. Invalid when the message is not a commit of that
+// stream, or spans two entities.
+Result<std::vector<StoredEvent>> DecodeCommit(const std::string& stream, const JetStreamMessage& m);
+
 class Replicator {
  public:
   Replicator(EventLog* log, Metrics* metrics, ReplicatorOptions options);
@@ -84,8 +89,6 @@ class Replicator {
   Result<AppendResult> Append(AppendRequest& request);
   // Stores the entity's commits JetStream has after `after`.
   Status CatchUpEntity(const std::string& stream, const std::string& entity, int64_t after);
-  Result<std::vector<StoredEvent>> Decode(const std::string& stream,
-                                          const JetStreamMessage& m) const;
   Status CheckIdentity(const std::string& stream);
   void StartFollower(const std::string& stream);
   void MonitorLoop();
