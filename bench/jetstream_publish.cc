@@ -36,7 +36,9 @@ const char* kPayload =
 
 int main(int argc, char** argv) {
   if (argc != 7) {
-    std::fprintf(stderr, "usage: jetstream_publish URL STREAM SUBJECT_PREFIX PUBLISHERS SECONDS sync|async\n");
+    std::fprintf(
+        stderr,
+        "usage: jetstream_publish URL STREAM SUBJECT_PREFIX PUBLISHERS SECONDS sync|async\n");
     return 2;
   }
   const std::string url = argv[1], prefix = argv[3], mode = argv[6];
@@ -66,7 +68,8 @@ int main(int argc, char** argv) {
   std::atomic<long> sent{0}, errors{0};
   std::mutex mu;
   std::vector<double> latencies;
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(seconds));
   const auto start = Clock::now();
   std::vector<std::thread> threads;
   for (int t = 0; t < publishers; ++t) {
@@ -82,12 +85,15 @@ int main(int argc, char** argv) {
       std::map<std::string, uint64_t> last;  // subject -> last sequence (sync)
       std::vector<double> mine;
       long n = 0;
-      const std::string run = std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+      const std::string run =
+          std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
       while (Clock::now() < deadline) {
-        const std::string subject = prefix + run + "-t" + std::to_string(t) + "-" + std::to_string(n % 64);
+        const std::string subject =
+            prefix + run + "-t" + std::to_string(t) + "-" + std::to_string(n % 64);
         const std::string id = run + "-" + std::to_string(t) + "-" + std::to_string(n);
         natsMsg* msg = nullptr;
-        natsMsg_Create(&msg, subject.c_str(), nullptr, kPayload, static_cast<int>(std::strlen(kPayload)));
+        natsMsg_Create(&msg, subject.c_str(), nullptr, kPayload,
+                       static_cast<int>(std::strlen(kPayload)));
         natsMsgHeader_Set(msg, "Nats-Msg-Id", id.c_str());
         natsMsgHeader_Set(msg, "Content-Type", "application/cloudevents-batch+json");
         if (mode == "sync") {
@@ -139,7 +145,8 @@ int main(int argc, char** argv) {
   };
   // sync counts acknowledged publishes only; async counts queued ones, minus those never acked.
   const long ok = mode == "sync" ? sent.load() : sent.load() - errors.load();
-  std::printf("RESULT %.0f %.3f %.3f %ld\n", static_cast<double>(ok) / elapsed, pct(0.5), pct(0.99), errors.load());
+  std::printf("RESULT %.0f %.3f %.3f %ld\n", static_cast<double>(ok) / elapsed, pct(0.5), pct(0.99),
+              errors.load());
   natsConnection_Destroy(nc);
   nats_Close();
   return 0;

@@ -27,7 +27,8 @@ using Clock = std::chrono::steady_clock;
 
 // Follows B's SSE stream after `watermark` and records when each event id arrives, until `done`.
 void FollowRaw(const std::string& url, const std::string& stream, int64_t watermark,
-               std::atomic<bool>* done, std::mutex* mu, std::map<std::string, Clock::time_point>* received) {
+               std::atomic<bool>* done, std::mutex* mu,
+               std::map<std::string, Clock::time_point>* received) {
   const int port = std::atoi(url.substr(url.rfind(':') + 1).c_str());
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -37,9 +38,11 @@ void FollowRaw(const std::string& url, const std::string& stream, int64_t waterm
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return;
   timeval tv{0, 200000};  // wake up to look at `done`
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  const std::string req = "GET /v1/streams/" + stream + "/events?follow=true HTTP/1.1\r\nHost: 127.0.0.1:" +
-                          std::to_string(port) + "\r\nAccept: text/event-stream\r\nLast-Event-ID: " +
-                          std::to_string(watermark) + ".999999\r\n\r\n";
+  const std::string req =
+      "GET /v1/streams/" + stream +
+      "/events?follow=true HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+      "\r\nAccept: text/event-stream\r\nLast-Event-ID: " + std::to_string(watermark) +
+      ".999999\r\n\r\n";
   send(fd, req.data(), req.size(), MSG_NOSIGNAL);
   std::string buf;
   char chunk[65536];
@@ -70,7 +73,9 @@ void FollowRaw(const std::string& url, const std::string& stream, int64_t waterm
 
 int main(int argc, char** argv) {
   if (argc != 7) {
-    std::fprintf(stderr, "usage: replication_lag A_URL B_URL STREAM EVENTS_PER_S EVENTS_PER_APPEND SECONDS\n");
+    std::fprintf(
+        stderr,
+        "usage: replication_lag A_URL B_URL STREAM EVENTS_PER_S EVENTS_PER_APPEND SECONDS\n");
     return 2;
   }
   const std::string a_url = argv[1], b_url = argv[2], stream = argv[3];
@@ -95,10 +100,12 @@ int main(int argc, char** argv) {
   std::thread follower([&] { FollowRaw(b_url, stream, watermark, &done, &mu, &received); });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
 
-  const std::string run = std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+  const std::string run =
+      std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
   const auto interval = std::chrono::duration<double>(senders * per_append / rate);
   const auto start = Clock::now();
-  const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  const auto end =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   std::atomic<long> events{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < senders; ++t) {
@@ -115,8 +122,9 @@ int main(int argc, char** argv) {
                           {"type", "PaymentReceived"},
                           {"data", {{"amount", 12.5}, {"currency", "EUR"}}}});
         }
-        auto r = a.Send("POST", "/v1/streams/" + stream + "/entities/lag-" + std::to_string(t) + "-" +
-                                    std::to_string(n % 16) + "/events",
+        auto r = a.Send("POST",
+                        "/v1/streams/" + stream + "/entities/lag-" + std::to_string(t) + "-" +
+                            std::to_string(n % 16) + "/events",
                         Json{{"events", list}});
         auto now = Clock::now();
         if (r.status == 201) {
@@ -144,7 +152,9 @@ int main(int argc, char** argv) {
     }
   }
   std::sort(lags.begin(), lags.end());
-  auto pct = [&](double p) { return lags.empty() ? 0.0 : lags[static_cast<size_t>(p * (lags.size() - 1))]; };
+  auto pct = [&](double p) {
+    return lags.empty() ? 0.0 : lags[static_cast<size_t>(p * (lags.size() - 1))];
+  };
   std::printf("RESULT %zu %.3f %.3f %.3f %.0f\n", lags.size(), pct(0.5), pct(0.99),
               lags.empty() ? 0.0 : lags.back(), static_cast<double>(events) / elapsed);
   return lags.size() == acked.size() ? 0 : 1;

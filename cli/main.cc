@@ -1,6 +1,7 @@
 // sidelog: the command-line client of a Sidelog sidecar ($SIDELOG_URL, default
-// http://127.0.0.1:4380), and of a consolidator for rebuilds ($SIDELOG_CONSOLIDATOR_URL). Prints readable tables by default and JSON with -o json; exits 1 with
-// the problem's detail when the sidecar refuses, 3 when it cannot be reached, 2 on bad usage.
+// http://127.0.0.1:4380), and of a consolidator for rebuilds ($SIDELOG_CONSOLIDATOR_URL). Prints
+// readable tables by default and JSON with -o json; exits 1 with the problem's detail when the
+// sidecar refuses, 3 when it cannot be reached, 2 on bad usage.
 #include <cpprest/uri.h>
 #include <unistd.h>
 

@@ -44,11 +44,10 @@ class Parser {
   Result<ConsolidatorConfig> Parse() {
     const Json& r = c_.doc.root;
     if (r.is_null()) return Error("", "the configuration is empty");
-    if (auto st =
-            Keys(r, "",
-                 {"name", "sidecar", "namespace", "nats", "listen", "logLevel", "sources", "target",
-                  "schema", "handlers", "queries", "delivery", "batch", "onError", "replicas",
-                  "image"});
+    if (auto st = Keys(
+            r, "",
+            {"name", "sidecar", "namespace", "nats", "listen", "logLevel", "sources", "target",
+             "schema", "handlers", "queries", "delivery", "batch", "onError", "replicas", "image"});
         !st.ok()) {
       return st;
     }

@@ -71,9 +71,9 @@ enum class Delivery { kSidecar, kPush, kPull };
 
 struct ConsolidatorConfig {
   std::string name;
-  std::string sidecar_url;          // Delivery::kSidecar
-  std::optional<NatsConfig> nats;   // kPush, kPull
-  std::string ns;                   // the streams' namespace, with nats
+  std::string sidecar_url;         // Delivery::kSidecar
+  std::optional<NatsConfig> nats;  // kPush, kPull
+  std::string ns;                  // the streams' namespace, with nats
   Delivery delivery = Delivery::kSidecar;
   std::string listen = "127.0.0.1:4390";
   std::string log_level = "info";

@@ -47,14 +47,14 @@ Status Consolidator::Start() {
     live_.reset();
     return st;
   }
-  log::Info("folding", {{"target", target_->Describe(Slot::kLive)},
-                        {"from", config_.delivery == Delivery::kSidecar
-                                     ? config_.sidecar_url
-                                     : "JetStream " + config_.nats->url + " (" +
-                                           (config_.delivery == Delivery::kPull ? "pull" : "push") +
-                                           ")"},
-                        {"sources", config_.sources.size()},
-                        {"handlers", config_.handlers.size()}});
+  log::Info("folding",
+            {{"target", target_->Describe(Slot::kLive)},
+             {"from", config_.delivery == Delivery::kSidecar
+                          ? config_.sidecar_url
+                          : "JetStream " + config_.nats->url + " (" +
+                                (config_.delivery == Delivery::kPull ? "pull" : "push") + ")"},
+             {"sources", config_.sources.size()},
+             {"handlers", config_.handlers.size()}});
   supervisor_ = std::thread([this] { Supervise(); });
   return Status::Ok();
 }

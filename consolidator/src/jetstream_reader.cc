@@ -50,8 +50,9 @@ std::string JetStreamReader::last_error() const {
 Status JetStreamReader::Deliver(const JetStreamMessage& m, Cursor* after) {
   auto events = DecodeCommit(stream_, m);
   if (!events.ok()) {
-    return Status::Internal("JetStream " + jetstream_name_ + " holds a message that is not a commit at " +
-                            std::to_string(m.seq) + ": " + events.status().message());
+    return Status::Internal("JetStream " + jetstream_name_ +
+                            " holds a message that is not a commit at " + std::to_string(m.seq) +
+                            ": " + events.status().message());
   }
   for (auto& e : *events) {
     if (!after->Before(e.position, e.index)) continue;  // already read
@@ -99,8 +100,11 @@ void JetStreamReader::Run(Cursor after) {
     last_error_ = st.message();
     if (before < after) backoff = std::chrono::seconds(1);  // it made progress: retry soon
     log::Warn("reading the stream from JetStream failed; retrying",
-              {{"stream", stream_}, {"jetstream", jetstream_name_}, {"error", st.message()},
-               {"after", after.ToString()}, {"retryInSeconds", backoff.count()}});
+              {{"stream", stream_},
+               {"jetstream", jetstream_name_},
+               {"error", st.message()},
+               {"after", after.ToString()},
+               {"retryInSeconds", backoff.count()}});
     wake_.wait_for(lock, backoff, [&] { return stopping_; });
     if (stopping_) return;
     backoff = std::min(backoff * 2, std::chrono::seconds(30));
@@ -124,7 +128,8 @@ Status JetStreamReader::Pull(JetStream* js, uint64_t last_seq, Cursor* after) {
     for (const auto& m : *messages) {
       if (auto st = Deliver(m, after); !st.ok()) return st;
     }
-    if (after->position >= static_cast<int64_t>(last_seq) || messages->size() < static_cast<size_t>(batch)) {
+    if (after->position >= static_cast<int64_t>(last_seq) ||
+        messages->size() < static_cast<size_t>(batch)) {
       following_ = true;
     }
   }
@@ -143,23 +148,24 @@ Status JetStreamReader::Push(JetStream* js, uint64_t last_seq, Cursor* after) {
   };
   auto shared = std::make_shared<Shared>();
   shared->after = *after;
-  auto follower = js->Follow(jetstream_name_, subjects_, StartSequence(*after), [this, shared](JetStreamMessage m) {
-    Cursor cursor;
-    {
-      std::lock_guard<std::mutex> lock(shared->mu);
-      if (shared->closed || !shared->error.ok()) return;
-      ++shared->in_callback;
-      cursor = shared->after;
-    }
-    Status st = Deliver(m, &cursor);
-    std::lock_guard<std::mutex> lock(shared->mu);
-    if (st.ok()) {
-      shared->after = cursor;
-    } else if (shared->error.ok()) {
-      shared->error = st;
-    }
-    if (--shared->in_callback == 0) shared->idle.notify_all();
-  });
+  auto follower = js->Follow(jetstream_name_, subjects_, StartSequence(*after),
+                             [this, shared](JetStreamMessage m) {
+                               Cursor cursor;
+                               {
+                                 std::lock_guard<std::mutex> lock(shared->mu);
+                                 if (shared->closed || !shared->error.ok()) return;
+                                 ++shared->in_callback;
+                                 cursor = shared->after;
+                               }
+                               Status st = Deliver(m, &cursor);
+                               std::lock_guard<std::mutex> lock(shared->mu);
+                               if (st.ok()) {
+                                 shared->after = cursor;
+                               } else if (shared->error.ok()) {
+                                 shared->error = st;
+                               }
+                               if (--shared->in_callback == 0) shared->idle.notify_all();
+                             });
   if (!follower.ok()) return follower.status();
   Status result = Status::Unavailable("stopped");
   for (;;) {

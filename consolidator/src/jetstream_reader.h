@@ -14,8 +14,8 @@
 #include <string>
 #include <thread>
 
-#include "source_reader.h"
 #include "sidelog/jetstream.h"
+#include "source_reader.h"
 
 namespace sidelog::consolidator {
 

@@ -92,7 +92,8 @@ Json Rebuild::Progress() const {
           ? 1.0
           : std::min(1.0, static_cast<double>(events_done_) / static_cast<double>(events_total_));
   if (by_position_) {
-    return {{"positionsDone", events_done_}, {"positionsTotal", events_total_}, {"progress", fraction}};
+    return {
+        {"positionsDone", events_done_}, {"positionsTotal", events_total_}, {"progress", fraction}};
   }
   return {{"eventsDone", events_done_}, {"eventsTotal", events_total_}, {"progress", fraction}};
 }

@@ -60,13 +60,15 @@ class Parser {
   // createStreams when `allow_create_streams`.
   Result<NatsConfig> Nats(const Json& node, const std::string& p, bool allow_create_streams) {
     NatsConfig n;
-    auto keys = allow_create_streams
-                    ? Keys(node, p, {"url", "credsFile", "user", "password", "token", "tls", "createStreams"})
-                    : Keys(node, p, {"url", "credsFile", "user", "password", "token", "tls"});
+    auto keys =
+        allow_create_streams
+            ? Keys(node, p,
+                   {"url", "credsFile", "user", "password", "token", "tls", "createStreams"})
+            : Keys(node, p, {"url", "credsFile", "user", "password", "token", "tls"});
     if (!keys.ok()) return keys;
-    for (auto s : {String(node, p, "url", &n.url, true), String(node, p, "credsFile", &n.creds_file),
-                   String(node, p, "user", &n.user), String(node, p, "password", &n.password),
-                   String(node, p, "token", &n.token)}) {
+    for (auto s : {String(node, p, "url", &n.url, true),
+                   String(node, p, "credsFile", &n.creds_file), String(node, p, "user", &n.user),
+                   String(node, p, "password", &n.password), String(node, p, "token", &n.token)}) {
       if (!s.ok()) return s;
     }
     // Several servers (a cluster) are comma-separated; each must name its scheme.

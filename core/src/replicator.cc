@@ -160,7 +160,8 @@ void Replicator::StartFollower(const std::string& stream) {
   followers_[stream] = std::move(follower).value();
 }
 
-Result<std::vector<StoredEvent>> DecodeCommit(const std::string& stream, const JetStreamMessage& m) {
+Result<std::vector<StoredEvent>> DecodeCommit(const std::string& stream,
+                                              const JetStreamMessage& m) {
   Json batch = Json::parse(m.data, nullptr, false);
   if (!batch.is_array() || batch.empty()) {
     return Status::Invalid("the message at " + std::to_string(m.seq) +

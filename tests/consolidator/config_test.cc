@@ -129,11 +129,13 @@ TEST(ConsolidatorConfig, ASourceOfEventsMustBeGivenOnceAndDeliveryGoesWithNats) 
   msg = ErrorOf(With("sidecar: {url: \"http://127.0.0.1:4380/\"}",
                      "sidecar: {url: \"http://127.0.0.1:4380/\"}\nnats: {url: \"nats://a:4222\"}"));
   EXPECT_NE(msg.find("not both"), std::string::npos) << msg;
-  msg = ErrorOf(With("sidecar: {url: \"http://127.0.0.1:4380/\"}", "nats: {url: \"nats://a:4222\"}"));
+  msg =
+      ErrorOf(With("sidecar: {url: \"http://127.0.0.1:4380/\"}", "nats: {url: \"nats://a:4222\"}"));
   EXPECT_NE(msg.find("namespace: is required"), std::string::npos) << msg;
   msg = ErrorOf(With("sidecar: {url: \"http://127.0.0.1:4380/\"}",
                      "namespace: shop\nnats: {url: \"http://a:4222\"}"));
-  EXPECT_NE(msg.find("nats.url: \"http://a:4222\" must start with nats:// or tls://"), std::string::npos)
+  EXPECT_NE(msg.find("nats.url: \"http://a:4222\" must start with nats:// or tls://"),
+            std::string::npos)
       << msg;
   msg = ErrorOf(With("sidecar: {url: \"http://127.0.0.1:4380/\"}",
                      "namespace: shop\nnats: {url: \"nats://a:4222\", createStreams: true}"));

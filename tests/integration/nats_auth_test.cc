@@ -37,7 +37,8 @@ TEST(NatsAuth, TlsWithAClientCertificateAndAPasswordWorks) {
   nats.AddConfig("authorization { user: orders, password: \"s3cret\" }");
   nats.set_scheme("tls");  // URLs name localhost: libnats checks the host name, not IP SANs
   nats.Start();
-  const std::string tls = ", tls: {ca: \"" + d + "/ca.crt\", cert: \"" + d + "/client.crt\", key: \"" + d + "/client.key\"}";
+  const std::string tls = ", tls: {ca: \"" + d + "/ca.crt\", cert: \"" + d +
+                          "/client.crt\", key: \"" + d + "/client.key\"}";
 
   SidecarProcess ok(kOrders, NatsSection(nats, tls + ", user: orders, password: s3cret"), "orders");
   ok.Start();
@@ -45,17 +46,24 @@ TEST(NatsAuth, TlsWithAClientCertificateAndAPasswordWorks) {
   EXPECT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(JetStreamLastSeq(nats), -1) << "the test's own client has no certificate";
 
-  SidecarProcess no_cert(kOrders, NatsSection(nats, ", tls: {ca: \"" + d + "/ca.crt\"}, user: orders, password: s3cret"), "orders");
+  SidecarProcess no_cert(
+      kOrders,
+      NatsSection(nats, ", tls: {ca: \"" + d + "/ca.crt\"}, user: orders, password: s3cret"),
+      "orders");
   no_cert.Start(std::chrono::seconds(20));  // ready once the startup catch-up gives up
-  EXPECT_EQ(Append(no_cert, "o2", Events("tls-2", 1)).status, 503) << "the server requires a client certificate";
+  EXPECT_EQ(Append(no_cert, "o2", Events("tls-2", 1)).status, 503)
+      << "the server requires a client certificate";
 
-  SidecarProcess wrong_password(kOrders, NatsSection(nats, tls + ", user: orders, password: nope"), "orders");
+  SidecarProcess wrong_password(kOrders, NatsSection(nats, tls + ", user: orders, password: nope"),
+                                "orders");
   wrong_password.Start(std::chrono::seconds(20));
   EXPECT_EQ(Append(wrong_password, "o3", Events("tls-3", 1)).status, 503);
-  EXPECT_EQ(RawRequest(wrong_password.port(), "GET", "/v1/status").json()["nats"]["state"], "disconnected");
+  EXPECT_EQ(RawRequest(wrong_password.port(), "GET", "/v1/status").json()["nats"]["state"],
+            "disconnected");
 
   // The commit of the first sidecar, read back by a second one with good credentials.
-  SidecarProcess reader(kOrdersRead, NatsSection(nats, tls + ", user: orders, password: s3cret"), "billing");
+  SidecarProcess reader(kOrdersRead, NatsSection(nats, tls + ", user: orders, password: s3cret"),
+                        "billing");
   reader.Start();
   auto got = RawRequest(reader.port(), "GET", "/v1/streams/orders/entities/o1?minPosition=1");
   EXPECT_EQ(got.status, 200) << got.body;

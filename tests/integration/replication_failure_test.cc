@@ -81,7 +81,8 @@ std::vector<std::string> IdsOf(const std::vector<std::string>& dump) {
 }
 
 // Appends `body` until it is not 503 (NATS reconnecting), for at most 20 s.
-RawResponse AppendWhenAvailable(const SidecarProcess& p, const std::string& entity, const Json& body) {
+RawResponse AppendWhenAvailable(const SidecarProcess& p, const std::string& entity,
+                                const Json& body) {
   auto deadline = std::chrono::steady_clock::now() + 20s;
   RawResponse r;
   do {
@@ -288,7 +289,8 @@ TEST(Replication, AReaderFollowingWhileTwoReplicasWriteSeesEveryCommitOnceInOrde
   for (auto* p : {&a, &b}) {
     writers.emplace_back([p, tag = p == &a ? "a" : "b"] {
       for (int i = 0; i < kPerWriter; ++i) {
-        auto r = Append(*p, "e" + std::to_string(i % 3), Events(std::string(tag) + std::to_string(i), i));
+        auto r = Append(*p, "e" + std::to_string(i % 3),
+                        Events(std::string(tag) + std::to_string(i), i));
         ASSERT_EQ(r.status, 201) << r.body;
       }
     });

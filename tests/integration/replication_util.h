@@ -82,15 +82,15 @@ inline std::vector<std::string> JetStreamEventIds(const std::string& url) {
   std::mutex mu;
   std::vector<std::string> ids;
   uint64_t seen = 0;
-  auto follower = (*js)->Follow("SIDELOG_it_orders", "sidelog.it.orders.>", 1,
-                                [&](JetStreamMessage m) {
-                                  auto batch = Json::parse(m.data, nullptr, false);
-                                  std::lock_guard<std::mutex> lock(mu);
-                                  if (batch.is_array()) {
-                                    for (const auto& e : batch) ids.push_back(e.value("id", ""));
-                                  }
-                                  seen = m.seq;
-                                });
+  auto follower =
+      (*js)->Follow("SIDELOG_it_orders", "sidelog.it.orders.>", 1, [&](JetStreamMessage m) {
+        auto batch = Json::parse(m.data, nullptr, false);
+        std::lock_guard<std::mutex> lock(mu);
+        if (batch.is_array()) {
+          for (const auto& e : batch) ids.push_back(e.value("id", ""));
+        }
+        seen = m.seq;
+      });
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   while (std::chrono::steady_clock::now() < deadline) {
     {
