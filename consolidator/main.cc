@@ -22,6 +22,7 @@
 #include "consolidator.h"
 #include "server.h"
 #include "sidelog/log.h"
+#include "sidelog/shutdown.h"
 
 namespace {
 
@@ -38,14 +39,9 @@ void Usage() {
 class Signals {
  public:
   Signals() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);  // before any other thread starts
-    signal(SIGPIPE, SIG_IGN);
+    BlockShutdownSignals();  // before any other thread starts
     std::thread([this] {
-      int sig = 0;
-      sigwait(&set_, &sig);
+      int sig = WaitForShutdownSignal();
       {
         std::lock_guard<std::mutex> lock(mu_);
         signal_ = sig;
@@ -61,7 +57,6 @@ class Signals {
   }
 
  private:
-  sigset_t set_;
   std::mutex mu_;
   std::condition_variable cv_;
   int signal_ = 0;
@@ -168,12 +163,7 @@ int Serve(ConsolidatorConfig config, Signals& signals, const std::string& listen
   while ((sig = signals.Wait(std::chrono::hours(1))) == 0) {
   }
   log::Info("shutting down", {{"signal", strsignal(sig)}});
-  std::thread([] {  // bounded: a batch in flight either commits or rolls back
-    std::this_thread::sleep_for(std::chrono::seconds(15));
-    log::Error("shutdown took longer than 15 s; exiting");
-    std::_Exit(1);
-  })
-      .detach();
+  ExitIfShutdownTakesLonger(std::chrono::seconds(15));  // a batch in flight commits or rolls back
   server.Stop();
   consolidator.Stop();
   log::Info("stopped");

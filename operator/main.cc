@@ -35,6 +35,7 @@
 #include "operator.h"
 #include "sidelog/duration.h"
 #include "sidelog/log.h"
+#include "sidelog/shutdown.h"
 
 namespace {
 
@@ -142,12 +143,7 @@ int main(int argc, char** argv) {
   }
   log::Init("operator", level);
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  BlockShutdownSignals();  // before any thread starts
   // Requests block operator threads, not pool threads: a few pool threads drive all the I/O.
   crossplat::threadpool::initialize_with_threads(4);
 
@@ -161,14 +157,9 @@ int main(int argc, char** argv) {
                         {"healthListen", o.health_listen},
                         {"leaderElection", o.leader_elect},
                         {"nats", o.nats.url}});
-  int sig = 0;
-  sigwait(&signals, &sig);
+  int sig = WaitForShutdownSignal();
   log::Info("shutting down", {{"signal", strsignal(sig)}});
-  std::thread([] {
-    std::this_thread::sleep_for(std::chrono::seconds(15));
-    log::Error("shutdown took longer than 15 s; exiting");
-    std::_Exit(1);
-  }).detach();
+  ExitIfShutdownTakesLonger(std::chrono::seconds(15));
   server.Stop();
   log::Info("stopped");
   return 0;

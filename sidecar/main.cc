@@ -17,6 +17,7 @@
 
 #include "server.h"
 #include "sidelog/log.h"
+#include "sidelog/shutdown.h"
 
 namespace {
 
@@ -94,13 +95,7 @@ int main(int argc, char** argv) {
   if (standalone) config->nats.reset();
   log::Init("sidecar", config->log_level);
 
-  // Signals are taken by sigwait below, never by a pool thread: block them before any thread.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  BlockShutdownSignals();  // before any thread starts
 
   // A small pool is fast only if nothing blocks it; handlers never wait (see api.h).
   crossplat::threadpool::initialize_with_threads(static_cast<size_t>(threads));
@@ -119,16 +114,11 @@ int main(int argc, char** argv) {
                                         std::chrono::steady_clock::now() - started)
                                         .count()}});
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  int sig = WaitForShutdownSignal();
   log::Info("shutting down", {{"signal", strsignal(sig)}});
   // Bounded: if draining takes longer than this, exit anyway (every acknowledged append is
   // already durable; unacknowledged ones were never promised).
-  std::thread([] {
-    std::this_thread::sleep_for(std::chrono::seconds(15));
-    log::Error("shutdown took longer than 15 s; exiting");
-    std::_Exit(1);
-  }).detach();
+  ExitIfShutdownTakesLonger(std::chrono::seconds(15));
   server.Stop();
   log::Info("stopped");
   return 0;
