@@ -135,6 +135,14 @@ int RunRebuild(const ConsolidatorConfig& config, Signals& signals) {
 int Serve(ConsolidatorConfig config, Signals& signals, const std::string& listen) {
   if (!listen.empty()) config.listen = listen;
   Consolidator consolidator(config);
+  // The API first: a standby answers /livez and /v1/status (and is not ready) while it waits.
+  Server server(&consolidator, config.listen);
+  if (auto st = server.Start(); !st.ok()) {
+    log::Error("cannot start", {{"error", st.message()}});
+    std::cerr << "sidelog-consolidator: " << st.message() << "\n";
+    return 1;
+  }
+  bool said_standby = false;
   for (;;) {
     Status st = consolidator.Start();
     if (st.ok()) break;
@@ -142,22 +150,25 @@ int Serve(ConsolidatorConfig config, Signals& signals, const std::string& listen
       std::cerr << "sidelog-consolidator: " << st.message() << "\n";
       return 2;
     }
-    // The database may be starting, and a killed predecessor's lock may linger for a moment
-    // (PostgreSQL notices the closed session): both pass.
+    // Another replica holds the lock (this one is a standby), the database is starting, or a
+    // killed predecessor's lock lingers for a moment (PostgreSQL notices the closed session).
     if (st.code() != Status::Code::kUnavailable && st.code() != Status::Code::kConflict) {
       log::Error("cannot start", {{"error", st.message()}});
       std::cerr << "sidelog-consolidator: " << st.message() << "\n";
       return 1;
     }
-    log::Error("cannot start yet; retrying in 1 s", {{"error", st.message()}});
-    if (signals.Wait(std::chrono::seconds(1)) != 0) return 0;
+    if (st.code() == Status::Code::kConflict) {
+      if (!said_standby) log::Info("standing by: another replica folds", {{"reason", st.message()}});
+      said_standby = true;
+    } else {
+      log::Error("cannot start yet; retrying in 1 s", {{"error", st.message()}});
+    }
+    if (signals.Wait(std::chrono::seconds(1)) != 0) {
+      server.Stop();
+      return 0;
+    }
   }
-  Server server(&consolidator, config.listen);
-  if (auto st = server.Start(); !st.ok()) {
-    log::Error("cannot start", {{"error", st.message()}});
-    std::cerr << "sidelog-consolidator: " << st.message() << "\n";
-    return 1;
-  }
+  if (said_standby) log::Info("took over: this replica folds now");
   log::Info("ready", {{"listen", config.listen}, {"name", config.name}});
   int sig = 0;
   while ((sig = signals.Wait(std::chrono::hours(1))) == 0) {

@@ -408,10 +408,11 @@ class Parser {
     if (!it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > 5) {
       return Error("/replicas", "must be an integer from 1 to 5");
     }
-    if (it->get<int64_t>() > 1) {
+    c_.replicas = static_cast<int>(it->get<int64_t>());
+    if (c_.replicas > 1 && !c_.postgres) {
       return Error("/replicas",
-                   "replicas > 1 (hot standbys behind leader election) arrives with "
-                   "replication; this build runs one replica");
+                   "replicas > 1 needs a PostgreSQL target: standbys share its database, and an "
+                   "SQLite file belongs to one pod");
     }
     return Status::Ok();
   }

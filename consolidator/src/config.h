@@ -86,6 +86,8 @@ struct ConsolidatorConfig {
   int max_batch_events = 500;
   std::chrono::milliseconds max_batch_delay{1000};
   OnError on_error = OnError::kStop;
+  // With PostgreSQL, more than one: the others are standbys waiting for the advisory lock.
+  int replicas = 1;
 
   // The parsed file, so errors found later (SQL that does not prepare) still say file:line.
   YamlDocument doc;

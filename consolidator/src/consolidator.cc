@@ -1,5 +1,7 @@
 #include "consolidator.h"
 
+#include <cstdlib>
+
 #include "sidelog/log.h"
 
 namespace sidelog::consolidator {
@@ -55,6 +57,7 @@ Status Consolidator::Start() {
                                 (config_.delivery == Delivery::kPull ? "pull" : "push") + ")"},
              {"sources", config_.sources.size()},
              {"handlers", config_.handlers.size()}});
+  started_ = true;
   supervisor_ = std::thread([this] { Supervise(); });
   return Status::Ok();
 }
@@ -110,6 +113,12 @@ void Consolidator::Supervise() {
       if (stopping_) return;
     }
     if (Clock::now() >= next_stats) {
+      // Folding without the lock could double-apply events next to a standby that took over:
+      // a lost lock session ends the process (it starts again as a standby).
+      if (auto st = target_->CheckLock(); !st.ok()) {
+        log::Error("lost the single-writer lock; exiting", {{"error", st.message()}});
+        std::_Exit(1);
+      }
       RefreshStats();
       next_stats = Clock::now() + std::chrono::seconds(1);
     }
@@ -311,6 +320,7 @@ Json Consolidator::StatusJson() const {
   rebuild.update(rebuild_state_.progress);
   Json out = {{"name", config_.name},
               {"ready", live},
+              {"role", started_ ? "leader" : "standby"},
               {"target", target_->Describe(Slot::kLive)},
               {"onError", config_.on_error == OnError::kSkip ? "skip" : "stop"},
               {"lag", {{"events", lag_events}, {"seconds", lag_seconds}}},

@@ -88,6 +88,7 @@ class Consolidator {
   mutable std::mutex state_mu_;
   RebuildState rebuild_state_;
   std::map<std::string, StreamStats> stats_;
+  std::atomic<bool> started_{false};  // holds the lock and folds (else a standby)
   StreamStatsSource stats_source_{config_};
   std::string stats_error_;
 

@@ -27,6 +27,15 @@ class PostgresTargetImpl : public Target {
     return Status::Ok();
   }
 
+  Status CheckLock() override {
+    if (!lock_) return Status::Unavailable("no advisory lock is held");
+    if (auto st = lock_->ExecScript("SELECT 1"); !st.ok() || lock_->broken()) {
+      return Status::Unavailable("the session holding the advisory lock on schema " +
+                                 config_.schema + " is gone: " + st.message());
+    }
+    return Status::Ok();
+  }
+
   Result<std::unique_ptr<Db>> OpenWriter(Slot slot) override {
     return ConnectPostgres(config_.connection, SchemaOf(slot), Access::kReadWrite, true);
   }

@@ -35,6 +35,10 @@ class Target {
   // Takes the single-writer lock. Conflict when another process holds it; Unavailable when
   // the database cannot be reached.
   virtual Status Lock() = 0;
+  // Ok while the lock taken by Lock() is still held. PostgreSQL: the lock's session still
+  // answers (a lost session has released it, and a standby may be folding already). A file
+  // lock cannot be lost.
+  virtual Status CheckLock() { return Status::Ok(); }
 
   // A read-write connection to a slot, creating the file or schema when missing.
   virtual Result<std::unique_ptr<Db>> OpenWriter(Slot slot) = 0;

@@ -189,9 +189,16 @@ TEST(ConsolidatorConfig, BatchAndOnErrorAreChecked) {
   EXPECT_NE(ErrorOf(With("onError: skip", "onError: retry")).find("stop, skip"), std::string::npos);
 }
 
-TEST(ConsolidatorConfig, MoreThanOneReplicaWaitsForReplication) {
+TEST(ConsolidatorConfig, MoreThanOneReplicaNeedsPostgres) {
   std::string msg = ErrorOf(std::string(kGood) + "replicas: 2\n");
-  EXPECT_NE(msg.find("arrives with replication"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("replicas > 1 needs a PostgreSQL target"), std::string::npos) << msg;
+  auto pg = ParseConsolidatorConfig(
+      With("  sqlite: {path: /tmp/x.db}", "  postgres: {connection: \"host=/tmp\", schema: s}") +
+          "replicas: 3\n",
+      "cons.yaml");
+  ASSERT_TRUE(pg.ok()) << pg.status().message();
+  EXPECT_EQ(pg->replicas, 3);
+  EXPECT_NE(ErrorOf(std::string(kGood) + "replicas: 6\n").find("from 1 to 5"), std::string::npos);
 }
 
 }  // namespace

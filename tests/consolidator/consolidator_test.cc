@@ -478,6 +478,44 @@ TEST_P(ConsolidatorIT, SqlThatDoesNotPrepareIsRefusedAtStartWithFileAndLine) {
   EXPECT_NE(log.find("orderz"), std::string::npos) << log;
 }
 
+TEST_P(ConsolidatorIT, AStandbyReplicaTakesOverWhenTheLeaderIsKilled) {
+  if (!postgres()) GTEST_SKIP() << "standbys share a PostgreSQL database";
+  ShopHistory history(53, 2000);
+  const auto& all = history.appends();
+  std::vector<Append> first(all.begin(), all.begin() + static_cast<long>(all.size() / 2));
+  std::vector<Append> second(all.begin() + static_cast<long>(all.size() / 2), all.end());
+  ConsolidatorProcess leader, standby;
+  const std::string yaml = ShopConfig(leader, "{maxEvents: 100, maxDelay: 10ms}") + "replicas: 2\n";
+  leader.WriteConfig(yaml);
+  std::string standby_yaml = yaml;
+  standby_yaml.replace(standby_yaml.find(leader.listen()), leader.listen().size(), standby.listen());
+  standby.WriteConfig(standby_yaml);  // the same schema: one lock between them
+  leader.Start();
+  standby.StartStandby();
+
+  ASSERT_TRUE(AppendAll(sidecar_->url(), first));
+  WaitFolded(leader, Counts(first));
+  int ready = 0;
+  Json status = Get(standby.url(), "/v1/status");
+  Get(standby.url(), "/readyz", &ready);
+  EXPECT_EQ(status["role"], "standby") << status.dump();
+  EXPECT_EQ(ready, 503) << "a standby is not ready: it does not fold";
+  EXPECT_EQ(Get(leader.url(), "/v1/status")["role"], "leader");
+
+  leader.Kill(SIGKILL);
+  ASSERT_TRUE(AppendAll(sidecar_->url(), second));
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (Clock::now() < deadline) {
+    Get(standby.url(), "/readyz", &ready);
+    if (ready == 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(ready, 200) << "the standby did not take over:\n" << standby.Log();
+  EXPECT_EQ(Get(standby.url(), "/v1/status")["role"], "leader");
+  WaitFolded(standby, Counts(history));
+  ExpectView(standby, history);  // from the leader's checkpoint on: nothing twice, nothing lost
+}
+
 // The same consolidator reading JetStream directly (no sidecar in its way), by push and by
 // pull, into SQLite. The sidecar that writes is replicated through the same nats-server.
 class ConsolidatorJetStreamIT : public ConsolidatorIT {

@@ -187,6 +187,21 @@ class ConsolidatorProcess {
     FAIL() << "the consolidator did not become ready in 15 s:\n" << Log();
   }
 
+  // Starts it as a standby replica: waits until /livez answers (at most 15 s), not /readyz.
+  void StartStandby() {
+    child_.Spawn({SIDELOG_CONSOLIDATOR_BIN, "--config", config_path(), "--log-level", "info"},
+                 log_path());
+    auto deadline = Clock::now() + std::chrono::seconds(15);
+    cli::Client client(url());
+    while (Clock::now() < deadline) {
+      if (client.Send("GET", "/livez").status == 200) return;
+      int status = 0;
+      if (child_.Exited(&status)) FAIL() << "the consolidator exited at start:\n" << Log();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    FAIL() << "the consolidator did not answer /livez in 15 s:\n" << Log();
+  }
+
   // Starts it and expects it to exit at once; returns its exit code.
   int StartAndExpectExit() {
     child_.Spawn({SIDELOG_CONSOLIDATOR_BIN, "--config", config_path()}, log_path());

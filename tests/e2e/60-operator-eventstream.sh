@@ -115,13 +115,18 @@ assert_eq "its commit is kept" "1" "$(js_field "SIDELOG_${NS}_legacy" messages)"
 assert_contains "the message names what changed" \
   "$(kubectl get evs -n "$NS" legacy -o jsonpath='{.status.conditions[0].message}')" "maxCommits unlimited -> 500"
 
-echo "# an update JetStream refuses is UnsupportedChange, and the stream is left alone"
-assert_ok "replicas: 3 on the existing stream" apply_stream legacy "  retention: {maxCommits: 500}
-  replicas: 3"
-wait_until "Ready=False reason UnsupportedChange" 10 is_ready_with "$NS" legacy False/UnsupportedChange
-assert_eq "the stream keeps one replica" "1" "$(js_field "SIDELOG_${NS}_legacy" config.replicas)"
-assert_ok "back to replicas: 1" apply_stream legacy "  retention: {maxCommits: 500}"
-wait_until "Ready=True again" 10 is_ready_with "$NS" legacy True/Reconciled
+echo "# a change JetStream cannot make is UnsupportedChange, and the stream is left alone"
+assert_ok "a memory stream made by hand" js create "SIDELOG_${NS}_scratch" "sidelog.$NS.scratch.>" memory
+assert_ok "an EventStream of that name, with file storage (the default)" apply_stream scratch "  replicas: 1"
+wait_until "Ready=False reason UnsupportedChange" 10 is_ready_with "$NS" scratch False/UnsupportedChange
+assert_contains "the message says why" \
+  "$(kubectl get evs -n "$NS" scratch -o jsonpath='{.status.conditions[0].message}')" "cannot change storage in place"
+assert_eq "the stream keeps its memory storage" "memory" "$(js_field "SIDELOG_${NS}_scratch" config.storage)"
+assert_ok "the operator is still healthy" curl -fsS "http://127.0.0.1:${OPERATOR_HEALTH[op1]}/healthz"
+assert_ok "kubectl delete evs/scratch" kubectl delete evs -n "$NS" scratch --timeout=20s
+assert_ok "applied again with storage: memory" apply_stream scratch "  storage: memory"
+wait_until "it is adopted" 10 is_ready_with "$NS" scratch True/Adopted
+assert_ok "kubectl delete evs/scratch" kubectl delete evs -n "$NS" scratch --timeout=20s
 assert_ok "kubectl delete evs/legacy" kubectl delete evs -n "$NS" legacy --timeout=20s
 
 echo "# deletion: Retain keeps the stream, Delete removes it"

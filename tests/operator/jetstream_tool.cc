@@ -5,7 +5,7 @@
 //   sidelog-jetstream-tool --nats URL delete STREAM
 //   sidelog-jetstream-tool --nats URL publish SUBJECT DATA
 //   sidelog-jetstream-tool --nats URL set STREAM FIELD VALUE maxAgeSeconds|maxMsgs|maxBytes|discard
-//   sidelog-jetstream-tool --nats URL create STREAM SUBJECTS
+//   sidelog-jetstream-tool --nats URL create STREAM SUBJECTS [memory]
 //
 // Exit 0 on success, 1 on an error (printed), 2 on bad usage.
 #include <nlohmann/json.hpp>
@@ -67,8 +67,12 @@ int main(int argc, char** argv) {
     auto s = (*js)->DeleteStream(args[1]);
     return s.ok() ? 0 : fail(s);
   }
-  if (cmd == "create" && args.size() == 3) {
-    auto s = (*js)->CreateStream(args[1], args[2]);
+  if (cmd == "create" && (args.size() == 3 || (args.size() == 4 && args[3] == "memory"))) {
+    sidelog::JetStreamConfig c;
+    c.name = args[1];
+    c.subjects = {args[2]};
+    c.memory_storage = args.size() == 4;
+    auto s = (*js)->CreateStream(c);
     return s.ok() ? 0 : fail(s);
   }
   if (cmd == "publish" && args.size() == 3) {
