@@ -7,8 +7,13 @@
 //   end to end   a sidecar holding the events, read by a Consolidator from position 0
 //                (catch-up pages over HTTP, then the projection)
 //   ceiling      raw sqlite3_step / PQexecPrepared of the upsert, no checkpoint
+//   lag          a running consolidator following a sidecar over SSE into SQLite, appends at
+//                1,000 events/s: time from the append's 201 to its row being visible to another
+//                SQLite connection (p50/p99)
+//   rebuild      `sidelog-consolidator rebuild` of 1M events (--rebuild-events) into SQLite
 //
 // Usage: consolidator_bench [--events N] [--entities K] [--batch B] [--pg CONNINFO]
+//                           [--rebuild-events N] [--lag-seconds S]
 //   Without --pg, a throwaway PostgreSQL is started with scripts/postgres.
 #include <arpa/inet.h>
 #include <libpq-fe.h>
@@ -19,6 +24,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -42,6 +49,8 @@ using Clock = std::chrono::steady_clock;
 int g_events = 100000;
 int g_entities = 1000;
 int g_batch = 500;
+int g_rebuild_events = 1000000;
+int g_lag_seconds = 10;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -205,10 +214,10 @@ int FreePort() {
   return ntohs(addr.sin_port);
 }
 
-// A standalone sidecar holding g_events PaymentReceived events in commits of 100.
+// A standalone sidecar holding `count` PaymentReceived events in commits of 100.
 class FilledSidecar {
  public:
-  explicit FilledSidecar(const std::string& dir) : port_(FreePort()) {
+  FilledSidecar(const std::string& dir, int count) : port_(FreePort()) {
     std::ofstream(dir + "/sidecar.yaml")
         << "service: bench\nnamespace: bench\nlisten: 127.0.0.1:" << port_
         << "\nhealthListen: 127.0.0.1:" << FreePort() << "\ndataDir: " << dir
@@ -224,9 +233,9 @@ class FilledSidecar {
     for (int i = 0; i < 500 && client.Send("GET", "/readyz").status != 200; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    for (int i = 0; i < g_events; i += 100) {
+    for (int i = 0; i < count; i += 100) {
       Json events = Json::array();
-      for (int k = i; k < std::min(g_events, i + 100); ++k) {
+      for (int k = i; k < std::min(count, i + 100); ++k) {
         events.push_back(
             {{"type", "PaymentReceived"}, {"data", {{"amount", Amount(k)}, {"currency", "EUR"}}}});
       }
@@ -274,6 +283,118 @@ double EndToEndEventsPerSecond(const FilledSidecar& sidecar, const std::string& 
   return rate;
 }
 
+// Appends `rate` events/s (one per append) for `seconds` to a sidecar that a running
+// consolidator follows into SQLite, and times each event from its 201 to its row being visible
+// to another connection. Prints p50/p99/max in ms.
+void Lag(const std::string& dir, int rate, int seconds) {
+  const std::string sdir = dir + "/lag";
+  std::filesystem::create_directories(sdir);
+  FilledSidecar sidecar(sdir, 0);
+  if (!sidecar.ok()) return;
+  const std::string db = sdir + "/lag.db";
+  auto config = ParseConsolidatorConfig(
+      "name: lag\nsidecar: {url: " + sidecar.url() +
+          "}\nlisten: 127.0.0.1:0\nsources: [{stream: payments}]\ntarget:\n  sqlite: {path: " + db +
+          "}\nbatch: {maxEvents: 500, maxDelay: 5ms}\n"
+          "schema: \"CREATE TABLE IF NOT EXISTS seen (n INTEGER PRIMARY KEY)\"\n"
+          "handlers:\n  - on: payments/PaymentReceived\n    sql: \"INSERT INTO seen (n) VALUES "
+          "(:data.n)\"\n",
+      "lag");
+  if (!config.ok()) {
+    std::fprintf(stderr, "lag config: %s\n", config.status().message().c_str());
+    return;
+  }
+  Consolidator c(*config);
+  if (auto st = c.Start(); !st.ok()) {
+    std::fprintf(stderr, "lag start: %s\n", st.message().c_str());
+    return;
+  }
+  const int total = rate * seconds;
+  std::vector<Clock::time_point> acked(static_cast<size_t>(total)), seen(static_cast<size_t>(total));
+  std::atomic<int> sent{0};
+  std::atomic<bool> done{false};
+  // The reader: another SQLite connection polling the highest row, as a reader of the view.
+  std::thread reader([&] {
+    sqlite3* rdb = nullptr;
+    sqlite3_open_v2(db.c_str(), &rdb, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_stmt* q = nullptr;
+    int64_t have = 0;
+    while (!done && have < total) {
+      if (!q && sqlite3_prepare_v2(rdb, "SELECT max(n) FROM seen", -1, &q, nullptr) != SQLITE_OK) {
+        q = nullptr;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        continue;
+      }
+      int64_t max = 0;
+      if (sqlite3_step(q) == SQLITE_ROW) max = sqlite3_column_int64(q, 0);
+      sqlite3_reset(q);
+      const auto now = Clock::now();
+      for (; have < max && have < total; ++have) seen[static_cast<size_t>(have)] = now;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(rdb);
+  });
+  {
+    cli::Client client(sidecar.url());
+    const auto start = Clock::now();
+    for (int i = 0; i < total; ++i) {
+      std::this_thread::sleep_until(start + std::chrono::microseconds(1000000LL * i / rate));
+      Json body = {{"events", Json::array({{{"type", "PaymentReceived"},
+                                            {"data", {{"n", i + 1}, {"amount", 1}}}}})}};
+      auto r = client.Send("POST", "/v1/streams/payments/entities/" + Entity(i) + "/events", body);
+      acked[static_cast<size_t>(i)] = Clock::now();
+      if (r.status != 201) {
+        std::fprintf(stderr, "lag append: %s\n", cli::ProblemText(r).c_str());
+        break;
+      }
+      sent = i + 1;
+    }
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (Clock::now() < deadline && seen[static_cast<size_t>(sent - 1)] == Clock::time_point{}) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  done = true;
+  reader.join();
+  c.Stop();
+  std::vector<double> lags;
+  for (int i = 0; i < sent; ++i) {
+    if (seen[static_cast<size_t>(i)] == Clock::time_point{}) continue;
+    lags.push_back(std::max(0.0, Seconds(seen[static_cast<size_t>(i)] - acked[static_cast<size_t>(i)]) * 1000));
+  }
+  std::sort(lags.begin(), lags.end());
+  auto pct = [&](double p) { return lags.empty() ? 0.0 : lags[static_cast<size_t>(p * (lags.size() - 1))]; };
+  std::printf("%-44s p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu of %d events seen; target p99 < 50 ms)\n",
+              ("SQLite: lag, append 201 -> row visible @" + std::to_string(rate) + "/s").c_str(),
+              pct(0.5), pct(0.99), lags.empty() ? 0.0 : lags.back(), lags.size(), sent.load());
+}
+
+// `sidelog-consolidator rebuild`'s path (Consolidator::RebuildOffline: a fresh file, folded from
+// position 0, swapped in) over `count` events held by a sidecar; seconds.
+void RebuildBench(const std::string& dir, int count) {
+  const std::string rdir = dir + "/rebuild";
+  std::filesystem::create_directories(rdir);
+  auto fill_start = Clock::now();
+  FilledSidecar sidecar(rdir, count);
+  if (!sidecar.ok()) return;
+  const double fill = Seconds(Clock::now() - fill_start);
+  auto config = ParseConsolidatorConfig(
+      ConfigYaml("sqlite: {path: " + rdir + "/view.db}", sidecar.url()), "rebuild");
+  if (!config.ok()) return;
+  Consolidator c(*config);
+  auto start = Clock::now();
+  Status st = c.RebuildOffline([](const Json&) { return true; });
+  const double took = Seconds(Clock::now() - start);
+  if (!st.ok()) {
+    std::fprintf(stderr, "rebuild: %s\n", st.message().c_str());
+    return;
+  }
+  std::printf("%-44s %.1f s (%.0f events/s; target < 30 s; filling the sidecar took %.1f s)\n",
+              ("SQLite: rebuild of " + std::to_string(count) + " events").c_str(), took,
+              count / took, fill);
+}
+
 void Row(const char* what, double value, double ceiling) {
   std::printf("%-44s %12.0f %-9s %12.0f %7.2fx\n", what, value, "events/s", ceiling,
               ceiling > 0 ? value / ceiling : 0.0);
@@ -288,6 +409,8 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--entities") && i + 1 < argc) g_entities = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) g_batch = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--pg") && i + 1 < argc) pg = argv[++i];
+    if (!std::strcmp(argv[i], "--rebuild-events") && i + 1 < argc) g_rebuild_events = std::atoi(argv[++i]);
+    if (!std::strcmp(argv[i], "--lag-seconds") && i + 1 < argc) g_lag_seconds = std::atoi(argv[++i]);
   }
   signal(SIGPIPE, SIG_IGN);
   char tmpl[] = "/tmp/sidelog-consbench.XXXXXX";
@@ -319,7 +442,7 @@ int main(int argc, char** argv) {
   Row("PostgreSQL: projection (handler + checkpoint)",
       ProjectionEventsPerSecond(pg_target + "projection}"), raw_pg);
   {
-    FilledSidecar sidecar(dir);
+    FilledSidecar sidecar(dir, g_events);
     if (sidecar.ok()) {
       Row("SQLite: end to end, catch-up from a sidecar",
           EndToEndEventsPerSecond(sidecar, "sqlite: {path: " + dir + "/e2e.db}"), raw_sqlite);
@@ -327,6 +450,9 @@ int main(int argc, char** argv) {
           EndToEndEventsPerSecond(sidecar, pg_target + "e2e}"), raw_pg);
     }
   }
+  std::printf("\n");
+  Lag(dir, 1000, g_lag_seconds);
+  if (g_rebuild_events > 0) RebuildBench(dir, g_rebuild_events);
   if (own_pg) {
     std::string cmd = script + " stop " + dir + "/pg";
     if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "stopping PostgreSQL failed\n");
