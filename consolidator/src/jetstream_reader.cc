@@ -149,7 +149,7 @@ Status JetStreamReader::Push(JetStream* js, uint64_t last_seq, Cursor* after) {
   auto shared = std::make_shared<Shared>();
   shared->after = *after;
   auto follower = js->Follow(jetstream_name_, subjects_, StartSequence(*after),
-                             [this, shared](JetStreamMessage m) {
+                             [this, shared](const JetStreamMessage& m) {
                                Cursor cursor;
                                {
                                  std::lock_guard<std::mutex> lock(shared->mu);

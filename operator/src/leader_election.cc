@@ -25,7 +25,8 @@ void LeaderElector::Stop() {
 
 bool LeaderElector::TryAcquireOrRenew() {
   const auto now = std::chrono::steady_clock::now();
-  const int duration_s = static_cast<int>(std::ceil(options_.lease_duration.count() / 1000.0));
+  const int duration_s =
+      static_cast<int>(std::ceil(static_cast<double>(options_.lease_duration.count()) / 1000.0));
   Json spec = {{"holderIdentity", options_.identity},
                {"leaseDurationSeconds", duration_s},
                {"renewTime", KubeMicroTimeNow()}};

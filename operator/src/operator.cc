@@ -38,7 +38,7 @@ Status Operator::Start() {
   try {
     health_ = std::make_unique<web::http::experimental::listener::http_listener>(
         web::uri("http://" + options_.health_listen));
-    health_->support([this](http_request r) { Serve(std::move(r)); });
+    health_->support([this](const http_request& r) { Serve(r); });
     health_->open().wait();
   } catch (const std::exception& e) {
     return Status::Unavailable("cannot listen on " + options_.health_listen + ": " + e.what());
@@ -90,7 +90,7 @@ bool Operator::Ready() const {
   return streams_informer_->HasSynced();
 }
 
-void Operator::Serve(http_request request) {
+void Operator::Serve(const http_request& request) {
   const std::string path = request.relative_uri().path();
   if (path == "/healthz" || path == "/livez") {
     request.reply(status_codes::OK, "ok\n");

@@ -49,7 +49,7 @@ class Operator {
 
  private:
   void StartControllers();
-  void Serve(web::http::http_request request);
+  void Serve(const web::http::http_request& request);
   bool Ready() const;
 
   OperatorOptions options_;
