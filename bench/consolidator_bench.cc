@@ -310,7 +310,8 @@ void Lag(const std::string& dir, int rate, int seconds) {
     return;
   }
   const int total = rate * seconds;
-  std::vector<Clock::time_point> acked(static_cast<size_t>(total)), seen(static_cast<size_t>(total));
+  std::vector<Clock::time_point> acked(static_cast<size_t>(total)),
+      seen(static_cast<size_t>(total));
   std::atomic<int> sent{0};
   std::atomic<bool> done{false};
   // The reader: another SQLite connection polling the highest row, as a reader of the view.
@@ -361,13 +362,17 @@ void Lag(const std::string& dir, int rate, int seconds) {
   std::vector<double> lags;
   for (int i = 0; i < sent; ++i) {
     if (seen[static_cast<size_t>(i)] == Clock::time_point{}) continue;
-    lags.push_back(std::max(0.0, Seconds(seen[static_cast<size_t>(i)] - acked[static_cast<size_t>(i)]) * 1000));
+    lags.push_back(std::max(
+        0.0, Seconds(seen[static_cast<size_t>(i)] - acked[static_cast<size_t>(i)]) * 1000));
   }
   std::sort(lags.begin(), lags.end());
-  auto pct = [&](double p) { return lags.empty() ? 0.0 : lags[static_cast<size_t>(p * (lags.size() - 1))]; };
-  std::printf("%-44s p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu of %d events seen; target p99 < 50 ms)\n",
-              ("SQLite: lag, append 201 -> row visible @" + std::to_string(rate) + "/s").c_str(),
-              pct(0.5), pct(0.99), lags.empty() ? 0.0 : lags.back(), lags.size(), sent.load());
+  auto pct = [&](double p) {
+    return lags.empty() ? 0.0 : lags[static_cast<size_t>(p * (lags.size() - 1))];
+  };
+  std::printf(
+      "%-44s p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu of %d events seen; target p99 < 50 ms)\n",
+      ("SQLite: lag, append 201 -> row visible @" + std::to_string(rate) + "/s").c_str(), pct(0.5),
+      pct(0.99), lags.empty() ? 0.0 : lags.back(), lags.size(), sent.load());
 }
 
 // `sidelog-consolidator rebuild`'s path (Consolidator::RebuildOffline: a fresh file, folded from
@@ -409,8 +414,10 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--entities") && i + 1 < argc) g_entities = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) g_batch = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--pg") && i + 1 < argc) pg = argv[++i];
-    if (!std::strcmp(argv[i], "--rebuild-events") && i + 1 < argc) g_rebuild_events = std::atoi(argv[++i]);
-    if (!std::strcmp(argv[i], "--lag-seconds") && i + 1 < argc) g_lag_seconds = std::atoi(argv[++i]);
+    if (!std::strcmp(argv[i], "--rebuild-events") && i + 1 < argc)
+      g_rebuild_events = std::atoi(argv[++i]);
+    if (!std::strcmp(argv[i], "--lag-seconds") && i + 1 < argc)
+      g_lag_seconds = std::atoi(argv[++i]);
   }
   signal(SIGPIPE, SIG_IGN);
   char tmpl[] = "/tmp/sidelog-consbench.XXXXXX";

@@ -158,7 +158,8 @@ int Serve(ConsolidatorConfig config, Signals& signals, const std::string& listen
       return 1;
     }
     if (st.code() == Status::Code::kConflict) {
-      if (!said_standby) log::Info("standing by: another replica folds", {{"reason", st.message()}});
+      if (!said_standby)
+        log::Info("standing by: another replica folds", {{"reason", st.message()}});
       said_standby = true;
     } else {
       log::Error("cannot start yet; retrying in 1 s", {{"error", st.message()}});

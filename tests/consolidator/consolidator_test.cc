@@ -488,7 +488,8 @@ TEST_P(ConsolidatorIT, AStandbyReplicaTakesOverWhenTheLeaderIsKilled) {
   const std::string yaml = ShopConfig(leader, "{maxEvents: 100, maxDelay: 10ms}") + "replicas: 2\n";
   leader.WriteConfig(yaml);
   std::string standby_yaml = yaml;
-  standby_yaml.replace(standby_yaml.find(leader.listen()), leader.listen().size(), standby.listen());
+  standby_yaml.replace(standby_yaml.find(leader.listen()), leader.listen().size(),
+                       standby.listen());
   standby.WriteConfig(standby_yaml);  // the same schema: one lock between them
   leader.Start();
   standby.StartStandby();
