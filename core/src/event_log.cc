@@ -128,7 +128,8 @@ Status EventLog::Impl::OpenDatabase(const std::vector<StreamSpec>& streams) {
   std::string sync = options_.durability == Durability::kFsync ? "FULL" : "NORMAL";
   auto s = w.Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=" + sync +
                   "; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY; "
-                  "PRAGMA cache_size=-16000; PRAGMA wal_autocheckpoint=4000;");
+                  "PRAGMA cache_size=-16000; PRAGMA wal_autocheckpoint=4000; "
+                  "PRAGMA journal_size_limit=67108864;");
   if (!s.ok()) return Status::Internal("configuring " + options_.path + ": " + s.message());
   if (s = schema::Migrate(w); !s.ok()) return s;
 
@@ -187,6 +188,34 @@ void EventLog::Impl::StartWriter() {
     pthread_setname_np(pthread_self(), "sidelog-writer");
     WriterLoop();
   });
+  checkpointer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "sidelog-ckpt");
+    CheckpointLoop();
+  });
+}
+
+// Copies the WAL into the database file in the background, so that no append waits for it.
+// With SQLite's automatic checkpoint alone, the commit that crosses the threshold copies
+// thousands of pages and fsyncs the database file on the writer thread: a stall of several
+// milliseconds for every append queued behind it. PASSIVE never blocks the writer or readers.
+// The writer keeps its automatic checkpoint, which then finds almost everything copied: it
+// is what restarts the WAL from its start (a background checkpoint alone cannot, while
+// commits keep arriving, and the WAL would grow without bound).
+void EventLog::Impl::CheckpointLoop() {
+  auto db = sqlite::Db::Open(options_.path, false);
+  if (!db.ok()) return;  // SQLite's own checkpoint at close still runs
+  const std::string sync = options_.durability == Durability::kFsync ? "FULL" : "NORMAL";
+  // The checkpoint syncs the database file before the WAL may be reused: it needs the same
+  // durability as the writer.
+  if (!(*db)->Exec("PRAGMA synchronous=" + sync + "; PRAGMA wal_autocheckpoint=0;").ok()) return;
+  std::unique_lock<std::mutex> lock(checkpoint_mu_);
+  while (!checkpoint_stop_) {
+    checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return checkpoint_stop_; });
+    if (checkpoint_stop_) break;
+    lock.unlock();
+    (void)(*db)->Exec("PRAGMA wal_checkpoint(PASSIVE)");
+    lock.lock();
+  }
 }
 
 void EventLog::Impl::Close() {
@@ -197,6 +226,12 @@ void EventLog::Impl::Close() {
   }
   queue_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  {
+    std::lock_guard<std::mutex> lock(checkpoint_mu_);
+    checkpoint_stop_ = true;
+  }
+  checkpoint_cv_.notify_all();
+  if (checkpointer_.joinable()) checkpointer_.join();
   std::lock_guard<std::mutex> lock(queue_mu_);
   closed_ = true;
   {

@@ -118,6 +118,7 @@ class EventLog::Impl {
                                 std::vector<StoredEvent>& events, bool from_follower);
   Result<PlannedCommit> PlanOne(StreamRuntime& s, AppendRequest& request, const Status& deferred);
   void WriterLoop();
+  void CheckpointLoop();
   void CommitBatch(std::vector<Pending>& batch);
   Result<AppendResult> ApplyOne(StreamRuntime& s, AppendRequest& request, const Status& deferred,
                                 std::vector<std::string>* touched);
@@ -128,6 +129,10 @@ class EventLog::Impl {
   std::unique_ptr<sqlite::Db> writer_db_;
   EntityCache cache_;
   std::thread writer_;
+  std::thread checkpointer_;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_stop_ = false;
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::deque<Pending> queue_;
