@@ -210,7 +210,8 @@ void EventLog::Impl::CheckpointLoop() {
   if (!(*db)->Exec("PRAGMA synchronous=" + sync + "; PRAGMA wal_autocheckpoint=0;").ok()) return;
   std::unique_lock<std::mutex> lock(checkpoint_mu_);
   while (!checkpoint_stop_) {
-    checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return checkpoint_stop_; });
+    checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(200),
+                            [this] { return checkpoint_stop_; });
     if (checkpoint_stop_) break;
     lock.unlock();
     (void)(*db)->Exec("PRAGMA wal_checkpoint(PASSIVE)");
