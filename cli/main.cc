@@ -5,6 +5,7 @@
 #include <cpprest/uri.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -276,7 +277,7 @@ int StatusCmd(Client& c, bool json_out) {
 // "[##########..........]  50%  5,000 / 10,000 events  building"
 std::string ProgressLine(const Json& rebuild) {
   const double fraction = rebuild.value("progress", 0.0);
-  const int width = 30, filled = static_cast<int>(fraction * width + 0.5);
+  const int width = 30, filled = static_cast<int>(std::lround(fraction * width));
   auto thousands = [](int64_t v) {
     std::string d = std::to_string(v), out;
     for (size_t i = 0; i < d.size(); ++i) {
