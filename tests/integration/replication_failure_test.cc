@@ -51,6 +51,26 @@ std::vector<std::thread> Load(const SidecarProcess& p, const std::string& tag, i
   return ts;
 }
 
+// Creates SIDELOG_it_orders with `replicas` and a duplicate window, retrying for up to 10 s
+// while a cluster elects its leaders.
+Status CreateOrdersStream(const std::string& url, int replicas, int64_t duplicate_window_ns) {
+  NatsConfig c;
+  c.url = url;
+  auto js = JetStream::Connect(c, nullptr);
+  if (!js.ok()) return js.status();
+  JetStreamConfig config;
+  config.name = "SIDELOG_it_orders";
+  config.subjects = {"sidelog.it.orders.>"};
+  config.replicas = replicas;
+  config.duplicate_window_ns = duplicate_window_ns;
+  Status s = Status::Unavailable("not tried");
+  for (int i = 0; i < 50 && !s.ok(); ++i) {
+    s = (*js)->CreateStream(config);
+    if (!s.ok()) std::this_thread::sleep_for(200ms);
+  }
+  return s;
+}
+
 // Every acknowledged id occurs exactly once in `ids`, and no id occurs twice.
 void ExpectExactlyOnce(const std::vector<std::string>& ids, const std::set<std::string>& acked,
                        const std::string& where) {
@@ -141,23 +161,8 @@ TEST(Replication, AClusterNodeKilledUnderLoadLosesNothingFromAnR3Stream) {
   }
   NatsCluster cluster;
   cluster.Start();
-  {
-    NatsConfig c;
-    c.url = cluster.urls();
-    auto js = JetStream::Connect(c, nullptr);
-    ASSERT_TRUE(js.ok());
-    JetStreamConfig r3;
-    r3.name = "SIDELOG_it_orders";
-    r3.subjects = {"sidelog.it.orders.>"};
-    r3.replicas = 3;
-    r3.duplicate_window_ns = 120LL * 1000 * 1000 * 1000;
-    Status s = Status::Unavailable("not tried");
-    for (int i = 0; i < 50 && !s.ok(); ++i) {
-      s = (*js)->CreateStream(r3);
-      if (!s.ok()) std::this_thread::sleep_for(200ms);
-    }
-    ASSERT_TRUE(s.ok()) << s.message();
-  }
+  Status created = CreateOrdersStream(cluster.urls(), /*replicas=*/3, 120LL * 1000 * 1000 * 1000);
+  ASSERT_TRUE(created.ok()) << created.message();
   auto section = [&](int first) {
     return "nats: {url: \"" + cluster.urls(first) + "\", createStreams: false}\n";
   };
@@ -202,17 +207,8 @@ TEST(Replication, AClusterNodeKilledUnderLoadLosesNothingFromAnR3Stream) {
 TEST(Replication, ARetryThroughAnotherReplicaIsAReplayInsideAndAfterTheDuplicateWindow) {
   NatsServer nats;
   nats.Start();
-  {
-    NatsConfig c;
-    c.url = nats.url();
-    auto js = JetStream::Connect(c, nullptr);
-    ASSERT_TRUE(js.ok());
-    JetStreamConfig s;
-    s.name = "SIDELOG_it_orders";
-    s.subjects = {"sidelog.it.orders.>"};
-    s.duplicate_window_ns = 1000LL * 1000 * 1000;  // 1 s
-    ASSERT_TRUE((*js)->CreateStream(s).ok());
-  }
+  Status stream = CreateOrdersStream(nats.url(), 1, 1000LL * 1000 * 1000);  // a 1 s window
+  ASSERT_TRUE(stream.ok()) << stream.message();
   SidecarProcess a(kOrders, nats.SidecarConfig(false), "orders");
   SidecarProcess b(kOrders, nats.SidecarConfig(false), "orders");
   a.Start();
