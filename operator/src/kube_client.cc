@@ -4,9 +4,10 @@
 #include <cpprest/http_client.h>
 
 #include <chrono>
-#include <ctime>
 #include <fstream>
 #include <sstream>
+
+#include "sidelog/event.h"
 
 namespace sidelog::op {
 namespace {
@@ -62,25 +63,6 @@ Status FromHttp(int code, const std::string& body, const std::string& retry_afte
   return Status::Internal(msg + " (HTTP " + std::to_string(code) + ")");
 }
 
-std::string FormatTime(bool micro) {
-  auto now = std::chrono::system_clock::now();
-  std::time_t t = std::chrono::system_clock::to_time_t(now);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string out = buf;
-  if (micro) {
-    auto us =
-        std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
-        1000000;
-    char frac[16];
-    std::snprintf(frac, sizeof(frac), ".%06lld", static_cast<long long>(us));
-    out += frac;
-  }
-  return out + "Z";
-}
-
 }  // namespace
 
 std::string ResourceType::Path(const std::string& ns) const {
@@ -114,8 +96,9 @@ void SplitKey(const std::string& key, std::string* ns, std::string* name) {
   }
 }
 
-std::string KubeTimeNow() { return FormatTime(false); }
-std::string KubeMicroTimeNow() { return FormatTime(true); }
+// metav1.MicroTime is core's event time format; metav1.Time drops the fraction.
+std::string KubeTimeNow() { return FormatTime(NowMicros()).substr(0, 19) + "Z"; }
+std::string KubeMicroTimeNow() { return FormatTime(NowMicros()); }
 
 struct KubeClient::Impl {
   explicit Impl(const KubeConfig& c) : config(c) {}
