@@ -937,22 +937,30 @@ void EventLog::Impl::EnqueueOp(std::function<Result<AppendResult>()> op, AppendC
   p.done(Status::Unavailable("the event log is shutting down", ctx));
 }
 
-Result<PlannedCommit> EventLog::Plan(AppendRequest request) {
+void EventLog::PlanAsync(std::shared_ptr<AppendRequest> request, PlanCallback done) {
   Status deferred;
-  if (auto s = impl_->Prepare(request, &deferred); !s.ok()) return s;
-  std::promise<Result<PlannedCommit>> promise;
-  auto future = promise.get_future();
+  if (auto s = impl_->Prepare(*request, &deferred); !s.ok()) {
+    done(s);
+    return;
+  }
   auto shared = std::make_shared<Result<PlannedCommit>>(Status::Ok());
   impl_->EnqueueOp(
-      [this, shared, req = std::move(request), deferred]() mutable -> Result<AppendResult> {
-        *shared = impl_->PlanOne(*impl_->streams_.at(req.stream), req, deferred);
+      [this, shared, request = std::move(request), deferred]() -> Result<AppendResult> {
+        *shared = impl_->PlanOne(*impl_->streams_.at(request->stream), *request, deferred);
         // Planning writes nothing; report failure so the savepoint is rolled back regardless.
         return shared->ok() ? Result<AppendResult>(AppendResult{}) : shared->status();
       },
-      [&promise, shared](Result<AppendResult> r) {
+      [shared, done = std::move(done)](Result<AppendResult> r) {
         if (!r.ok() && shared->ok()) *shared = r.status();  // the batch failed as a whole
-        promise.set_value(std::move(*shared));
+        done(std::move(*shared));
       });
+}
+
+Result<PlannedCommit> EventLog::Plan(AppendRequest request) {
+  std::promise<Result<PlannedCommit>> promise;
+  auto future = promise.get_future();
+  PlanAsync(std::make_shared<AppendRequest>(std::move(request)),
+            [&promise](Result<PlannedCommit> r) { promise.set_value(std::move(r)); });
   return future.get();
 }
 

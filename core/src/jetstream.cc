@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace sidelog {
@@ -24,6 +25,36 @@ Status Unavailable(const std::string& what, bool outcome_unknown = false) {
   ctx.retry_after_seconds = 1;
   ctx.reason = "NatsUnavailable";
   return Status::Unavailable(what, ctx);
+}
+
+// Set by hand: jsPubOptions treats ExpectLastSubjectSeq = 0 as unset, and 0 must mean "this
+// subject must be empty".
+void SetPublishHeaders(natsMsg* msg, const std::string& msg_id, uint64_t expected,
+                       const std::string& content_type) {
+  std::string seq = std::to_string(expected);
+  natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id.c_str());
+  natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence", seq.c_str());
+  natsMsgHeader_Set(msg, "Content-Type", content_type.c_str());
+}
+
+// A failed publish as the Status JetStream::Publish documents.
+Status PublishError(natsStatus s, jsErrCode jerr, const std::string& text,
+                    const std::string& subject) {
+  if (s == NATS_NO_RESPONDERS) {
+    return Unavailable("no JetStream stream stores " + subject + "; nothing was stored");
+  }
+  if (static_cast<int>(jerr) == 10071) {
+    ErrorContext ctx;
+    ctx.rule = "expectedLastSubjectSequence";
+    auto at = text.find("wrong last sequence: ");
+    if (at != std::string::npos) ctx.current_version = std::stoll(text.substr(at + 21));
+    return Status::Conflict("JetStream: " + text, ctx);
+  }
+  if (static_cast<int>(jerr) != 0) {
+    return Status::Internal("JetStream refused the publish (error " +
+                            std::to_string(static_cast<int>(jerr)) + "): " + text);
+  }
+  return Unavailable("publishing to JetStream: " + text, /*outcome_unknown=*/true);
 }
 
 struct MsgDeleter {
@@ -94,8 +125,17 @@ class NatsJetStream : public JetStream {
   ~NatsJetStream() override {
     closing_ = true;  // no more state callbacks into the owner
     if (js_) jsCtx_Destroy(js_);
+    if (js_async_) {
+      // Acks still due arrive no more: answer them as unknown outcomes.
+      jsPubOptions po;
+      jsPubOptions_Init(&po);
+      po.MaxWait = 2000;
+      (void)js_PublishAsyncComplete(js_async_, &po);
+      jsCtx_Destroy(js_async_);
+    }
     if (nc_) {
       natsConnection_Close(nc_);
+      FailPending("the NATS connection closed before JetStream acknowledged the publish");
       // libnats runs connection callbacks on its own thread, after Close returns: wait for the
       // closed callback (the last one) so none of them runs into a destroyed object.
       std::unique_lock<std::mutex> lock(closed_mu_);
@@ -151,6 +191,9 @@ class NatsJetStream : public JetStream {
     natsOptions_SetMaxReconnect(opts_, -1);
     natsOptions_SetReconnectWait(opts_, 250);
     natsOptions_SetReconnectBufSize(opts_, 0);
+    // Each publish is a commit someone waits for: write it in the publish call instead of
+    // waking the flusher thread for it.
+    natsOptions_SetSendAsap(opts_, true);
     natsOptions_SetDisconnectedCB(opts_, &OnDisconnected, this);
     natsOptions_SetReconnectedCB(opts_, &OnConnected, this);
     natsOptions_SetClosedCB(opts_, &OnClosed, this);
@@ -179,7 +222,52 @@ class NatsJetStream : public JetStream {
     jsOptions_Init(&jo);
     jo.Wait = 5000;
     if ((s = natsConnection_JetStream(&js_, nc_, &jo)) != NATS_OK) return fail("JetStream context");
+    // A second context for pipelined publishes: its acks come to OnAck on a libnats thread.
+    jsOptions ja;
+    jsOptions_Init(&ja);
+    ja.Wait = 5000;
+    ja.PublishAsync.MaxPending = 65536;
+    ja.PublishAsync.AckHandler = &OnAck;
+    ja.PublishAsync.AckHandlerClosure = this;
+    if ((s = natsConnection_JetStream(&js_async_, nc_, &ja)) != NATS_OK) {
+      return fail("JetStream context");
+    }
     return Status::Ok();
+  }
+
+  static void OnAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
+    auto* self = static_cast<NatsJetStream*>(closure);
+    PublishCallback done;
+    {
+      std::lock_guard<std::mutex> lock(self->pending_mu_);
+      auto it = self->pending_.find(msg);
+      if (it != self->pending_.end()) {
+        done = std::move(it->second);
+        self->pending_.erase(it);
+      }
+    }
+    Result<PubAck> result = Status::Ok();
+    if (pa != nullptr) {
+      result = PubAck{pa->Sequence, pa->Duplicate};
+    } else {
+      natsStatus err = pae ? pae->Err : NATS_ERR;
+      std::string text = natsStatus_GetText(err);
+      if (pae && pae->ErrText && *pae->ErrText) text += std::string(": ") + pae->ErrText;
+      result = PublishError(err, pae ? pae->ErrCode : static_cast<jsErrCode>(0), text,
+                            natsMsg_GetSubject(msg));
+    }
+    natsMsg_Destroy(msg);
+    if (done) done(std::move(result));
+  }
+
+  // Answers every publish still waiting for its ack (the connection is gone).
+  void FailPending(const std::string& why) {
+    std::unordered_map<natsMsg*, PublishCallback> pending;
+    {
+      std::lock_guard<std::mutex> lock(pending_mu_);
+      pending.swap(pending_);
+    }
+    for (auto& [msg, done] : pending) done(Unavailable(why, /*outcome_unknown=*/true));
   }
 
   bool connected() const override {
@@ -197,12 +285,7 @@ class NatsJetStream : public JetStream {
                                   static_cast<int>(payload.size()));
     if (s != NATS_OK) return Status::Internal("nats: creating a message: " + LastError(s));
     MsgPtr msg(raw);
-    // Set by hand: jsPubOptions treats ExpectLastSubjectSeq = 0 as unset, and 0 must mean
-    // "this subject must be empty".
-    std::string seq = std::to_string(expected);
-    natsMsgHeader_Set(raw, "Nats-Msg-Id", msg_id.c_str());
-    natsMsgHeader_Set(raw, "Nats-Expected-Last-Subject-Sequence", seq.c_str());
-    natsMsgHeader_Set(raw, "Content-Type", content_type.c_str());
+    SetPublishHeaders(raw, msg_id, expected, content_type);
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = timeout_ms;
@@ -214,24 +297,48 @@ class NatsJetStream : public JetStream {
       jsPubAck_Destroy(pa);
       return out;
     }
-    std::string text = LastError(s);
-    if (s == NATS_NO_RESPONDERS) {
-      return Unavailable("no JetStream stream stores " + subject + "; nothing was stored");
+    return PublishError(s, jerr, LastError(s), subject);
+  }
+
+  void PublishAsync(const std::string& subject, const std::string& msg_id, uint64_t expected,
+                    const std::string& content_type, const std::string& payload, int timeout_ms,
+                    PublishCallback done) override {
+    if (!connected()) {
+      done(Unavailable("not connected to NATS; nothing was sent"));
+      return;
     }
-    if (static_cast<int>(jerr) == 10071) {
-      ErrorContext ctx;
-      ctx.rule = "expectedLastSubjectSequence";
-      auto at = text.find("wrong last sequence: ");
-      if (at != std::string::npos) {
-        ctx.current_version = std::stoll(text.substr(at + 21));
+    natsMsg* raw = nullptr;
+    natsStatus s = natsMsg_Create(&raw, subject.c_str(), nullptr, payload.data(),
+                                  static_cast<int>(payload.size()));
+    if (s != NATS_OK) {
+      done(Status::Internal("nats: creating a message: " + LastError(s)));
+      return;
+    }
+    SetPublishHeaders(raw, msg_id, expected, content_type);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = timeout_ms;  // libnats answers OnAck with a timeout after this long
+    {
+      std::lock_guard<std::mutex> lock(pending_mu_);
+      pending_[raw] = std::move(done);
+    }
+    natsMsg* owned = raw;
+    s = js_PublishMsgAsync(js_async_, &owned, &po);
+    if (s == NATS_OK) return;
+    PublishCallback failed;
+    {
+      std::lock_guard<std::mutex> lock(pending_mu_);
+      auto it = pending_.find(raw);
+      if (it != pending_.end()) {
+        failed = std::move(it->second);
+        pending_.erase(it);
       }
-      return Status::Conflict("JetStream: " + text, ctx);
     }
-    if (static_cast<int>(jerr) != 0) {
-      return Status::Internal("JetStream refused the publish (error " +
-                              std::to_string(static_cast<int>(jerr)) + "): " + text);
+    natsMsg_Destroy(owned);  // no-op when libnats kept it
+    if (failed) {
+      failed(Unavailable("publishing to JetStream: " + LastError(s),
+                         /*outcome_unknown=*/owned == nullptr));
     }
-    return Unavailable("publishing to JetStream: " + text, /*outcome_unknown=*/true);
   }
 
   Result<JetStreamInfo> Info(const std::string& stream) override {
@@ -409,6 +516,9 @@ class NatsJetStream : public JetStream {
   natsOptions* opts_ = nullptr;
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
+  jsCtx* js_async_ = nullptr;
+  std::mutex pending_mu_;
+  std::unordered_map<natsMsg*, PublishCallback> pending_;  // async publishes awaiting their ack
   std::function<void(bool)> on_state_;
   std::atomic<bool> closing_{false};
   std::mutex closed_mu_;

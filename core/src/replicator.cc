@@ -67,6 +67,16 @@ Status Replicator::Start() {
 
 void Replicator::Stop() {
   if (stopping_.exchange(true)) return;
+  {
+    // Appends in flight finish (their acks time out at worst); new ones are refused.
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_cv_.wait_for(lock, std::chrono::milliseconds(options_.publish_timeout_ms + 2000),
+                      [this] { return in_flight_ == 0; });
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    draining_ = true;
+  }
   cv_.notify_all();
   for (auto& w : workers_) w.join();
   workers_.clear();
@@ -187,24 +197,152 @@ Result<std::vector<StoredEvent>> DecodeCommit(const std::string& stream,
 }
 
 void Replicator::AppendAsync(AppendRequest request, EventLog::AppendCallback done) {
+  auto op = std::make_shared<Op>();
+  op->key = request.stream + '\0' + request.entity;
+  op->request = std::make_shared<AppendRequest>(std::move(request));
+  op->done = std::move(done);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_) {
-      queue_.push_back({std::move(request), std::move(done), nullptr});
-      cv_.notify_one();
-      return;
+      auto [turn, first] = entity_turns_.try_emplace(op->key);
+      if (!first) {
+        turn->second.push_back(std::move(op));  // another append of this entity is in flight
+        return;
+      }
+      ++in_flight_;
+      op->started = true;
     }
   }
-  ErrorContext ctx;
-  ctx.retry_after_seconds = 1;
-  done(Status::Unavailable("the sidecar is shutting down", ctx));
+  if (!op->started) {
+    ErrorContext ctx;
+    ctx.retry_after_seconds = 1;
+    op->done(Status::Unavailable("the sidecar is shutting down", ctx));
+    return;
+  }
+  Begin(op);
+}
+
+// The pipelined path: plan on the log's writer thread, publish without waiting, store when the
+// PubAck comes, answer. No thread waits for a round trip, so appends to many entities overlap
+// and the writer groups plans and stores into shared transactions. Anything unusual (a
+// conflict, a duplicate PubAck, a diverged store) goes to a worker and the synchronous Append.
+void Replicator::Begin(const std::shared_ptr<Op>& op) {
+  log_->PlanAsync(op->request,
+                  [this, op](Result<PlannedCommit> plan) { OnPlanned(op, std::move(plan)); });
+}
+
+void Replicator::OnPlanned(const std::shared_ptr<Op>& op, Result<PlannedCommit> plan) {
+  if (!plan.ok()) return Finish(op, plan.status());
+  if (plan->result.replay) return Finish(op, std::move(plan->result));
+  // The ids are the request's now: a retry after a conflict is the same commit.
+  for (auto& e : op->request->events) e.id_generated = false;
+  auto payload = EncodeCommit(*op->request, *plan);
+  if (!payload.ok()) return Finish(op, payload.status());
+  auto planned = std::make_shared<PlannedCommit>(std::move(plan).value());
+  js_->PublishAsync(
+      EntitySubject(options_.ns, op->request->stream, op->request->entity),
+      planned->result.commit_id, static_cast<uint64_t>(planned->expected_last_position), kBatchType,
+      *payload, options_.publish_timeout_ms,
+      [this, op, planned](Result<PubAck> ack) { OnAcked(op, planned, std::move(ack)); });
+}
+
+void Replicator::OnAcked(const std::shared_ptr<Op>& op,
+                         const std::shared_ptr<PlannedCommit>& planned, Result<PubAck> ack) {
+  const AppendRequest& request = *op->request;
+  if (ack.ok() && !ack->duplicate) {
+    if (FaultPoint("crash-after-puback")) _exit(137);  // as a power cut here would
+    CountPublish("ok");
+    log_->StoreCommitAsync(request.stream, static_cast<int64_t>(ack->seq),
+                           planned->result.commit_id, std::move(planned->events), false,
+                           [this, op](Result<AppendResult> stored) {
+                             if (!stored.ok() && stored.status().context().reason == "Diverged") {
+                               Post([this, op, stored = std::move(stored)]() mutable {
+                                 Finish(op, AfterDiverged(*op->request, std::move(stored)));
+                               });
+                               return;
+                             }
+                             Finish(op, std::move(stored));
+                           });
+    return;
+  }
+  const bool conflict = !ack.ok() && ack.status().code() == Status::Code::kConflict;
+  if (!ack.ok() && !conflict) {
+    CountPublish("unavailable");
+    ErrorContext ctx = ack.status().context();
+    ctx.stream = request.stream;
+    ctx.entity = request.entity;
+    return Finish(op, Status(ack.status().code(), ack.status().message(), ctx));
+  }
+  // A conflict, or a duplicate PubAck that must not be trusted alone: catch up this entity and
+  // decide again, on a worker.
+  CountPublish(conflict ? "conflict" : "duplicate");
+  Post([this, op, after = planned->expected_last_position] {
+    const AppendRequest& r = *op->request;
+    if (auto c = CatchUpEntity(r.stream, r.entity, after); !c.ok()) return Finish(op, c);
+    Finish(op, Append(*op->request));
+  });
+}
+
+// Answers `op` and gives its entity's turn to the next append waiting for it.
+void Replicator::Finish(const std::shared_ptr<Op>& op, Result<AppendResult> result) {
+  op->done(std::move(result));
+  std::shared_ptr<Op> next;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto turn = entity_turns_.find(op->key);
+    if (turn->second.empty()) {
+      entity_turns_.erase(turn);
+      --in_flight_;
+      idle_cv_.notify_all();
+    } else {
+      next = std::move(turn->second.front());
+      turn->second.pop_front();
+    }
+  }
+  if (next) Begin(next);
+}
+
+void Replicator::CountPublish(const char* result) {
+  metrics_
+      ->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
+                   {{"result", result}})
+      .Inc();
+}
+
+// The commit as one JetStream message: a CloudEvents batch. TooLarge beyond NATS max_payload.
+Result<std::string> Replicator::EncodeCommit(const AppendRequest& request,
+                                             const PlannedCommit& plan) const {
+  Json batch = Json::array();
+  for (const auto& e : plan.events) batch.push_back(ToCloudEvent(e));
+  std::string payload = batch.dump();
+  if (static_cast<int64_t>(payload.size()) > js_->max_payload() && js_->max_payload() > 0) {
+    ErrorContext ctx;
+    ctx.stream = request.stream;
+    ctx.entity = request.entity;
+    ctx.rule = "nats.maxPayload";
+    return Status::TooLarge("the encoded commit has " + std::to_string(payload.size()) +
+                                " bytes; NATS max_payload is " + std::to_string(js_->max_payload()),
+                            ctx);
+  }
+  return payload;
+}
+
+// A store that found another commit at the acknowledged sequence: most likely the stream was
+// deleted and recreated under this log.
+Result<AppendResult> Replicator::AfterDiverged(AppendRequest& request,
+                                               Result<AppendResult> stored) {
+  (void)CheckIdentity(request.stream);
+  if (log_->Health(request.stream) == StreamHealth::kReset) {
+    return log_->Plan(request).status();  // answers 503 StreamReset
+  }
+  return stored;
 }
 
 void Replicator::Post(std::function<void()> task) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!stopping_) {
-      queue_.push_back({AppendRequest{}, nullptr, std::move(task)});
+    if (!draining_) {
+      queue_.push_back(std::move(task));
       cv_.notify_one();
       return;
     }
@@ -214,45 +352,15 @@ void Replicator::Post(std::function<void()> task) {
 
 void Replicator::WorkerLoop() {
   for (;;) {
-    Work w;
+    std::function<void()> task;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) {
-        if (!entity_turns_.empty()) continue;  // parked appends come back through the queue
-        return;
-      }
-      w = std::move(queue_.front());
+      cv_.wait(lock, [&] { return draining_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      task = std::move(queue_.front());
       queue_.pop_front();
     }
-    if (w.task) {
-      w.task();
-      continue;
-    }
-    const std::string key = w.request.stream + '\0' + w.request.entity;
-    if (!w.owns_entity) {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = entity_turns_.find(key);
-      if (it != entity_turns_.end()) {
-        it->second.push_back(std::move(w));  // another append of this entity is in flight
-        continue;
-      }
-      entity_turns_[key];
-    }
-    w.done(Append(w.request));
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = entity_turns_.find(key);
-      if (it->second.empty()) {
-        entity_turns_.erase(it);
-      } else {
-        Work next = std::move(it->second.front());
-        it->second.pop_front();
-        next.owns_entity = true;
-        queue_.push_front(std::move(next));
-        cv_.notify_one();
-      }
-    }
+    task();
   }
 }
 
@@ -272,45 +380,24 @@ Result<AppendResult> Replicator::Append(AppendRequest& request) {
         request.events[i].id_generated = false;
       }
     }
-    Json batch = Json::array();
-    for (const auto& e : plan->events) batch.push_back(ToCloudEvent(e));
-    const std::string payload = batch.dump();
-    if (static_cast<int64_t>(payload.size()) > js_->max_payload() && js_->max_payload() > 0) {
-      ErrorContext ctx;
-      ctx.stream = request.stream;
-      ctx.entity = request.entity;
-      ctx.rule = "nats.maxPayload";
-      return Status::TooLarge("the encoded commit has " + std::to_string(payload.size()) +
-                                  " bytes; NATS max_payload is " +
-                                  std::to_string(js_->max_payload()),
-                              ctx);
-    }
+    auto payload = EncodeCommit(request, *plan);
+    if (!payload.ok()) return payload.status();
     auto ack = js_->Publish(subject, plan->result.commit_id,
                             static_cast<uint64_t>(plan->expected_last_position), kBatchType,
-                            payload, options_.publish_timeout_ms);
+                            *payload, options_.publish_timeout_ms);
     if (ack.ok() && !ack->duplicate) {
       if (FaultPoint("crash-after-puback")) _exit(137);  // as a power cut here would
-      metrics_
-          ->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
-                       {{"result", "ok"}})
-          .Inc();
+      CountPublish("ok");
       auto stored = log_->StoreCommit(request.stream, static_cast<int64_t>(ack->seq),
                                       plan->result.commit_id, std::move(plan->events), false);
       if (!stored.ok() && stored.status().context().reason == "Diverged") {
-        // A sequence this log already holds: most likely the stream was deleted and recreated.
-        (void)CheckIdentity(request.stream);
-        if (log_->Health(request.stream) == StreamHealth::kReset) {
-          return log_->Plan(request).status();  // answers 503 StreamReset
-        }
+        return AfterDiverged(request, std::move(stored));
       }
       return stored;
     }
     const bool conflict = !ack.ok() && ack.status().code() == Status::Code::kConflict;
     if (!ack.ok() && !conflict) {
-      metrics_
-          ->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
-                       {{"result", "unavailable"}})
-          .Inc();
+      CountPublish("unavailable");
       ErrorContext ctx = ack.status().context();
       ctx.stream = request.stream;
       ctx.entity = request.entity;
@@ -318,10 +405,7 @@ Result<AppendResult> Replicator::Append(AppendRequest& request) {
     }
     // A conflict, or a duplicate PubAck that must not be trusted alone: catch up this entity
     // and decide again.
-    metrics_
-        ->GetCounter("sidelog_jetstream_publishes_total", "Publishes by result.",
-                     {{"result", conflict ? "conflict" : "duplicate"}})
-        .Inc();
+    CountPublish(conflict ? "conflict" : "duplicate");
     if (auto c = CatchUpEntity(request.stream, request.entity, plan->expected_last_position);
         !c.ok()) {
       return c;

@@ -197,6 +197,10 @@ class EventLog {
   // Checks an append like AppendAsync does (ids first, then deletion, version, rules) without
   // storing anything. Blocks until the writer thread answered.
   Result<PlannedCommit> Plan(AppendRequest request);
+  // The same without waiting: `done` runs on the writer thread. Missing ids are generated into
+  // `*request`, which must stay untouched until `done` runs.
+  using PlanCallback = std::function<void(Result<PlannedCommit>)>;
+  void PlanAsync(std::shared_ptr<AppendRequest> request, PlanCallback done);
 
   // Stores a commit at JetStream position `position`, idempotently: a commit already stored
   // there with the same id is fine; another id marks the stream Diverged. Stored events are

@@ -81,6 +81,8 @@ class JetStream {
   virtual bool connected() const = 0;
   virtual int64_t max_payload() const = 0;
 
+  using PublishCallback = std::function<void(Result<PubAck>)>;
+
   // Publishes `payload` on `subject` with Nats-Msg-Id and, always,
   // Nats-Expected-Last-Subject-Sequence (0: the subject must be empty).
   //  - Conflict, with context().current_version = the subject's last sequence, on error 10071;
@@ -90,6 +92,12 @@ class JetStream {
                                  uint64_t expected_last_subject_seq,
                                  const std::string& content_type, const std::string& payload,
                                  int timeout_ms) = 0;
+  // The same without waiting: many publishes are in flight at once and `done` gets each
+  // outcome, as Publish would return it, on a libnats thread (or at once when nothing was
+  // sent). A missing ack is a timeout after `timeout_ms`.
+  virtual void PublishAsync(const std::string& subject, const std::string& msg_id,
+                            uint64_t expected_last_subject_seq, const std::string& content_type,
+                            const std::string& payload, int timeout_ms, PublishCallback done) = 0;
 
   // NotFound when the stream does not exist.
   virtual Result<JetStreamInfo> Info(const std::string& stream) = 0;

@@ -13,8 +13,10 @@
 //  - Stream identity: the JetStream stream's creation time is recorded; if it changes, or the
 //    stream's last sequence falls below the watermark, writes answer 503 StreamReset.
 //
-// Thread-safe. Appends run on a small pool of worker threads, so a publish round trip never
-// blocks an HTTP thread, and appends to different entities are in flight together.
+// Thread-safe. Appends are pipelined: planned on the log's writer thread, published without
+// waiting, stored when the PubAck arrives; no thread waits for a round trip, and appends to
+// different entities are in flight together. A small pool of workers takes the rare slow paths
+// (conflicts, duplicates) and waits that must not block an HTTP thread.
 #pragma once
 
 #include <atomic>
@@ -39,7 +41,7 @@ struct ReplicatorOptions {
   std::string ns;
   NatsConfig nats;
   std::vector<std::string> streams;  // every stream the sidecar reads or writes
-  int workers = 8;                   // appends in flight at once
+  int workers = 8;                   // threads for slow paths (conflicts) and posted waits
   int publish_timeout_ms = 5000;
   int startup_catchup_ms = 10000;  // readiness waits at most this long for the catch-up
 };
@@ -79,13 +81,23 @@ class Replicator {
   std::vector<StreamReplicationStatus> StreamStatus() const;
 
  private:
-  struct Work {
-    AppendRequest request;
+  // One append on its way through the pipeline.
+  struct Op {
+    std::shared_ptr<AppendRequest> request;
     EventLog::AppendCallback done;
-    std::function<void()> task;  // instead of an append
-    bool owns_entity = false;    // resumed after waiting for its entity: it holds the turn
+    std::string key;  // stream '\0' entity
+    bool started = false;
   };
+  void Begin(const std::shared_ptr<Op>& op);
+  void OnPlanned(const std::shared_ptr<Op>& op, Result<PlannedCommit> plan);
+  void OnAcked(const std::shared_ptr<Op>& op, const std::shared_ptr<PlannedCommit>& planned,
+               Result<PubAck> ack);
+  void Finish(const std::shared_ptr<Op>& op, Result<AppendResult> result);
+  Result<std::string> EncodeCommit(const AppendRequest& request, const PlannedCommit& plan) const;
+  Result<AppendResult> AfterDiverged(AppendRequest& request, Result<AppendResult> stored);
+  void CountPublish(const char* result);
   void WorkerLoop();
+  // The synchronous path, on a worker: plan, publish, store, retrying after conflicts.
   Result<AppendResult> Append(AppendRequest& request);
   // Stores the entity's commits JetStream has after `after`.
   Status CatchUpEntity(const std::string& stream, const std::string& entity, int64_t after);
@@ -102,10 +114,13 @@ class Replicator {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Work> queue_;
+  std::deque<std::function<void()>> queue_;  // worker tasks
+  bool draining_ = false;                    // workers finish the queue and exit
   // One publish in flight per entity on this sidecar: the rest wait here, in arrival order, so
   // replicas of one sidecar never race each other into conflicts.
-  std::map<std::string, std::deque<Work>> entity_turns_;
+  std::map<std::string, std::deque<std::shared_ptr<Op>>> entity_turns_;
+  int in_flight_ = 0;  // entities with an append in flight
+  std::condition_variable idle_cv_;
   std::vector<std::thread> workers_;
   std::thread monitor_;
 
