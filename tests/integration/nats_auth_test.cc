@@ -1,7 +1,10 @@
 // The sidecar's NATS transport and authentication against a real nats-server: TLS with a CA and
-// a client certificate (verified by the server), user and password, and a token. A missing or
+// a client certificate (verified by the server), user and password, a token, and a creds file
+// (decentralized JWT auth: operator, account and user made by nats_jwt.py). A missing or
 // wrong credential leaves the sidecar unable to write (503), never writing somewhere else.
 #include <gtest/gtest.h>
+
+#include <unistd.h>
 
 #include <cstdlib>
 
@@ -79,6 +82,41 @@ TEST(NatsAuth, ATokenIsSentAndAWrongOneRefused) {
   SidecarProcess bad(kOrders, NatsSection(nats, ", token: wrong"), "orders");
   bad.Start(std::chrono::seconds(20));
   EXPECT_EQ(Append(bad, "o1", Events("tok-2", 2)).status, 503);
+}
+
+TEST(NatsAuth, ACredsFileAuthenticatesAndAnUnknownAccountIsRefused) {
+  NatsServer nats;
+  const std::string d = nats.dir();
+  // Debian's python3 (scripts/setup installs python3-cryptography for it).
+  const std::string python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+  const std::string make =
+      python + " " SIDELOG_SOURCE_DIR "/tests/integration/nats_jwt.py '" + d + "' 2>&1";
+  ASSERT_EQ(std::system(make.c_str()), 0) << "nats_jwt.py failed";
+  nats.AddConfig("include \"auth.conf\"");  // relative to the config file, in dir()
+  nats.Start();
+  EXPECT_EQ(JetStreamLastSeq(nats), -1) << "operator mode: an anonymous client gets nowhere";
+
+  SidecarProcess ok(kOrders, NatsSection(nats, ", credsFile: \"" + d + "/orders.creds\""),
+                    "orders");
+  ok.Start();
+  auto r = Append(ok, "o1", Events("creds-1", 1));
+  EXPECT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(RawRequest(ok.port(), "GET", "/v1/status").json()["nats"]["state"], "connected");
+
+  // A user whose account the server does not know: refused, so the sidecar cannot write.
+  SidecarProcess stranger(kOrders, NatsSection(nats, ", credsFile: \"" + d + "/stranger.creds\""),
+                          "orders");
+  stranger.Start(std::chrono::seconds(20));
+  EXPECT_EQ(Append(stranger, "o2", Events("creds-2", 1)).status, 503);
+  EXPECT_EQ(RawRequest(stranger.port(), "GET", "/v1/status").json()["nats"]["state"],
+            "disconnected");
+
+  // The commit is readable through another sidecar of the same account.
+  SidecarProcess reader(kOrdersRead, NatsSection(nats, ", credsFile: \"" + d + "/orders.creds\""),
+                        "billing");
+  reader.Start();
+  auto got = RawRequest(reader.port(), "GET", "/v1/streams/orders/entities/o1?minPosition=1");
+  EXPECT_EQ(got.status, 200) << got.body;
 }
 
 }  // namespace
