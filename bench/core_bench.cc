@@ -176,8 +176,10 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--entities") && i + 1 < argc)
       g_entities_per_thread = std::atoi(argv[++i]);
   }
-  if (g_only == "append16") return AppendEventsPerSecond(16, 1) > 0 ? 0 : 1;
-  if (g_only == "append100") return AppendEventsPerSecond(1, 100) > 0 ? 0 : 1;
+  if (g_only == "append16")
+    return std::printf("%.0f appends/s\n", AppendEventsPerSecond(16, 1)) > 0 ? 0 : 1;
+  if (g_only == "append100")
+    return std::printf("%.0f events/s\n", AppendEventsPerSecond(1, 100)) > 0 ? 0 : 1;
   std::printf("core_bench: %.1f s per figure, files in %s, SQLite %s\n\n", g_seconds, g_dir.c_str(),
               sqlite3_libversion());
   std::printf("%-44s %12s %-9s %12s %8s  %-10s %s\n", "figure", "value", "unit", "ceiling", "ratio",

@@ -335,7 +335,7 @@ void EventLog::Impl::Enqueue(AppendRequest request, Status deferred, AppendCallb
     std::lock_guard<std::mutex> lock(queue_mu_);
     if (!closing_) {
       queue_.push_back({std::move(request), std::move(deferred), std::move(done), nullptr});
-      queue_cv_.notify_one();
+      if (queue_.size() >= wake_at_) queue_cv_.notify_one();
       return;
     }
   }
@@ -346,16 +346,25 @@ void EventLog::Impl::Enqueue(AppendRequest request, Status deferred, AppendCallb
 
 void EventLog::Impl::WriterLoop() {
   std::vector<Pending> batch;
+  size_t last = 0;  // appends in the previous group commit
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(queue_mu_);
       queue_cv_.wait(lock, [&] { return closing_ || !queue_.empty(); });
       if (queue_.empty()) return;  // closing and drained
+      if (last >= 4 && queue_.size() < last && options_.commit_delay_us > 0 &&
+          options_.durability == Durability::kFsync && !closing_) {
+        wake_at_ = last;  // Enqueue wakes us when that many are queued
+        queue_cv_.wait_for(lock, std::chrono::microseconds(options_.commit_delay_us),
+                           [&] { return closing_ || queue_.size() >= last; });
+        wake_at_ = 1;
+      }
       while (!queue_.empty() && batch.size() < options_.max_batch) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
     }
+    last = batch.size();
     CommitBatch(batch);
     batch.clear();
   }
@@ -928,7 +937,7 @@ void EventLog::Impl::EnqueueOp(std::function<Result<AppendResult>()> op, AppendC
     std::lock_guard<std::mutex> lock(queue_mu_);
     if (!closing_) {
       queue_.push_back(std::move(p));
-      queue_cv_.notify_one();
+      if (queue_.size() >= wake_at_) queue_cv_.notify_one();
       return;
     }
   }

@@ -136,6 +136,7 @@ class EventLog::Impl {
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::deque<Pending> queue_;
+  size_t wake_at_ = 1;  // queue length that wakes the writer (more while it delays a commit)
   bool closing_ = false;
   bool closed_ = false;
 

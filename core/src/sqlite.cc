@@ -1,5 +1,6 @@
 #include "sqlite.h"
 
+#include <mutex>
 #include <unordered_map>
 
 namespace sidelog::sqlite {
@@ -19,6 +20,10 @@ Status Stmt::Exec() {
 }
 
 Result<std::unique_ptr<Db>> Db::Open(const std::string& path, bool read_only) {
+  // Memory statistics cost a global mutex on every allocation; nothing here reads them. Only
+  // possible before SQLite initializes (later it answers SQLITE_MISUSE, harmlessly).
+  static std::once_flag once;
+  std::call_once(once, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   sqlite3* raw = nullptr;
   int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   flags |= SQLITE_OPEN_NOMUTEX;

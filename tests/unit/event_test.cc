@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <set>
+#include <thread>
+#include <vector>
 
 namespace sidelog {
 namespace {
@@ -44,6 +49,49 @@ TEST(Uuid, V7IsWellFormedTimeOrderedAndUnique) {
     EXPECT_GE(u.substr(0, 13), prev.substr(0, std::min<size_t>(13, prev.size())));
     prev = u;
   }
+}
+
+// Ids draw on a per-thread pool of random bytes: threads and forked children must never
+// repeat each other's ids.
+TEST(Uuid, V7IsUniqueAcrossThreadsAndAFork) {
+  (void)NewUuidV7();  // the pool of this thread is filled before the fork
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    std::string ids;
+    for (int i = 0; i < 50; ++i) ids += NewUuidV7();
+    (void)!write(fds[1], ids.data(), ids.size());
+    _exit(0);
+  }
+  close(fds[1]);
+  std::set<std::string> seen;
+  for (int i = 0; i < 50; ++i) seen.insert(NewUuidV7().substr(19));
+  std::string from_child(50 * 36, '\0');
+  size_t got = 0;
+  ssize_t n;
+  while (got < from_child.size() &&
+         (n = read(fds[0], from_child.data() + got, from_child.size() - got)) > 0) {
+    got += static_cast<size_t>(n);
+  }
+  close(fds[0]);
+  waitpid(child, nullptr, 0);
+  ASSERT_EQ(got, from_child.size());
+  for (size_t i = 0; i < got; i += 36) {
+    EXPECT_TRUE(seen.insert(from_child.substr(i + 19, 17)).second) << "the child repeated an id";
+  }
+
+  std::vector<std::set<std::string>> per_thread(8);
+  std::vector<std::thread> threads;
+  for (auto& ids : per_thread) {
+    threads.emplace_back([&ids] {
+      for (int i = 0; i < 2000; ++i) ids.insert(NewUuidV7());
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> all;
+  for (const auto& ids : per_thread) all.insert(ids.begin(), ids.end());
+  EXPECT_EQ(all.size(), 8u * 2000u);
 }
 
 TEST(CommitId, IsSha256OverStreamEntityAndIds) {
