@@ -110,6 +110,11 @@ class NatsServer {
     pid_ = -1;
   }
 
+  // Sends `sig` without waiting (SIGSTOP freezes the server, SIGCONT thaws it).
+  void Signal(int sig) const {
+    if (pid_ > 0) kill(pid_, sig);
+  }
+
   bool running() const { return pid_ > 0; }
   int port() const { return port_; }
   int cluster_port() const { return cluster_port_; }

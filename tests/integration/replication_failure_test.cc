@@ -256,6 +256,35 @@ TEST(Replication, ACrashBetweenPubAckAndLocalWriteLosesNothing) {
   EXPECT_EQ(JetStreamLastSeq(nats), 1);
 }
 
+// A frozen nats-server (SIGSTOP) receives a publish and never acknowledges it: the append
+// answers 503 with outcomeUnknown when the publish times out, while reads keep working. After
+// SIGCONT the server stores what it had received, the consumer brings it to the local log, and
+// the client's retry with the same ids is a replay at that position: nothing lost, nothing
+// twice.
+TEST(Replication, AnUnacknowledgedPublishIsAnUnknownOutcomeAndItsRetryAReplay) {
+  NatsServer nats;
+  nats.Start();
+  SidecarProcess a(kOrders, nats.SidecarConfig(), "orders");
+  a.Start();
+  ASSERT_EQ(Append(a, "o0", Events("frozen-0", 0)).status, 201);
+
+  nats.Signal(SIGSTOP);
+  Json body = Events("frozen-1", 1);
+  auto frozen = Append(a, "o1", body);
+  auto read = RawRequest(a.port(), "GET", "/v1/streams/orders/entities/o0");
+  nats.Signal(SIGCONT);
+  EXPECT_EQ(frozen.status, 503) << frozen.body;
+  EXPECT_EQ(frozen.json()["outcomeUnknown"], true) << frozen.body;
+  EXPECT_EQ(read.status, 200) << "reads do not wait for NATS: " << read.body;
+
+  auto back = RawRequest(a.port(), "GET", "/v1/streams/orders/entities/o1?minPosition=2");
+  EXPECT_EQ(back.status, 200) << "the server stored the publish after all: " << back.body;
+  auto retry = Append(a, "o1", body);
+  EXPECT_EQ(retry.status, 200) << retry.body;
+  EXPECT_EQ(retry.json()["position"], 2);
+  EXPECT_EQ(JetStreamLastSeq(nats), 2) << "one commit for o1, not two";
+}
+
 TEST(Replication, AReaderFollowingWhileTwoReplicasWriteSeesEveryCommitOnceInOrder) {
   NatsServer nats;
   nats.Start();
