@@ -1,6 +1,7 @@
 #include "api.h"
 
 #include <cpprest/uri.h>
+#include <pplx/threadpool.h>
 
 #include <cstdlib>
 
@@ -523,7 +524,7 @@ void Api::AppendBody(Call& call, const std::vector<unsigned char>& body) {
   }
   const size_t n_events = req.events.size();
   auto shared = std::make_shared<Call>(std::move(call));
-  auto answer = [this, shared, stream, n_events](Result<AppendResult> r) {
+  auto reply = [this, shared, stream, n_events](Result<AppendResult> r) {
     const char* result = "ok";
     if (!r.ok()) {
       switch (r.status().code()) {
@@ -571,6 +572,18 @@ void Api::AppendBody(Call& call, const std::vector<unsigned char>& body) {
     if (r->replay) resp.headers().add("Sidelog-Replay", "true");
     resp.set_body(body.dump(), "application/json");
     Finish(*shared, resp);
+  };
+  // The answer runs on the log's writer thread, the one serial stage of every append: it only
+  // hands the result to the HTTP pool, which builds and sends the response.
+  auto answer = [reply = std::move(reply)](Result<AppendResult> r) {
+    auto result = std::make_shared<Result<AppendResult>>(std::move(r));
+    crossplat::threadpool::shared_instance().service().post([reply, result] {
+      try {
+        reply(std::move(*result));
+      } catch (const std::exception& e) {
+        log::Error("answering an append failed", {{"error", e.what()}});
+      }
+    });
   };
   if (replicator_) {
     replicator_->AppendAsync(std::move(req), std::move(answer));
