@@ -133,7 +133,7 @@ std::string CommitId(const std::string& stream, const std::string& entity,
   EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha256(), nullptr);
   static const char* kHex = "0123456789abcdef";
   std::string out;
-  out.reserve(2 * len);
+  out.reserve(2 * static_cast<std::string::size_type>(len));
   for (unsigned i = 0; i < len; ++i) {
     unsigned char b = digest[i];
     out += kHex[b >> 4];
@@ -152,9 +152,8 @@ thread_local size_t t_random_used = sizeof t_random_pool;
 
 void RandomBytes(unsigned char* out, size_t n) {
   static std::once_flag once;
-  std::call_once(once, [] {
-    pthread_atfork(nullptr, nullptr, [] { t_random_used = sizeof t_random_pool; });
-  });
+  std::call_once(
+      once, [] { pthread_atfork(nullptr, nullptr, [] { t_random_used = sizeof t_random_pool; }); });
   if (t_random_used + n > sizeof t_random_pool) {
     RAND_bytes(t_random_pool, sizeof t_random_pool);
     t_random_used = 0;
@@ -249,7 +248,8 @@ Result<TimeMicros> ParseTime(const std::string& s) {
     if (!digits(i + 1, 2, &oh) || i + 3 >= s.size() || s[i + 3] != ':' || !digits(i + 4, 2, &om)) {
       return bad();
     }
-    offset = (oh * 3600 + om * 60) * (s[i] == '+' ? 1 : -1);
+    offset =
+        (static_cast<int64_t>(oh) * 3600 + static_cast<int64_t>(om) * 60) * (s[i] == '+' ? 1 : -1);
     i += 6;
   } else {
     return bad();

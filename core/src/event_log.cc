@@ -794,6 +794,7 @@ Result<AppendResult> EventLog::Impl::ApplyOne(StreamRuntime& s, AppendRequest& r
   Snapshots snapshots;
   if (auto f = FoldNew(s, r, entity, &events, &snapshots); !f.ok()) return f;
   std::vector<std::string> ids;
+  ids.reserve(events.size());
   for (const auto& e : events) ids.push_back(e.id);
   return WriteCommit(s, s.last_position.load() + 1, CommitId(r.stream, r.entity, ids), events,
                      entity, snapshots);
@@ -959,7 +960,7 @@ void EventLog::PlanAsync(std::shared_ptr<AppendRequest> request, PlanCallback do
         // Planning writes nothing; report failure so the savepoint is rolled back regardless.
         return shared->ok() ? Result<AppendResult>(AppendResult{}) : shared->status();
       },
-      [shared, done = std::move(done)](Result<AppendResult> r) {
+      [shared, done = std::move(done)](const Result<AppendResult>& r) {
         if (!r.ok() && shared->ok()) *shared = r.status();  // the batch failed as a whole
         done(std::move(*shared));
       });

@@ -181,6 +181,7 @@ class NatsJetStream : public JetStream {
     }
     if (urls.size() > 1) {
       std::vector<const char*> servers;
+      servers.reserve(urls.size());
       for (const auto& u : urls) servers.push_back(u.c_str());
       s = natsOptions_SetServers(opts_, servers.data(), static_cast<int>(servers.size()));
       if (s != NATS_OK) return fail("servers " + c.url);

@@ -150,7 +150,7 @@ void Replicator::StartFollower(const std::string& stream) {
         // Enqueued in stream order; the writer applies them in that order.
         log_->StoreCommitAsync(
             stream, static_cast<int64_t>(m.seq), m.msg_id, std::move(events).value(), true,
-            [this, stream, seq = m.seq](Result<AppendResult> r) {
+            [this, stream, seq = m.seq](const Result<AppendResult>& r) {
               if (!r.ok() && r.status().context().reason == "Diverged") {
                 Post([this, stream] { (void)CheckIdentity(stream); });
               }
@@ -434,7 +434,7 @@ Status Replicator::CatchUpEntity(const std::string& stream, const std::string& e
   return Status::Ok();
 }
 
-void Replicator::CatchUp(const std::string& stream, std::function<void(bool)> done) {
+void Replicator::CatchUp(const std::string& stream, const std::function<void(bool)>& done) {
   if (!js_ || !js_->connected()) {
     done(false);
     return;

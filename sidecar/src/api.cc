@@ -151,7 +151,9 @@ Result<EventInput> ParseEvent(const Json& j, size_t i) {
       }
       for (const auto& [mk, mv] : v.items()) {
         if (!mv.is_string()) {
-          return Status::Invalid(where + ".metadata." + mk + " must be a string", ctx);
+          std::string what = where;
+          what += ".metadata." + mk + " must be a string";
+          return Status::Invalid(what, ctx);
         }
         e.metadata[mk] = mv.get<std::string>();
       }
@@ -324,7 +326,7 @@ void Api::Finish(Call& call, http_response response) {
                 {"status", code},
                 {"ms", seconds * 1000}});
   }
-  call.request.reply(response).then([](pplx::task<void> t) {
+  call.request.reply(response).then([](const pplx::task<void>& t) {
     try {
       t.get();
     } catch (...) {  // the client went away; nothing to do
@@ -397,22 +399,23 @@ void Api::Append(Call& call) {
     return;
   }
   auto shared = std::make_shared<Call>(std::move(call));
-  shared->request.extract_vector().then([this, shared](pplx::task<std::vector<unsigned char>> t) {
-    std::vector<unsigned char> body;
-    try {
-      body = t.get();
-    } catch (const std::exception& e) {
-      Fail(*shared, Status::Invalid(std::string("cannot read the request body: ") + e.what()));
-      return;
-    }
-    try {
-      AppendBody(*shared, body);
-    } catch (const std::exception& e) {
-      log::Error("append failed unexpectedly",
-                 {{"requestId", shared->request_id}, {"error", e.what()}});
-      Fail(*shared, Status::Internal(std::string("unexpected error: ") + e.what()));
-    }
-  });
+  shared->request.extract_vector().then(
+      [this, shared](const pplx::task<std::vector<unsigned char>>& t) {
+        std::vector<unsigned char> body;
+        try {
+          body = t.get();
+        } catch (const std::exception& e) {
+          Fail(*shared, Status::Invalid(std::string("cannot read the request body: ") + e.what()));
+          return;
+        }
+        try {
+          AppendBody(*shared, body);
+        } catch (const std::exception& e) {
+          log::Error("append failed unexpectedly",
+                     {{"requestId", shared->request_id}, {"error", e.what()}});
+          Fail(*shared, Status::Internal(std::string("unexpected error: ") + e.what()));
+        }
+      });
 }
 
 void Api::AppendBody(Call& call, const std::vector<unsigned char>& body) {
@@ -599,8 +602,8 @@ void Api::EntityEvents(Call& call) {
   const StreamConfig* s = StreamOf(call);
   if (s == nullptr) return;
   std::optional<int64_t> from, limit;
-  for (auto st : {IntParam(call.query, "fromVersion", 1, INT64_MAX / 2, &from),
-                  IntParam(call.query, "limit", 1, 1000, &limit)}) {
+  for (const auto& st : {IntParam(call.query, "fromVersion", 1, INT64_MAX / 2, &from),
+                         IntParam(call.query, "limit", 1, 1000, &limit)}) {
     if (!st.ok()) return Fail(call, st);
   }
   auto r = log_->ReadEntity(s->name, call.params["entity"], from.value_or(1),
@@ -616,8 +619,8 @@ void Api::EntityState(Call& call) {
   if (s == nullptr) return;
   StateQuery query;
   std::optional<int64_t> version, min_position;
-  for (auto st : {IntParam(call.query, "version", 1, INT64_MAX / 2, &version),
-                  IntParam(call.query, "minPosition", 0, INT64_MAX / 2, &min_position)}) {
+  for (const auto& st : {IntParam(call.query, "version", 1, INT64_MAX / 2, &version),
+                         IntParam(call.query, "minPosition", 0, INT64_MAX / 2, &min_position)}) {
     if (!st.ok()) return Fail(call, st);
   }
   query.version = version;
@@ -719,8 +722,8 @@ void Api::StreamEvents(Call& call) {
   const StreamConfig* s = StreamOf(call);
   if (s == nullptr) return;
   std::optional<int64_t> from, limit;
-  for (auto st : {IntParam(call.query, "from", 0, INT64_MAX / 2, &from),
-                  IntParam(call.query, "limit", 1, 1000, &limit)}) {
+  for (const auto& st : {IntParam(call.query, "from", 0, INT64_MAX / 2, &from),
+                         IntParam(call.query, "limit", 1, 1000, &limit)}) {
     if (!st.ok()) return Fail(call, st);
   }
   auto types = TypeFilter(*s, call.query);

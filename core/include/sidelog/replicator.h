@@ -75,7 +75,7 @@ class Replicator {
 
   // Catches the local log up to JetStream's last sequence of `stream` (consistency=strong).
   // Calls done(true) when reached, done(false) when NATS is unreachable or it took too long.
-  void CatchUp(const std::string& stream, std::function<void(bool)> done);
+  void CatchUp(const std::string& stream, const std::function<void(bool)>& done);
 
   bool connected() const { return connected_.load(); }
   std::vector<StreamReplicationStatus> StreamStatus() const;
