@@ -4,6 +4,7 @@
 #include <pplx/threadpool.h>
 
 #include <cstdlib>
+#include <thread>
 
 #include "problem.h"
 #include "routes.h"
@@ -334,6 +335,13 @@ void Api::Finish(Call& call, http_response response) {
   });
 }
 
+void Api::WaitForAnswers(std::chrono::milliseconds limit) {
+  const auto deadline = Clock::now() + limit;
+  while (answers_pending_.load() > 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
 void Api::Fail(Call& call, const Status& status) {
   Finish(call, ProblemResponse(status, call.request_id));
 }
@@ -578,14 +586,16 @@ void Api::AppendBody(Call& call, const std::vector<unsigned char>& body) {
   };
   // The answer runs on the log's writer thread, the one serial stage of every append: it only
   // hands the result to the HTTP pool, which builds and sends the response.
-  auto answer = [reply = std::move(reply)](Result<AppendResult> r) {
+  auto answer = [this, reply = std::move(reply)](Result<AppendResult> r) {
     auto result = std::make_shared<Result<AppendResult>>(std::move(r));
-    crossplat::threadpool::shared_instance().service().post([reply, result] {
+    ++answers_pending_;
+    crossplat::threadpool::shared_instance().service().post([this, reply, result] {
       try {
         reply(std::move(*result));
       } catch (const std::exception& e) {
         log::Error("answering an append failed", {{"error", e.what()}});
       }
+      --answers_pending_;
     });
   };
   if (replicator_) {

@@ -42,6 +42,9 @@ class Api {
   void SetReady(bool ready) { ready_ = ready; }
   // While draining, new appends answer 503 and /readyz answers 503.
   void SetDraining() { draining_ = true; }
+  // Waits (at most `limit`) until every append answer handed to the HTTP pool was sent: the
+  // answers use this object, which must outlive them.
+  void WaitForAnswers(std::chrono::milliseconds limit);
 
   struct Call;
 
@@ -84,6 +87,7 @@ class Api {
   Replicator* replicator_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
+  std::atomic<int> answers_pending_{0};  // posted to the HTTP pool, not sent yet
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::string listen_host_;
 };

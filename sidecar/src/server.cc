@@ -94,10 +94,11 @@ Status Server::Start() {
 void Server::Stop() {
   if (stopped_ || !api_) return;
   stopped_ = true;
-  api_->SetDraining();                   // new appends answer 503, /readyz 503
-  feed_->Stop();                         // SSE responses end
-  if (replicator_) replicator_->Stop();  // publishes in flight finish and are answered
-  log_->Close();                         // queued appends finish and are answered
+  api_->SetDraining();                            // new appends answer 503, /readyz 503
+  feed_->Stop();                                  // SSE responses end
+  if (replicator_) replicator_->Stop();           // publishes in flight finish and are answered
+  log_->Close();                                  // queued appends finish and are answered
+  api_->WaitForAnswers(std::chrono::seconds(5));  // ...on the HTTP pool
   try {
     listener_->close().wait();
     health_->close().wait();
