@@ -11,10 +11,10 @@ using web::http::experimental::listener::http_listener;
 namespace {
 
 Result<std::unique_ptr<http_listener>> OpenListener(
-    const std::string& host_port, std::function<void(web::http::http_request)> fn) {
+    const std::string& host_port, const std::function<void(web::http::http_request)>& fn) {
   try {
     auto l = std::make_unique<http_listener>(web::uri("http://" + host_port));
-    l->support(std::move(fn));
+    l->support(fn);
     l->open().wait();
     return l;
   } catch (const std::exception& e) {
@@ -76,11 +76,12 @@ Status Server::Start() {
     replicator_ = std::make_unique<Replicator>(log_.get(), &metrics_, r);
   }
   api_ = std::make_unique<Api>(config_, log_.get(), &metrics_, feed_.get(), replicator_.get());
-  auto main = OpenListener(config_.listen, [this](web::http::http_request r) { api_->Handle(r); });
+  auto main =
+      OpenListener(config_.listen, [this](const web::http::http_request& r) { api_->Handle(r); });
   if (!main.ok()) return main.status();
   listener_ = std::move(main).value();
   auto health = OpenListener(config_.health_listen,
-                             [this](web::http::http_request r) { api_->HandleHealth(r); });
+                             [this](const web::http::http_request& r) { api_->HandleHealth(r); });
   if (!health.ok()) return health.status();
   health_ = std::move(health).value();
   // Ready once the startup catch-up is done, or has given up because NATS is unreachable.
