@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "sidelog/duration.h"
 #include "sidelog/names.h"
 #include "sidelog/yaml.h"
 
@@ -60,11 +61,11 @@ class Parser {
   // createStreams when `allow_create_streams`.
   Result<NatsConfig> Nats(const Json& node, const std::string& p, bool allow_create_streams) {
     NatsConfig n;
-    auto keys =
-        allow_create_streams
-            ? Keys(node, p,
-                   {"url", "credsFile", "user", "password", "token", "tls", "createStreams"})
-            : Keys(node, p, {"url", "credsFile", "user", "password", "token", "tls"});
+    auto keys = allow_create_streams
+                    ? Keys(node, p,
+                           {"url", "credsFile", "user", "password", "token", "tls", "createStreams",
+                            "publishTimeout"})
+                    : Keys(node, p, {"url", "credsFile", "user", "password", "token", "tls"});
     if (!keys.ok()) return keys;
     for (auto s : {String(node, p, "url", &n.url, true),
                    String(node, p, "credsFile", &n.creds_file), String(node, p, "user", &n.user),
@@ -81,6 +82,17 @@ class Parser {
         return Error(p + "/url", "\"" + u + "\" must start with nats:// or tls://");
       }
       start = comma + 1;
+    }
+    if (auto pt = node.find("publishTimeout"); pt != node.end()) {
+      auto d = pt->is_string() ? ParseDuration(pt->get<std::string>())
+                               : Result<std::chrono::nanoseconds>(Status::Invalid("not a string"));
+      const auto ms =
+          d.ok() ? std::chrono::duration_cast<std::chrono::milliseconds>(*d).count() : 0;
+      if (!d.ok() || ms < 100 || ms > 300000) {
+        return Error(p + "/publishTimeout",
+                     "must be a duration between 100ms and 5m, such as \"5s\"");
+      }
+      n.publish_timeout_ms = static_cast<int>(ms);
     }
     if (auto cs = node.find("createStreams"); cs != node.end()) {
       if (!cs->is_boolean()) return Error(p + "/createStreams", "must be true or false");

@@ -72,6 +72,7 @@ Status Server::Start() {
     ReplicatorOptions r;
     r.ns = config_.ns;
     r.nats = *config_.nats;
+    r.publish_timeout_ms = config_.nats->publish_timeout_ms;
     for (const auto& st : config_.streams) r.streams.push_back(st.name);
     replicator_ = std::make_unique<Replicator>(log_.get(), &metrics_, r);
   }

@@ -264,7 +264,9 @@ TEST(Replication, ACrashBetweenPubAckAndLocalWriteLosesNothing) {
 TEST(Replication, AnUnacknowledgedPublishIsAnUnknownOutcomeAndItsRetryAReplay) {
   NatsServer nats;
   nats.Start();
-  SidecarProcess a(kOrders, nats.SidecarConfig(), "orders");
+  SidecarProcess a(kOrders,
+                   "nats: {url: \"" + nats.url() + "\", createStreams: true, publishTimeout: 1s}\n",
+                   "orders");
   a.Start();
   ASSERT_EQ(Append(a, "o0", Events("frozen-0", 0)).status, 201);
 

@@ -40,6 +40,7 @@ TEST(Config, LoadsTheDesignExample) {
   ASSERT_TRUE(c->nats.has_value());
   EXPECT_EQ(c->nats->url, "nats://nats.sidelog-system:4222");
   EXPECT_EQ(c->nats->tls.ca, "/ca.pem");
+  EXPECT_EQ(c->nats->publish_timeout_ms, 5000) << "the default";
   EXPECT_EQ(c->limits.max_body_bytes, 2097152);
   EXPECT_EQ(c->limits.max_events_per_commit, 1000);
   ASSERT_EQ(c->streams.size(), 2u);
@@ -58,6 +59,13 @@ TEST(Config, StandaloneWithoutNats) {
   EXPECT_FALSE(c->nats.has_value());
   EXPECT_EQ(c->listen, "127.0.0.1:4380");
   EXPECT_EQ(c->health_listen, "0.0.0.0:4381");
+}
+
+TEST(Config, PublishTimeoutIsAGoDuration) {
+  auto c = ParseSidecarConfig(
+      "nats: {url: nats://x:4222, publishTimeout: 1500ms}\nstreams: [{name: a}]\n", "x.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->nats->publish_timeout_ms, 1500);
 }
 
 struct BadCase {
@@ -102,6 +110,12 @@ INSTANTIATE_TEST_SUITE_P(
                 "svc.yaml:1: nats.url: \"http://x\" must start with nats://"},
         BadCase{"nats_without_url", "nats: {token: t}\nstreams: [{name: a}]\n",
                 "nats.url: is required"},
+        BadCase{"bad_publish_timeout",
+                "nats: {url: nats://x:4222, publishTimeout: 5}\nstreams: [{name: a}]\n",
+                "svc.yaml:1: nats.publishTimeout: must be a duration between 100ms and 5m"},
+        BadCase{"publish_timeout_too_short",
+                "nats: {url: nats://x:4222, publishTimeout: 10ms}\nstreams: [{name: a}]\n",
+                "nats.publishTimeout: must be a duration between 100ms and 5m"},
         BadCase{"tls_cert_without_key",
                 "nats: {url: nats://x:4222, tls: {cert: /c}}\nstreams: [{name: a}]\n",
                 "nats.tls: cert and key must be given together"},

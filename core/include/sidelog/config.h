@@ -29,7 +29,8 @@ struct NatsConfig {
   std::string password;
   std::string token;
   NatsTlsConfig tls;
-  bool create_streams = false;  // dev mode: create missing JetStream streams
+  bool create_streams = false;    // dev mode: create missing JetStream streams
+  int publish_timeout_ms = 5000;  // sidecar: how long an append waits for its PubAck
 };
 
 enum class StreamAccess { kRead, kWrite };
