@@ -24,7 +24,10 @@ class Parser {
       for (const char* key : keys) known = known || k == key;
       if (!known) {
         std::string list;
-        for (const char* key : keys) list += std::string(list.empty() ? "" : ", ") + key;
+        for (const char* key : keys) {
+          if (!list.empty()) list += ", ";
+          list += key;
+        }
         return Error(ptr + "/" + EscapePointerToken(k),
                      "unknown field \"" + k + "\" (known fields: " + list + ")");
       }

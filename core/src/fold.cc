@@ -64,7 +64,10 @@ Status CheckKeys(const Json& obj, const std::string& field,
     for (const char* key : keys) known = known || k == key;
     if (!known) {
       std::string list;
-      for (const char* key : keys) list += std::string(list.empty() ? "" : ", ") + key;
+      for (const char* key : keys) {
+        if (!list.empty()) list += ", ";
+        list += key;
+      }
       return FieldError(field + "/" + EscapePointerToken(k),
                         "unknown field \"" + k + "\" (expected one of: " + list + ")");
     }

@@ -125,19 +125,23 @@ std::string Metrics::Render() {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;
   for (const auto& [name, f] : families_) {
-    out += "# HELP " + name + " " + f.help + "\n# TYPE " + name + " " + f.type + "\n";
-    for (const auto& [labels, c] : f.counters)
-      out += name + labels + " " + Number(c->value()) + "\n";
-    for (const auto& [labels, g] : f.gauges) out += name + labels + " " + Number(g->value()) + "\n";
+    out.append("# HELP ").append(name).append(" ").append(f.help).append("\n");
+    out.append("# TYPE ").append(name).append(" ").append(f.type).append("\n");
+    // One sample line: name{labels} value.
+    auto sample = [&out](const std::string& metric, const std::string& labels,
+                         const std::string& value) {
+      out.append(metric).append(labels).append(" ").append(value).append("\n");
+    };
+    for (const auto& [labels, c] : f.counters) sample(name, labels, Number(c->value()));
+    for (const auto& [labels, g] : f.gauges) sample(name, labels, Number(g->value()));
     for (const auto& [labels, h] : f.histograms) {
       auto counts = h->Counts();
       for (size_t i = 0; i < counts.size(); ++i) {
         std::string le = i < h->bounds().size() ? Number(h->bounds()[i]) : "+Inf";
-        out +=
-            name + "_bucket" + WithLabel(labels, "le", le) + " " + std::to_string(counts[i]) + "\n";
+        sample(name + "_bucket", WithLabel(labels, "le", le), std::to_string(counts[i]));
       }
-      out += name + "_sum" + labels + " " + Number(h->Sum()) + "\n";
-      out += name + "_count" + labels + " " + std::to_string(counts.back()) + "\n";
+      sample(name + "_sum", labels, Number(h->Sum()));
+      sample(name + "_count", labels, std::to_string(counts.back()));
     }
   }
   return out;

@@ -77,7 +77,7 @@ void Feed::Subscribe(const web::http::http_request& request, const std::string& 
   // buffer (with a small pool that can stall the whole server).
   s->hello = "retry: 2000\n: subscribed to " + stream + "\n\n";
   std::weak_ptr<Subscriber> weak = s;
-  request.reply(resp).then([weak, this](pplx::task<void> sent) {
+  request.reply(resp).then([weak, this](const pplx::task<void>& sent) {
     try {
       sent.get();
     } catch (...) {
