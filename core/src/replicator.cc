@@ -249,9 +249,9 @@ void Replicator::OnPlanned(const std::shared_ptr<Op>& op, Result<PlannedCommit> 
 void Replicator::OnAcked(const std::shared_ptr<Op>& op,
                          const std::shared_ptr<PlannedCommit>& planned, Result<PubAck> ack) {
   const AppendRequest& request = *op->request;
-  if (ack.ok() && !ack->duplicate) {
-    if (FaultPoint("crash-after-puback")) _exit(137);  // as a power cut here would
-    CountPublish("ok");
+  Status failure;
+  const AckNext next = Classify(ack, request, &failure);
+  if (next == AckNext::kStore) {
     log_->StoreCommitAsync(request.stream, static_cast<int64_t>(ack->seq),
                            planned->result.commit_id, std::move(planned->events), false,
                            [this, op](Result<AppendResult> stored) {
@@ -265,17 +265,8 @@ void Replicator::OnAcked(const std::shared_ptr<Op>& op,
                            });
     return;
   }
-  const bool conflict = !ack.ok() && ack.status().code() == Status::Code::kConflict;
-  if (!ack.ok() && !conflict) {
-    CountPublish("unavailable");
-    ErrorContext ctx = ack.status().context();
-    ctx.stream = request.stream;
-    ctx.entity = request.entity;
-    return Finish(op, Status(ack.status().code(), ack.status().message(), ctx));
-  }
-  // A conflict, or a duplicate PubAck that must not be trusted alone: catch up this entity and
-  // decide again, on a worker.
-  CountPublish(conflict ? "conflict" : "duplicate");
+  if (next == AckNext::kFail) return Finish(op, failure);
+  // Catch up this entity and decide again, on a worker.
   Post([this, op, after = planned->expected_last_position] {
     const AppendRequest& r = *op->request;
     if (auto c = CatchUpEntity(r.stream, r.entity, after); !c.ok()) return Finish(op, c);
@@ -300,6 +291,30 @@ void Replicator::Finish(const std::shared_ptr<Op>& op, Result<AppendResult> resu
     }
   }
   if (next) Begin(next);
+}
+
+// What a publish's outcome asks for, counted in sidelog_jetstream_publishes_total: store the
+// commit at the acknowledged sequence; fail (*failure, with the request's stream and entity);
+// or, for a conflict or a duplicate PubAck (never trusted alone), catch the entity up and
+// decide again.
+Replicator::AckNext Replicator::Classify(const Result<PubAck>& ack, const AppendRequest& request,
+                                         Status* failure) {
+  if (ack.ok() && !ack->duplicate) {
+    if (FaultPoint("crash-after-puback")) _exit(137);  // as a power cut here would
+    CountPublish("ok");
+    return AckNext::kStore;
+  }
+  const bool conflict = !ack.ok() && ack.status().code() == Status::Code::kConflict;
+  if (!ack.ok() && !conflict) {
+    CountPublish("unavailable");
+    ErrorContext ctx = ack.status().context();
+    ctx.stream = request.stream;
+    ctx.entity = request.entity;
+    *failure = Status(ack.status().code(), ack.status().message(), ctx);
+    return AckNext::kFail;
+  }
+  CountPublish(conflict ? "conflict" : "duplicate");
+  return AckNext::kCatchUp;
 }
 
 void Replicator::CountPublish(const char* result) {
@@ -385,9 +400,9 @@ Result<AppendResult> Replicator::Append(AppendRequest& request) {
     auto ack = js_->Publish(subject, plan->result.commit_id,
                             static_cast<uint64_t>(plan->expected_last_position), kBatchType,
                             *payload, options_.publish_timeout_ms);
-    if (ack.ok() && !ack->duplicate) {
-      if (FaultPoint("crash-after-puback")) _exit(137);  // as a power cut here would
-      CountPublish("ok");
+    Status failure;
+    const AckNext next = Classify(ack, request, &failure);
+    if (next == AckNext::kStore) {
       auto stored = log_->StoreCommit(request.stream, static_cast<int64_t>(ack->seq),
                                       plan->result.commit_id, std::move(plan->events), false);
       if (!stored.ok() && stored.status().context().reason == "Diverged") {
@@ -395,17 +410,8 @@ Result<AppendResult> Replicator::Append(AppendRequest& request) {
       }
       return stored;
     }
-    const bool conflict = !ack.ok() && ack.status().code() == Status::Code::kConflict;
-    if (!ack.ok() && !conflict) {
-      CountPublish("unavailable");
-      ErrorContext ctx = ack.status().context();
-      ctx.stream = request.stream;
-      ctx.entity = request.entity;
-      return Status(ack.status().code(), ack.status().message(), ctx);
-    }
-    // A conflict, or a duplicate PubAck that must not be trusted alone: catch up this entity
-    // and decide again.
-    CountPublish(conflict ? "conflict" : "duplicate");
+    if (next == AckNext::kFail) return failure;
+    // Catch up this entity and decide again.
     if (auto c = CatchUpEntity(request.stream, request.entity, plan->expected_last_position);
         !c.ok()) {
       return c;

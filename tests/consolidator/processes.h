@@ -173,34 +173,10 @@ class ConsolidatorProcess {
   void WriteConfig(const std::string& yaml) { std::ofstream(config_path()) << yaml; }
 
   // Starts it and waits until /readyz answers 200 (at most 15 s).
-  void Start() {
-    child_.Spawn({SIDELOG_CONSOLIDATOR_BIN, "--config", config_path(), "--log-level", "info"},
-                 log_path());
-    auto deadline = Clock::now() + std::chrono::seconds(15);
-    cli::Client client(url());
-    while (Clock::now() < deadline) {
-      if (client.Send("GET", "/readyz").status == 200) return;
-      int status = 0;
-      if (child_.Exited(&status)) FAIL() << "the consolidator exited at start:\n" << Log();
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    FAIL() << "the consolidator did not become ready in 15 s:\n" << Log();
-  }
+  void Start() { StartAndWaitFor("/readyz", "become ready"); }
 
   // Starts it as a standby replica: waits until /livez answers (at most 15 s), not /readyz.
-  void StartStandby() {
-    child_.Spawn({SIDELOG_CONSOLIDATOR_BIN, "--config", config_path(), "--log-level", "info"},
-                 log_path());
-    auto deadline = Clock::now() + std::chrono::seconds(15);
-    cli::Client client(url());
-    while (Clock::now() < deadline) {
-      if (client.Send("GET", "/livez").status == 200) return;
-      int status = 0;
-      if (child_.Exited(&status)) FAIL() << "the consolidator exited at start:\n" << Log();
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    FAIL() << "the consolidator did not answer /livez in 15 s:\n" << Log();
-  }
+  void StartStandby() { StartAndWaitFor("/livez", "answer /livez"); }
 
   // Starts it and expects it to exit at once; returns its exit code.
   int StartAndExpectExit() {
@@ -257,6 +233,20 @@ class ConsolidatorProcess {
   std::string log_path() const { return dir_ + "/consolidator.log"; }
 
  private:
+  void StartAndWaitFor(const std::string& path, const std::string& what) {
+    child_.Spawn({SIDELOG_CONSOLIDATOR_BIN, "--config", config_path(), "--log-level", "info"},
+                 log_path());
+    auto deadline = Clock::now() + std::chrono::seconds(15);
+    cli::Client client(url());
+    while (Clock::now() < deadline) {
+      if (client.Send("GET", path).status == 200) return;
+      int status = 0;
+      if (child_.Exited(&status)) FAIL() << "the consolidator exited at start:\n" << Log();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    FAIL() << "the consolidator did not " << what << " in 15 s:\n" << Log();
+  }
+
   std::string dir_;
   int port_;
   Child child_;

@@ -95,6 +95,8 @@ class Replicator {
   void Finish(const std::shared_ptr<Op>& op, Result<AppendResult> result);
   Result<std::string> EncodeCommit(const AppendRequest& request, const PlannedCommit& plan) const;
   Result<AppendResult> AfterDiverged(AppendRequest& request, Result<AppendResult> stored);
+  enum class AckNext { kStore, kFail, kCatchUp };
+  AckNext Classify(const Result<PubAck>& ack, const AppendRequest& request, Status* failure);
   void CountPublish(const char* result);
   void WorkerLoop();
   // The synchronous path, on a worker: plan, publish, store, retrying after conflicts.
