@@ -50,9 +50,31 @@ Status PublishError(natsStatus s, jsErrCode jerr, const std::string& text,
     if (at != std::string::npos) ctx.current_version = std::stoll(text.substr(at + 21));
     return Status::Conflict("JetStream: " + text, ctx);
   }
-  if (static_cast<int>(jerr) != 0) {
-    return Status::Internal("JetStream refused the publish (error " +
-                            std::to_string(static_cast<int>(jerr)) + "): " + text);
+  switch (static_cast<int>(jerr)) {
+    case 0:
+      break;
+    // Transient refusals of a clustered stream while its leader changes or is overloaded:
+    // JSClusterNotAvailErr, JSStreamExpectedLastSeqPerSubjectNotReady, JSStreamTooManyRequests.
+    // The message was not stored; the client retries.
+    case 10008:
+    case 10163:
+    case 10167:
+      return Unavailable("JetStream is busy or electing a leader (error " +
+                         std::to_string(static_cast<int>(jerr)) + "): " + text + "; retry");
+    // JSStreamDuplicateMessageConflict: a publish of this very commit is still in process, so
+    // whether it is stored is not known yet.
+    case 10158:
+      return Unavailable("JetStream is still storing this commit (error 10158): " + text,
+                         /*outcome_unknown=*/true);
+    // JSStreamMessageExceedsMaximumErr: the stream's max_msg_size is below NATS max_payload.
+    case 10054: {
+      ErrorContext ctx;
+      ctx.rule = "maxMsgSize";
+      return Status::TooLarge("JetStream refused the commit: " + text, ctx);
+    }
+    default:
+      return Status::Internal("JetStream refused the publish (error " +
+                              std::to_string(static_cast<int>(jerr)) + "): " + text);
   }
   return Unavailable("publishing to JetStream: " + text, /*outcome_unknown=*/true);
 }

@@ -306,7 +306,7 @@ void Api::Dispatch(Call& call, bool health_only) {
                                            : "")));
 }
 
-void Api::Finish(Call& call, http_response response) {
+void Api::Finish(Call& call, http_response response, const std::string& detail) {
   response.headers().add("X-Request-Id", call.request_id);
   const int code = response.status_code();
   const double seconds = std::chrono::duration<double>(Clock::now() - call.start).count();
@@ -320,12 +320,13 @@ void Api::Finish(Call& call, http_response response) {
       .Observe(seconds);
   auto level = code >= 500 ? log::Level::kWarn : log::Level::kDebug;
   if (log::Enabled(level)) {
-    log::Write(level, "request",
-               {{"requestId", call.request_id},
-                {"method", call.method},
-                {"route", call.route},
-                {"status", code},
-                {"ms", seconds * 1000}});
+    Json fields = {{"requestId", call.request_id},
+                   {"method", call.method},
+                   {"route", call.route},
+                   {"status", code},
+                   {"ms", seconds * 1000}};
+    if (!detail.empty()) fields["detail"] = detail;
+    log::Write(level, "request", fields);
   }
   call.request.reply(response).then([](const pplx::task<void>& t) {
     try {
@@ -343,7 +344,8 @@ void Api::WaitForAnswers(std::chrono::milliseconds limit) {
 }
 
 void Api::Fail(Call& call, const Status& status) {
-  Finish(call, ProblemResponse(status, call.request_id));
+  // A server-side failure says why in the request log; client errors are the client's business.
+  Finish(call, ProblemResponse(status, call.request_id), status.message());
 }
 
 void Api::ReplyJson(Call& call, int http_status, const Json& body) {

@@ -57,7 +57,7 @@ class Api {
   static const std::vector<Route>& Table();
 
   void Dispatch(Call& call, bool health_only);
-  void Finish(Call& call, web::http::http_response response);
+  void Finish(Call& call, web::http::http_response response, const std::string& detail = {});
   void Fail(Call& call, const Status& status);
   void ReplyJson(Call& call, int http_status, const Json& body);
 

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,6 +59,36 @@ inline std::vector<std::string> Dump(const SidecarProcess& p, int64_t until) {
     from = page["next"];
   }
   return out;
+}
+
+// Where two dumps part: their sizes and the first entries that differ, for a failure message
+// that shows the difference instead of the first equal lines.
+inline std::string DumpDifference(const std::vector<std::string>& a,
+                                  const std::vector<std::string>& b) {
+  size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  if (i == a.size() && i == b.size()) return "equal";
+  auto at = [i](const std::vector<std::string>& d) {
+    std::string out;
+    for (size_t k = i; k < d.size() && k < i + 3; ++k) out += "\n    " + d[k];
+    return out.empty() ? std::string("\n    (ends)") : out;
+  };
+  return "sizes " + std::to_string(a.size()) + " and " + std::to_string(b.size()) +
+         "; first difference at entry " + std::to_string(i) + ":\n  first:" + at(a) +
+         "\n  second:" + at(b);
+}
+
+// A sidecar's log without its per-request lines, except failed ones (status >= 500).
+inline std::string EventsOfLog(const SidecarProcess& p, size_t max_chars = 6000) {
+  std::string out, line;
+  std::istringstream in(p.Log());
+  while (std::getline(in, line)) {
+    if (line.find("\"msg\":\"request\"") == std::string::npos ||
+        line.find("\"status\":5") != std::string::npos) {
+      out += line + "\n";
+    }
+  }
+  return out.size() > max_chars ? "..." + out.substr(out.size() - max_chars) : out;
 }
 
 inline int64_t JetStreamLastSeq(const std::string& url) {
