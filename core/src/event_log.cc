@@ -100,8 +100,6 @@ std::string CacheKey(int64_t stream_id, const std::string& entity) {
   return std::to_string(stream_id) + '\0' + entity;
 }
 
-std::string MetadataJson(const Metadata& m) { return m.empty() ? std::string() : Json(m).dump(); }
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -143,8 +141,7 @@ Status EventLog::Impl::OpenDatabase(const std::vector<StreamSpec>& streams) {
       if (stored != mode) {
         return Status::Invalid("the event log " + options_.path + " was created in " + stored +
                                " mode and cannot be opened in " + mode +
-                               " mode; move it over with `sidelog migrate` or use another "
-                               "dataDir");
+                               " mode; use another dataDir for this mode");
       }
     } else {
       get.Reset();
@@ -497,7 +494,7 @@ Result<EntityState*> EventLog::Impl::LoadForWrite(StreamRuntime& s, const std::s
   auto folded = Fold(*writer_db_, s, entity, version);
   if (!folded.ok()) return folded.status();
   auto& pos = writer_db_->Cached(
-      "SELECT position FROM events WHERE stream_id = ? AND entity = ? AND version = ?");
+      "SELECT position FROM commits WHERE stream_id = ? AND entity = ? AND last_version = ?");
   pos.Bind(1, s.id).Bind(2, entity).Bind(3, version);
   if (pos.Step() == SQLITE_ROW) folded->position = pos.Int(0);
   pos.Reset();
@@ -512,8 +509,7 @@ Result<std::optional<AppendResult>> EventLog::Impl::CheckIdempotency(StreamRunti
                                                                      int64_t current_version) {
   auto& db = *writer_db_;
   auto& q = db.Cached(
-      "SELECT version, position, idx, type, data, metadata, time FROM events "
-      "WHERE stream_id = ? AND id = ? AND entity = ?");
+      "SELECT position, idx FROM event_ids WHERE stream_id = ? AND id = ? AND entity = ?");
   ErrorContext ctx;
   ctx.stream = r.stream;
   ctx.entity = r.entity;
@@ -521,9 +517,13 @@ Result<std::optional<AppendResult>> EventLog::Impl::CheckIdempotency(StreamRunti
   ctx.current_version = current_version;
   ctx.rule = "idempotency";
 
-  AppendResult original;
-  size_t found = 0;
-  std::string first_missing, mismatch;
+  struct Found {
+    size_t request_index;
+    int64_t position;
+    int64_t idx;
+  };
+  std::vector<Found> found;
+  std::string first_missing;
   std::set<int64_t> positions;
   bool order_ok = true;
   for (size_t i = 0; i < r.events.size(); ++i) {
@@ -533,39 +533,80 @@ Result<std::optional<AppendResult>> EventLog::Impl::CheckIdempotency(StreamRunti
       continue;
     }
     q.Bind(1, s.id).Bind(2, e.id).Bind(3, r.entity);
-    if (q.Step() != SQLITE_ROW) {
-      if (first_missing.empty()) first_missing = e.id;
-      q.Reset();
-      continue;
+    if (q.Step() == SQLITE_ROW) {
+      found.push_back({i, q.Int(0), q.Int(1)});
+      positions.insert(q.Int(0));
+      if (q.Int(1) != static_cast<int64_t>(i)) order_ok = false;
+    } else if (first_missing.empty()) {
+      first_missing = e.id;
     }
-    ++found;
-    int64_t version = q.Int(0), position = q.Int(1), idx = q.Int(2);
-    positions.insert(position);
-    if (idx != static_cast<int64_t>(i)) order_ok = false;
-    Metadata meta;
-    if (!q.IsNull(5)) meta = Json::parse(q.Text(5)).get<Metadata>();
-    std::string stored = CanonicalContent(q.String(3), Json::parse(q.Text(4)), meta);
-    if (mismatch.empty() && stored != CanonicalContent(e.type, e.data, e.metadata)) {
-      mismatch = e.id;
+    q.Reset();
+  }
+  if (found.empty()) return std::optional<AppendResult>();
+
+  // The stored commits of the ids found, to compare contents and describe the original.
+  struct Commit {
+    int64_t first_version = 0, last_version = 0;
+    TimeMicros first_time = 0;
+    std::string commit_id;
+    Json events;
+  };
+  std::map<int64_t, Commit> commits;
+  auto& c = db.Cached(
+      "SELECT first_version, last_version, commit_id, events, first_time FROM commits WHERE "
+      "stream_id = ? AND position = ?");
+  for (int64_t position : positions) {
+    c.Bind(1, s.id).Bind(2, position);
+    if (c.Step() != SQLITE_ROW) {
+      c.Reset();
+      return sqlite::Error(db, "reading the commit at position " + std::to_string(position));
     }
-    if (found == 1) {
+    Commit& commit = commits[position];
+    commit.first_version = c.Int(0);
+    commit.last_version = c.Int(1);
+    commit.commit_id = c.String(2);
+    commit.first_time = c.Int(4);
+    auto events = ParseCommitEvents(c.Text(3), position);
+    c.Reset();
+    if (!events.ok()) return events.status();
+    commit.events = std::move(events).value();
+  }
+
+  AppendResult original;
+  std::string mismatch;
+  for (const Found& f : found) {
+    const Commit& commit = commits[f.position];
+    if (f.idx < 0 || f.idx >= static_cast<int64_t>(commit.events.size())) {
+      return Status::Internal("event id index " + std::to_string(f.idx) +
+                              " is outside the commit at position " + std::to_string(f.position));
+    }
+    const Json& stored = commit.events[static_cast<size_t>(f.idx)];
+    const auto& e = r.events[f.request_index];
+    if (mismatch.empty()) {
+      Metadata meta;
+      if (auto m = stored.find("metadata"); m != stored.end()) meta = m->get<Metadata>();
+      if (CanonicalContent(stored.value("type", ""), stored.value("data", Json()), meta) !=
+          CanonicalContent(e.type, e.data, e.metadata)) {
+        mismatch = e.id;
+      }
+    }
+    const int64_t version = commit.first_version + f.idx;
+    if (original.events.empty()) {
       original.from_version = version;
-      original.position = position;
-      original.time = q.Int(6);
+      original.position = f.position;
+      original.time = stored.value("time", commit.first_time);
     }
     original.version = std::max(original.version, version);
     original.from_version = std::min(original.from_version, version);
     original.events.push_back({e.id, version});
-    q.Reset();
   }
-  if (found == 0) return std::optional<AppendResult>();
   if (!mismatch.empty()) {
     return Status::Conflict("event id " + mismatch +
                                 " is already stored for this entity with other content (type, "
                                 "data or metadata); use a new id for a new event",
                             ctx);
   }
-  if (found < r.events.size()) {
+  if (found.size() < r.events.size()) {
     return Status::Conflict("some event ids of this commit are already stored and others (" +
                                 first_missing +
                                 ") are not; a retry must resend exactly the original commit",
@@ -576,17 +617,9 @@ Result<std::optional<AppendResult>> EventLog::Impl::CheckIdempotency(StreamRunti
                                 " different commits; a retry must resend exactly one commit",
                             ctx);
   }
-  auto& c = db.Cached(
-      "SELECT first_version, last_version, commit_id FROM commits WHERE stream_id = ? AND "
-      "position = ?");
-  c.Bind(1, s.id).Bind(2, original.position);
-  if (c.Step() != SQLITE_ROW) {
-    c.Reset();
-    return sqlite::Error(db, "reading commit at position " + std::to_string(original.position));
-  }
-  int64_t count = c.Int(1) - c.Int(0) + 1;
-  original.commit_id = c.String(2);
-  c.Reset();
+  const Commit& commit = commits[original.position];
+  const int64_t count = commit.last_version - commit.first_version + 1;
+  original.commit_id = commit.commit_id;
   if (!order_ok || count != static_cast<int64_t>(r.events.size())) {
     return Status::Conflict("these event ids were stored in a commit of " + std::to_string(count) +
                                 " events in another order or with other events; a retry must "
@@ -642,16 +675,18 @@ Status WrongVersion(const AppendRequest& r, const EntityState& entity) {
 
 // Folds the request's events strictly into `state` and describes them as stored events.
 // Snapshots due every K versions are collected into `snapshots`.
-Status EventLog::Impl::FoldNew(StreamRuntime& s, const AppendRequest& r, EntityState* state,
-                               std::vector<StoredEvent>* out, Snapshots* snapshots) {
+Status EventLog::Impl::FoldNew(StreamRuntime& s, AppendRequest& r, EntityState* state,
+                               std::vector<StoredEvent>* out, Snapshots* snapshots,
+                               bool take_data) {
   ErrorContext ctx;
   ctx.stream = r.stream;
   ctx.entity = r.entity;
   ctx.expected_version = r.expected.ToString();
   ctx.current_version = state->version;
   const TimeMicros time = std::max(NowMicros(), state->updated_at);
+  out->reserve(out->size() + r.events.size());
   for (size_t i = 0; i < r.events.size(); ++i) {
-    const auto& e = r.events[i];
+    auto& e = r.events[i];
     if (state->deleted) {
       ctx.rule = "reducers.delete";
       return Status::Rejected("events[" + std::to_string(i) +
@@ -668,13 +703,20 @@ Status EventLog::Impl::FoldNew(StreamRuntime& s, const AppendRequest& r, EntityS
     state->version += 1;
     state->updated_at = time;
     StoredEvent se;
-    se.id = e.id;
     se.stream = r.stream;
     se.entity = r.entity;
-    se.type = e.type;
     se.source = options_.source;
-    se.data = e.data;
-    se.metadata = e.metadata;
+    if (take_data) {
+      se.id = std::move(e.id);
+      se.type = std::move(e.type);
+      se.data = std::move(e.data);
+      se.metadata = std::move(e.metadata);
+    } else {
+      se.id = e.id;
+      se.type = e.type;
+      se.data = e.data;
+      se.metadata = e.metadata;
+    }
     se.version = state->version;
     se.index = static_cast<int32_t>(i);
     se.time = time;
@@ -687,16 +729,13 @@ Status EventLog::Impl::FoldNew(StreamRuntime& s, const AppendRequest& r, EntityS
   return Status::Ok();
 }
 
-// Writes one commit's rows (events, due snapshots, the commit, the entity head) at `position`
-// and moves the stream's counters. `state` is the entity after the commit.
+// Writes one commit's rows (the commit with its events, their ids, due snapshots, the entity
+// head) at `position` and moves the stream's counters. `state` is the entity after the commit.
 Result<AppendResult> EventLog::Impl::WriteCommit(StreamRuntime& s, int64_t position,
                                                  const std::string& commit_id,
                                                  const std::vector<StoredEvent>& events,
                                                  EntityState* state, const Snapshots& snapshots) {
   auto& db = *writer_db_;
-  auto& ins = db.Cached(
-      "INSERT INTO events (stream_id, entity, version, position, idx, id, type, time, status, "
-      "source, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   AppendResult result;
   result.stream = s.name;
   result.entity = events.front().entity;
@@ -705,25 +744,29 @@ Result<AppendResult> EventLog::Impl::WriteCommit(StreamRuntime& s, int64_t posit
   result.position = position;
   result.time = events.back().time;
   result.commit_id = commit_id;
+  auto& commit = db.Cached(
+      "INSERT INTO commits (stream_id, position, entity, commit_id, first_version, last_version, "
+      "first_time, source, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  commit.Bind(1, s.id)
+      .Bind(2, position)
+      .Bind(3, result.entity)
+      .Bind(4, commit_id)
+      .Bind(5, result.from_version)
+      .Bind(6, result.version)
+      .Bind(7, events.front().time)
+      .Bind(8, events.front().source)
+      .Bind(9, EncodeCommitEvents(events, events.front().source, events.front().time));
+  if (auto st = commit.Exec(); !st.ok()) return st;
+  auto& id = db.Cached(
+      "INSERT INTO event_ids (stream_id, id, entity, position, idx) VALUES (?, ?, ?, ?, ?)");
   for (const auto& e : events) {
-    ins.Bind(1, s.id)
-        .Bind(2, e.entity)
-        .Bind(3, e.version)
+    id.Bind(1, s.id)
+        .Bind(2, e.id)
+        .Bind(3, result.entity)
         .Bind(4, position)
-        .Bind(5, static_cast<int64_t>(e.index))
-        .Bind(6, e.id)
-        .Bind(7, e.type)
-        .Bind(8, e.time)
-        .Bind(9, e.state)
-        .Bind(10, e.source)
-        .Bind(11, e.data.dump());
-    if (e.metadata.empty()) {
-      ins.BindNull(12);
-    } else {
-      ins.Bind(12, MetadataJson(e.metadata));
-    }
-    if (auto st = ins.Exec(); !st.ok()) return st;
-    ins.Reset();
+        .Bind(5, static_cast<int64_t>(e.index));
+    if (auto st = id.Exec(); !st.ok()) return st;
+    id.Reset();
     result.events.push_back({e.id, e.version});
   }
   auto& snap = db.Cached(
@@ -741,16 +784,6 @@ Result<AppendResult> EventLog::Impl::WriteCommit(StreamRuntime& s, int64_t posit
     if (auto e = snap.Exec(); !e.ok()) return e;
     snap.Reset();
   }
-  auto& commit = db.Cached(
-      "INSERT INTO commits (stream_id, position, entity, commit_id, first_version, last_version) "
-      "VALUES (?, ?, ?, ?, ?, ?)");
-  commit.Bind(1, s.id)
-      .Bind(2, position)
-      .Bind(3, result.entity)
-      .Bind(4, commit_id)
-      .Bind(5, result.from_version)
-      .Bind(6, result.version);
-  if (auto st = commit.Exec(); !st.ok()) return st;
   auto& head = db.Cached(
       "INSERT INTO entities (stream_id, entity, version, time, status, deleted) VALUES "
       "(?, ?, ?, ?, ?, ?) ON CONFLICT (stream_id, entity) DO UPDATE SET version = "
@@ -792,7 +825,7 @@ Result<AppendResult> EventLog::Impl::ApplyOne(StreamRuntime& s, AppendRequest& r
   touched->push_back(CacheKey(s.id, r.entity));
   std::vector<StoredEvent> events;
   Snapshots snapshots;
-  if (auto f = FoldNew(s, r, entity, &events, &snapshots); !f.ok()) return f;
+  if (auto f = FoldNew(s, r, entity, &events, &snapshots, /*take_data=*/true); !f.ok()) return f;
   std::vector<std::string> ids;
   ids.reserve(events.size());
   for (const auto& e : events) ids.push_back(e.id);
@@ -835,7 +868,9 @@ Result<PlannedCommit> EventLog::Impl::PlanOne(StreamRuntime& s, AppendRequest& r
   if (auto v = WrongVersion(r, entity); !v.ok()) return v;
   EntityState copy = entity;
   Snapshots unused;
-  if (auto f = FoldNew(s, r, &copy, &plan.events, &unused); !f.ok()) return f;
+  if (auto f = FoldNew(s, r, &copy, &plan.events, &unused, /*take_data=*/false); !f.ok()) {
+    return f;
+  }
   std::vector<std::string> ids;
   for (const auto& e : plan.events) ids.push_back(e.id);
   plan.result.stream = r.stream;

@@ -7,6 +7,8 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <set>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 
@@ -108,8 +110,9 @@ class EventLog::Impl {
   };
   void EnqueueOp(std::function<Result<AppendResult>()> op, AppendCallback done);
   using Snapshots = std::vector<std::pair<int64_t, EntityState>>;
-  Status FoldNew(StreamRuntime& s, const AppendRequest& r, EntityState* state,
-                 std::vector<StoredEvent>* out, Snapshots* snapshots);
+  // With `take_data`, the events' data moves from `r` into `out` (the request is spent).
+  Status FoldNew(StreamRuntime& s, AppendRequest& r, EntityState* state,
+                 std::vector<StoredEvent>* out, Snapshots* snapshots, bool take_data);
   Result<AppendResult> WriteCommit(StreamRuntime& s, int64_t position, const std::string& commit_id,
                                    const std::vector<StoredEvent>& events, EntityState* state,
                                    const Snapshots& snapshots);
@@ -150,9 +153,23 @@ class EventLog::Impl {
   int next_sub_ = 1;
 };
 
-// Row decoding shared by reads: the columns of kEventColumns, in order.
-extern const char* const kEventColumns;
-StoredEvent DecodeEvent(const sqlite::Stmt& row, const std::string& stream,
-                        const std::string& entity_or_empty, int first_col = 0);
+// A commit row's events column (stored_commit.cc; the format is described in schema.cc).
+struct StoredCommit {
+  std::string stream;
+  std::string entity;
+  int64_t position = 0;
+  int64_t first_version = 0;
+  std::string source;         // the events' source unless one says otherwise
+  TimeMicros first_time = 0;  // the events' time unless one says otherwise
+};
+// `events` all belong to one commit; those whose source is `source` or whose time is
+// `first_time` do not repeat it.
+std::string EncodeCommitEvents(const std::vector<StoredEvent>& events, const std::string& source,
+                               TimeMicros first_time);
+// The JSON array, or Internal when the row is damaged.
+Result<Json> ParseCommitEvents(std::string_view text, int64_t position);
+// Appends the commit's events from `min_version` on, of `types` when given and not empty.
+Status DecodeCommitEvents(std::string_view text, const StoredCommit& commit, int64_t min_version,
+                          const std::set<std::string>* types, std::vector<StoredEvent>* out);
 
 }  // namespace sidelog

@@ -3,27 +3,6 @@
 
 namespace sidelog {
 
-const char* const kEventColumns =
-    "entity, version, position, idx, id, type, time, status, source, data, metadata";
-
-StoredEvent DecodeEvent(const sqlite::Stmt& row, const std::string& stream,
-                        const std::string& entity_or_empty, int c) {
-  StoredEvent e;
-  e.stream = stream;
-  e.entity = entity_or_empty.empty() ? row.String(c) : entity_or_empty;
-  e.version = row.Int(c + 1);
-  e.position = row.Int(c + 2);
-  e.index = static_cast<int32_t>(row.Int(c + 3));
-  e.id = row.String(c + 4);
-  e.type = row.String(c + 5);
-  e.time = row.Int(c + 6);
-  e.state = row.String(c + 7);
-  e.source = row.String(c + 8);
-  e.data = Json::parse(row.Text(c + 9));
-  if (!row.IsNull(c + 10)) e.metadata = Json::parse(row.Text(c + 10)).get<Metadata>();
-  return e;
-}
-
 namespace {
 
 Status UnknownStream(const std::string& stream) {
@@ -82,15 +61,35 @@ Result<EntityState> EventLog::Impl::Fold(sqlite::Db& db, const StreamRuntime& s,
   }
   snap.Reset();
   auto& q = db.Cached(
-      "SELECT version, type, time, data FROM events WHERE stream_id = ? AND entity = ? AND "
-      "version > ? AND version <= ? ORDER BY version");
+      "SELECT position, first_version, events, first_time FROM commits WHERE stream_id = ? AND "
+      "entity = ? AND last_version > ? AND first_version <= ? ORDER BY last_version");
   q.Bind(1, s.id).Bind(2, entity).Bind(3, st.version).Bind(4, target_version);
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
-    Json data = Json::parse(q.Text(3));
-    (void)s.rules->Apply(&st, q.String(1), data, Rules::Mode::kReplay);
-    st.version = q.Int(0);
-    st.updated_at = q.Int(2);
+    auto events = ParseCommitEvents(q.Text(2), q.Int(0));
+    if (!events.ok()) {
+      q.Reset();
+      return events.status();
+    }
+    int64_t version = q.Int(1);
+    for (const Json& e : *events) {
+      if (version > target_version) break;
+      if (version > st.version) {
+        auto type = e.find("type");
+        auto data = e.find("data");
+        auto time = e.find("time");
+        if (type == e.end() || !type->is_string() || data == e.end() ||
+            (time != e.end() && !time->is_number_integer())) {
+          q.Reset();
+          return Status::Internal("the commit stored at position " + std::to_string(q.Int(0)) +
+                                  " has an unreadable event");
+        }
+        (void)s.rules->Apply(&st, type->get_ref<const std::string&>(), *data, Rules::Mode::kReplay);
+        st.version = version;
+        st.updated_at = time != e.end() ? time->get<TimeMicros>() : q.Int(3);
+      }
+      ++version;
+    }
   }
   q.Reset();
   if (rc != SQLITE_DONE) return sqlite::Error(db, "folding " + entity);
@@ -135,12 +134,26 @@ Result<EntityState> EventLog::Impl::State(const std::string& stream, const std::
     }
     target = *query.version;
   } else if (query.at) {
+    // Times never decrease within an entity: the newest commit that began at or before `at`
+    // holds the version.
     auto& q = db.Cached(
-        "SELECT version FROM events WHERE stream_id = ? AND entity = ? AND time <= ? "
-        "ORDER BY version DESC LIMIT 1");
+        "SELECT position, first_version, events, first_time FROM commits WHERE stream_id = ? AND "
+        "entity = ? AND first_time <= ? ORDER BY last_version DESC LIMIT 1");
     q.Bind(1, s->id).Bind(2, entity).Bind(3, *query.at);
-    target = q.Step() == SQLITE_ROW ? q.Int(0) : 0;
-    q.Reset();
+    target = 0;
+    if (q.Step() == SQLITE_ROW) {
+      auto events = ParseCommitEvents(q.Text(2), q.Int(0));
+      const int64_t first = q.Int(1);
+      const TimeMicros first_time = q.Int(3);
+      q.Reset();
+      if (!events.ok()) return events.status();
+      for (size_t i = 0; i < events->size(); ++i) {
+        if ((*events)[i].value("time", first_time) > *query.at) break;
+        target = first + static_cast<int64_t>(i);
+      }
+    } else {
+      q.Reset();
+    }
     if (target == 0) {
       return Status::NotFound("entity " + entity + " had no events at " + FormatTime(*query.at),
                               ctx);
@@ -183,26 +196,26 @@ Result<EntityEvents> EventLog::Impl::ReadEntity(const std::string& stream,
     ctx.entity = entity;
     return Status::NotFound("entity " + entity + " has no events", ctx);
   }
-  static const std::string kPage = std::string("SELECT ") + kEventColumns +
-                                   " FROM events WHERE stream_id = ? AND entity = ? AND "
-                                   "version >= ? ORDER BY version LIMIT ?";
-  static const std::string kRest = std::string("SELECT ") + kEventColumns +
-                                   " FROM events WHERE stream_id = ? AND entity = ? AND "
-                                   "version > ? AND position = ? ORDER BY version";
-  auto& page = db.Cached(kPage.c_str());
-  page.Bind(1, s->id).Bind(2, entity).Bind(3, std::max<int64_t>(from_version, 1)).Bind(4, limit);
-  while (page.Step() == SQLITE_ROW) out.events.push_back(DecodeEvent(page, stream, entity));
-  page.Reset();
-  if (static_cast<int>(out.events.size()) == limit) {
-    // Never split a commit: finish the last one.
-    auto& rest = db.Cached(kRest.c_str());
-    rest.Bind(1, s->id)
-        .Bind(2, entity)
-        .Bind(3, out.events.back().version)
-        .Bind(4, out.events.back().position);
-    while (rest.Step() == SQLITE_ROW) out.events.push_back(DecodeEvent(rest, stream, entity));
-    rest.Reset();
+  // Whole commits, never split: the page ends with the commit that reaches the limit.
+  auto& page = db.Cached(
+      "SELECT position, first_version, source, events, first_time FROM commits WHERE "
+      "stream_id = ? AND entity = ? AND last_version >= ? ORDER BY last_version");
+  const int64_t from = std::max<int64_t>(from_version, 1);
+  page.Bind(1, s->id).Bind(2, entity).Bind(3, from);
+  while (static_cast<int>(out.events.size()) < limit) {
+    const int rc = page.Step();
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) {
+      page.Reset();
+      return sqlite::Error(db, "reading entity " + entity);
+    }
+    StoredCommit commit{stream, entity, page.Int(0), page.Int(1), page.String(2), page.Int(4)};
+    if (auto d = DecodeCommitEvents(page.Text(3), commit, from, nullptr, &out.events); !d.ok()) {
+      page.Reset();
+      return d;
+    }
   }
+  page.Reset();
   int64_t last =
       out.events.empty() ? std::max<int64_t>(from_version, 1) - 1 : out.events.back().version;
   if (last < out.version) out.next = last + 1;
@@ -222,41 +235,35 @@ Result<StreamPage> EventLog::Impl::ReadStream(const std::string& stream, int64_t
   auto reader = AcquireReader();
   if (!reader.ok()) return reader.status();
   auto& db = reader->db();
-  const std::string filter = types.empty() ? std::string() : Json(types).dump();
-  // With a type filter the type is checked against a JSON array through json_each.
-  static const std::string kAll = std::string("SELECT ") + kEventColumns +
-                                  " FROM events WHERE stream_id = ? AND position > ? AND "
-                                  "position <= ? ORDER BY position, idx LIMIT ?";
-  static const std::string kTyped = std::string("SELECT ") + kEventColumns +
-                                    " FROM events WHERE stream_id = ? AND position > ? AND "
-                                    "position <= ? AND type IN (SELECT value FROM json_each(?)) "
-                                    "ORDER BY position, idx LIMIT ?";
-  static const std::string kRestAll = std::string("SELECT ") + kEventColumns +
-                                      " FROM events WHERE stream_id = ? AND position = ? AND "
-                                      "idx > ? ORDER BY idx";
-  static const std::string kRestTyped = std::string("SELECT ") + kEventColumns +
-                                        " FROM events WHERE stream_id = ? AND position = ? AND "
-                                        "idx > ? AND type IN (SELECT value FROM json_each(?)) "
-                                        "ORDER BY idx";
-  auto& page = db.Cached(filter.empty() ? kAll.c_str() : kTyped.c_str());
+  // With a type filter, a commit whose text names none of the types is skipped unparsed (the
+  // encoder writes each type as "type":"<name>"; a match is then checked on the parsed event).
+  std::vector<std::string> needles;
+  for (const auto& t : types) needles.push_back("\"type\":" + Json(t).dump());
+  auto& page = db.Cached(
+      "SELECT position, entity, first_version, source, events, first_time FROM commits WHERE "
+      "stream_id = ? AND position > ? AND position <= ? ORDER BY position");
   page.Bind(1, s->id).Bind(2, after).Bind(3, watermark);
-  if (filter.empty()) {
-    page.Bind(4, limit);
-  } else {
-    page.Bind(4, filter).Bind(5, limit);
-  }
   int rc;
-  while ((rc = page.Step()) == SQLITE_ROW) out.events.push_back(DecodeEvent(page, stream, ""));
+  while ((rc = page.Step()) == SQLITE_ROW) {
+    const std::string_view text = page.Text(4);
+    bool wanted = needles.empty();
+    for (const auto& n : needles) wanted = wanted || text.find(n) != std::string_view::npos;
+    if (!wanted) continue;
+    StoredCommit commit{stream,      page.String(1), page.Int(0),
+                        page.Int(2), page.String(3), page.Int(5)};
+    if (auto d = DecodeCommitEvents(text, commit, 0, &types, &out.events); !d.ok()) {
+      page.Reset();
+      return d;
+    }
+    if (static_cast<int>(out.events.size()) >= limit) {
+      page.Reset();
+      out.next = commit.position;
+      return out;
+    }
+  }
   page.Reset();
   if (rc != SQLITE_DONE) return sqlite::Error(db, "reading stream " + stream);
-  if (static_cast<int>(out.events.size()) < limit) return out;  // scanned up to the watermark
-  auto& rest = db.Cached(filter.empty() ? kRestAll.c_str() : kRestTyped.c_str());
-  rest.Bind(1, s->id).Bind(2, out.events.back().position).Bind(3, out.events.back().index);
-  if (!filter.empty()) rest.Bind(4, filter);
-  while (rest.Step() == SQLITE_ROW) out.events.push_back(DecodeEvent(rest, stream, ""));
-  rest.Reset();
-  out.next = out.events.back().position;
-  return out;
+  return out;  // scanned up to the watermark
 }
 
 Result<EntityList> EventLog::Impl::ListEntities(const std::string& stream,

@@ -1,0 +1,119 @@
+// The `events` column of a commit row (schema 2, schema.cc): a JSON array with one object per
+// event, holding only what differs from event to event.
+#include "event_log_impl.h"
+
+namespace sidelog {
+namespace {
+
+// Appends `s` as a JSON string. Ids, types, states and sources are validated UTF-8; only the
+// characters JSON requires are escaped.
+void AppendJsonString(std::string& out, const std::string& s) {
+  static const char* const kHex = "0123456789abcdef";
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xf];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+}  // namespace
+
+std::string EncodeCommitEvents(const std::vector<StoredEvent>& events, const std::string& source,
+                               TimeMicros first_time) {
+  std::string out;
+  out.reserve(events.size() * 160);
+  out += '[';
+  for (size_t i = 0; i < events.size(); ++i) {
+    const StoredEvent& e = events[i];
+    if (i > 0) out += ',';
+    out += "{\"id\":";
+    AppendJsonString(out, e.id);
+    out += ",\"type\":";
+    AppendJsonString(out, e.type);
+    if (e.time != first_time) {
+      out += ",\"time\":";
+      out += std::to_string(e.time);
+    }
+    if (!e.state.empty()) {
+      out += ",\"state\":";
+      AppendJsonString(out, e.state);
+    }
+    if (e.source != source) {
+      out += ",\"source\":";
+      AppendJsonString(out, e.source);
+    }
+    if (!e.metadata.empty()) {
+      out += ",\"metadata\":";
+      out += Json(e.metadata).dump();
+    }
+    out += ",\"data\":";
+    out += e.data.dump();
+    out += '}';
+  }
+  out += ']';
+  return out;
+}
+
+Result<Json> ParseCommitEvents(std::string_view text, int64_t position) {
+  Json events = Json::parse(text, nullptr, false);
+  if (!events.is_array() || events.empty()) {
+    return Status::Internal("the commit stored at position " + std::to_string(position) +
+                            " cannot be read (its events are not a JSON array); the log file "
+                            "is damaged");
+  }
+  return events;
+}
+
+Status DecodeCommitEvents(std::string_view text, const StoredCommit& commit, int64_t min_version,
+                          const std::set<std::string>* types, std::vector<StoredEvent>* out) {
+  auto events = ParseCommitEvents(text, commit.position);
+  if (!events.ok()) return events.status();
+  try {
+    for (size_t i = 0; i < events->size(); ++i) {
+      const int64_t version = commit.first_version + static_cast<int64_t>(i);
+      if (version < min_version) continue;
+      Json& e = (*events)[i];
+      std::string type = e.at("type").get<std::string>();
+      if (types != nullptr && !types->empty() && types->count(type) == 0) continue;
+      StoredEvent se;
+      se.stream = commit.stream;
+      se.entity = commit.entity;
+      se.position = commit.position;
+      se.index = static_cast<int32_t>(i);
+      se.version = version;
+      se.id = e.at("id").get<std::string>();
+      se.type = std::move(type);
+      auto time = e.find("time");
+      se.time = time != e.end() ? time->get<TimeMicros>() : commit.first_time;
+      se.data = std::move(e.at("data"));
+      auto state = e.find("state");
+      if (state != e.end()) se.state = state->get<std::string>();
+      auto source = e.find("source");
+      se.source = source != e.end() ? source->get<std::string>() : commit.source;
+      auto meta = e.find("metadata");
+      if (meta != e.end()) se.metadata = meta->get<Metadata>();
+      out->push_back(std::move(se));
+    }
+  } catch (const Json::exception& x) {
+    return Status::Internal("the commit stored at position " + std::to_string(commit.position) +
+                            " cannot be read: " + x.what());
+  }
+  return Status::Ok();
+}
+
+}  // namespace sidelog
