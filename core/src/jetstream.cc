@@ -43,7 +43,10 @@ Status PublishError(natsStatus s, jsErrCode jerr, const std::string& text,
   if (s == NATS_NO_RESPONDERS) {
     return Unavailable("no JetStream stream stores " + subject + "; nothing was stored");
   }
-  if (static_cast<int>(jerr) == 10071) {
+  // JSStreamWrongLastSequenceErr (10071, "wrong last sequence: N"), and
+  // JSStreamWrongLastSequenceConstantErr (10164), which newer servers answer without the current
+  // sequence when the subject's last message is still being stored: another commit won.
+  if (static_cast<int>(jerr) == 10071 || static_cast<int>(jerr) == 10164) {
     ErrorContext ctx;
     ctx.rule = "expectedLastSubjectSequence";
     auto at = text.find("wrong last sequence: ");

@@ -166,6 +166,7 @@ void Replicator::StartFollower(const std::string& stream) {
               {{"stream", stream}, {"error", follower.status().message()}});
     return;
   }
+  log::Info("following stream", {{"stream", stream}, {"from", start}});
   std::lock_guard<std::mutex> lock(followers_mu_);
   followers_[stream] = std::move(follower).value();
 }
@@ -492,6 +493,10 @@ void Replicator::MonitorLoop() {
         checks = 0;
       }
       seen = wm;
+      if (checks >= 3) {
+        log::Warn("replication stalled; following the stream again from the watermark",
+                  {{"stream", s}, {"watermark", wm}, {"lastSeq", last}});
+      }
       if (!has_follower || checks >= 3) {
         {
           std::lock_guard<std::mutex> lock(followers_mu_);
