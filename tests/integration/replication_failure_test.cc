@@ -25,6 +25,7 @@ struct Outcomes {
   std::set<std::string> acked;
   int unavailable = 0;
   int acked_after_fault = 0;
+  std::vector<std::string> server_errors;  // answers >= 500 other than 503, with their body
 };
 
 // Appends from `threads` threads through `p` until `stop` (each at most `max` appends, on
@@ -44,6 +45,8 @@ std::vector<std::thread> Load(const SidecarProcess& p, const std::string& tag, i
         } else if (r.status == 503) {
           out->unavailable++;
           std::this_thread::sleep_for(20ms);
+        } else if (r.status >= 500) {
+          out->server_errors.push_back(std::to_string(r.status) + " " + r.body);
         }
       }
     });
@@ -132,12 +135,23 @@ TEST(Replication, NatsKilledUnderLoadLosesAndDuplicatesNothing) {
       << "reads are served while NATS is down";
   std::this_thread::sleep_for(500ms);
   nats.Start();  // same port and store
-  std::this_thread::sleep_for(1500ms);
+  // Load until both sidecars were seen writing again (bounded), and a little longer.
+  for (auto deadline = std::chrono::steady_clock::now() + 15s;
+       std::chrono::steady_clock::now() < deadline;) {
+    {
+      std::lock_guard<std::mutex> lock(out.mu);
+      if (out.acked_after_fault > 0) break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  std::this_thread::sleep_for(500ms);
   stop = true;
   for (auto& t : la) t.join();
   for (auto& t : lb) t.join();
 
   EXPECT_GT(out.unavailable, 0) << "appends during the outage answer 503";
+  EXPECT_TRUE(out.server_errors.empty())
+      << "an outage answers 503 (retry), never another 5xx: " << out.server_errors.front();
   EXPECT_GT(out.acked_after_fault, 0) << "the sidecars reconnected by themselves";
   auto after = AppendWhenAvailable(a, "after", Events("after-1", 1));
   ASSERT_EQ(after.status, 201) << after.body;
@@ -184,6 +198,8 @@ TEST(Replication, AClusterNodeKilledUnderLoadLosesNothingFromAnR3Stream) {
   stop = true;
   for (auto& t : la) t.join();
   for (auto& t : lb) t.join();
+  EXPECT_TRUE(out.server_errors.empty())
+      << "a failover answers 503 (retry) or 409, never another 5xx: " << out.server_errors.front();
   EXPECT_GT(out.acked_after_fault, 0) << "appends continue with two of three nodes; b:\n"
                                       << EventsOfLog(b);
 
