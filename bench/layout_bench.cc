@@ -1,10 +1,11 @@
 // What the event log's table layout costs in SQLite alone, before any of Sidelog's own work:
 // the same commits written through raw SQLite into
-//   - the current layout (schema.cc): one row per event in `events`, keyed by position, with
-//     two unique indexes (by entity and version, by id), a `commits` row and an `entities`
-//     head row per commit;
-//   - a commit-per-row layout: one row per commit holding its events as a JSON array, indexed
-//     by entity and last version, plus one row per event id for idempotency.
+//   - schema 1 (the layout before schema.cc's migration 2): one row per event in `events`,
+//     keyed by position, with two unique indexes (by entity and version, by id), a `commits`
+//     row and an `entities` head row per commit;
+//   - schema 2 (the current layout, a simplified copy): one row per commit holding its events
+//     as a JSON array, indexed by entity and last version, plus one row per event id for
+//     idempotency.
 // Both with synchronous=NORMAL (no fsync: the layout's CPU and page cost only), 1 event x 16
 // commits per transaction (group commit of 16 callers) and 100 events x 1 commit.
 //
@@ -27,7 +28,7 @@ double g_seconds = 2.0;
 
 const char* kPayload = R"({"amount":12.5,"currency":"EUR","note":"benchmark payload"})";
 
-const char* kCurrentSchema = R"sql(
+const char* kRowPerEventSchema = R"sql(
 CREATE TABLE commits (stream_id INTEGER NOT NULL, position INTEGER NOT NULL, entity TEXT NOT NULL,
   commit_id TEXT NOT NULL, first_version INTEGER NOT NULL, last_version INTEGER NOT NULL,
   PRIMARY KEY (stream_id, position)) WITHOUT ROWID;
@@ -75,7 +76,7 @@ void Run(sqlite3_stmt* s) {
 }
 
 // Events/s written with `per_commit` events per commit and `commits_per_txn` commits per
-// transaction, into the current layout or the commit-per-row one.
+// transaction, into the row-per-event layout (schema 1) or the commit-per-row one (schema 2).
 double EventsPerSecond(bool commit_rows, int per_commit, int commits_per_txn, bool entity_head) {
   const std::string path = g_dir + "/layout_bench.db";
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
@@ -84,7 +85,8 @@ double EventsPerSecond(bool commit_rows, int per_commit, int commits_per_txn, bo
   sqlite3_exec(d.db,
                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16000;",
                nullptr, nullptr, nullptr);
-  sqlite3_exec(d.db, commit_rows ? kCommitRowSchema : kCurrentSchema, nullptr, nullptr, nullptr);
+  sqlite3_exec(d.db, commit_rows ? kCommitRowSchema : kRowPerEventSchema, nullptr, nullptr,
+               nullptr);
   // Each layout prepares only the statements of its own tables.
   sqlite3_stmt* event =
       commit_rows ? nullptr
@@ -182,8 +184,8 @@ int main(int argc, char** argv) {
   }
   std::printf("layout_bench: raw SQLite %s, synchronous=NORMAL, %.1f s per figure\n\n",
               sqlite3_libversion(), g_seconds);
-  std::printf("%-46s %14s %14s %7s\n", "events/s written by raw SQLite", "current",
-              "commit-per-row", "ratio");
+  std::printf("%-46s %14s %14s %7s\n", "events/s written by raw SQLite", "row/event (1)",
+              "row/commit (2)", "ratio");
   struct Case {
     const char* name;
     int per_commit, per_txn;
@@ -192,9 +194,9 @@ int main(int argc, char** argv) {
   for (const Case& c : {Case{"1 event x 16 commits per transaction", 1, 16, true},
                         Case{"  the same without the entity head row", 1, 16, false},
                         Case{"100 events x 1 commit per transaction", 100, 1, true}}) {
-    const double current = EventsPerSecond(false, c.per_commit, c.per_txn, c.head);
+    const double per_event = EventsPerSecond(false, c.per_commit, c.per_txn, c.head);
     const double rows = EventsPerSecond(true, c.per_commit, c.per_txn, c.head);
-    std::printf("%-46s %14.0f %14.0f %6.2fx\n", c.name, current, rows, rows / current);
+    std::printf("%-46s %14.0f %14.0f %6.2fx\n", c.name, per_event, rows, rows / per_event);
   }
   return 0;
 }

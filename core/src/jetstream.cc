@@ -114,10 +114,17 @@ class Follower : public JetStreamFollower {
   static void OnMsg(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
     auto* self = static_cast<Follower*>(closure);
     MsgPtr owned(msg);
-    self->fn_(Decode(msg));
+    std::lock_guard<std::mutex> lock(self->mu_);
+    if (!self->stopped_) self->fn_(Decode(msg));
+  }
+  void Stop() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
   }
   natsSubscription* sub_ = nullptr;
   std::function<void(JetStreamMessage)> fn_;
+  std::mutex mu_;
+  bool stopped_ = false;
 };
 
 class Puller : public JetStreamPuller {
@@ -373,7 +380,12 @@ class NatsJetStream : public JetStream {
     if (!connected()) return Unavailable("not connected to NATS; stream info of " + stream);
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &jerr);
+    // A short wait: while a cluster elects a leader, callers (the replication monitor) would
+    // rather retry than block.
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Wait = 2000;
+    natsStatus s = js_GetStreamInfo(&si, js_, stream.c_str(), &o, &jerr);
     if (s == NATS_NOT_FOUND)
       return Status::NotFound("JetStream stream " + stream + " does not exist");
     if (s != NATS_OK) return Unavailable("stream info of " + stream + ": " + LastError(s));

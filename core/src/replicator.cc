@@ -479,30 +479,43 @@ void Replicator::MonitorLoop() {
         last = last_seq_.count(s) ? last_seq_[s] : -1;
       }
       const int64_t wm = log_->Watermark(s);
+      // Behind: JetStream has more (its last sequence, when the last stream info answered), or
+      // this sidecar's own acknowledged appends passed the watermark (known even while stream
+      // info requests time out, as they do while a cluster elects leaders).
+      int64_t target = last;
+      if (auto st = log_->Stats(s); st.ok()) target = std::max(target, st->last_position);
       if (last >= 0) {
         metrics_
             ->GetGauge("sidelog_replication_lag_commits",
                        "JetStream last sequence minus the local watermark.", {{"stream", s}})
             .Set(static_cast<double>(std::max<int64_t>(0, last - wm)));
       }
-      // A follower that makes no progress while behind for 3 s is recreated from the watermark.
+      // A follower that makes no progress while behind for 3 checks is replaced: the old one
+      // stops delivering at once, the new one follows from the watermark, and the old one is
+      // destroyed after that (deleting its consumer can wait for JetStream).
       auto& [seen, checks] = stalled[s];
-      if (wm < last && wm == seen) {
+      if (wm < target && wm == seen) {
         ++checks;
       } else {
         checks = 0;
       }
       seen = wm;
-      if (checks >= 3) {
-        log::Warn("replication stalled; following the stream again from the watermark",
-                  {{"stream", s}, {"watermark", wm}, {"lastSeq", last}});
-      }
       if (!has_follower || checks >= 3) {
+        if (checks >= 3) {
+          log::Warn("replication stalled; following the stream again from the watermark",
+                    {{"stream", s}, {"watermark", wm}, {"lastSeq", last}, {"target", target}});
+        }
+        std::unique_ptr<JetStreamFollower> old;
         {
           std::lock_guard<std::mutex> lock(followers_mu_);
-          followers_.erase(s);
+          if (auto it = followers_.find(s); it != followers_.end()) {
+            old = std::move(it->second);
+            followers_.erase(it);
+          }
         }
+        if (old) old->Stop();
         StartFollower(s);
+        old.reset();
         checks = 0;
       }
     }

@@ -33,8 +33,9 @@ inline RawResponse Append(const SidecarProcess& p, const std::string& entity, co
 // Every event of the stream as `position.index entity version id`, read up to `until`.
 inline std::vector<std::string> Dump(const SidecarProcess& p, int64_t until) {
   std::vector<std::string> out;
-  // Wait (bounded) until the replica's watermark reached `until`.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  // Wait (bounded) until the replica's watermark reached `until`: after a failover, a follower
+  // whose consumer died with its server is replaced within seconds.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (;;) {
     auto s = RawRequest(p.port(), "GET", "/v1/streams").json();
     if (s["streams"][0]["watermark"].get<int64_t>() >= until ||

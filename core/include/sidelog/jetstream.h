@@ -57,6 +57,9 @@ struct JetStreamInfo {
 class JetStreamFollower {
  public:
   virtual ~JetStreamFollower() = default;
+  // Delivers nothing more, at once, and waits for a delivery in progress; destruction (which
+  // deletes the consumer and may wait for JetStream) can come later.
+  virtual void Stop() = 0;
 };
 
 // A pull consumer: ephemeral, acknowledging nothing, removed by the server after 30 s without
