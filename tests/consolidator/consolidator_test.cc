@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "nats_server.h"
 #include "processes.h"
@@ -414,10 +416,20 @@ TEST_P(ConsolidatorIT, TheRebuildCommandRebuildsOfflineWhenNoConsolidatorRuns) {
   EXPECT_EQ(c.RunRebuildCommand(), 0) << c.RebuildLog();
   EXPECT_NE(c.RebuildLog().find("the new view is live"), std::string::npos) << c.RebuildLog();
   c.Start();
-  // The rebuilt view, with its checkpoints: nothing left to fold.
-  Json status = Get(c.url(), "/v1/status");
+  // The rebuilt view, with its checkpoints: nothing left to fold. Each source loads its
+  // checkpoint on its own thread after start (bounded wait), then has folded no batch.
+  Json status;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+    status = Get(c.url(), "/v1/status");
+    bool loaded = true;
+    for (const auto& s : status["sources"]) loaded = loaded && s["position"].get<int64_t>() > 0;
+    if (loaded) break;
+  }
   for (const auto& s : status["sources"]) {
     EXPECT_EQ(s["events"], history.EventsIn(s["stream"].get<std::string>())) << s.dump();
+    EXPECT_EQ(s["batches"], 0) << "the rebuild left nothing to fold: " << s.dump();
   }
   ExpectView(c, history);
 }
