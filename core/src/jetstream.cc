@@ -37,23 +37,24 @@ void SetPublishHeaders(natsMsg* msg, const std::string& msg_id, uint64_t expecte
   natsMsgHeader_Set(msg, "Content-Type", content_type.c_str());
 }
 
-// A failed publish as the Status JetStream::Publish documents.
-Status PublishError(natsStatus s, jsErrCode jerr, const std::string& text,
-                    const std::string& subject) {
-  if (s == NATS_NO_RESPONDERS) {
+}  // namespace
+
+Status PublishFailure(bool no_responders, int js_error, const std::string& text,
+                      const std::string& subject) {
+  if (no_responders) {
     return Unavailable("no JetStream stream stores " + subject + "; nothing was stored");
   }
   // JSStreamWrongLastSequenceErr (10071, "wrong last sequence: N"), and
   // JSStreamWrongLastSequenceConstantErr (10164), which newer servers answer without the current
   // sequence when the subject's last message is still being stored: another commit won.
-  if (static_cast<int>(jerr) == 10071 || static_cast<int>(jerr) == 10164) {
+  if (js_error == 10071 || js_error == 10164) {
     ErrorContext ctx;
     ctx.rule = "expectedLastSubjectSequence";
     auto at = text.find("wrong last sequence: ");
     if (at != std::string::npos) ctx.current_version = std::stoll(text.substr(at + 21));
     return Status::Conflict("JetStream: " + text, ctx);
   }
-  switch (static_cast<int>(jerr)) {
+  switch (js_error) {
     case 0:
       break;
     // Transient refusals of a clustered stream while its leader changes or is overloaded:
@@ -63,7 +64,7 @@ Status PublishError(natsStatus s, jsErrCode jerr, const std::string& text,
     case 10163:
     case 10167:
       return Unavailable("JetStream is busy or electing a leader (error " +
-                         std::to_string(static_cast<int>(jerr)) + "): " + text + "; retry");
+                         std::to_string(js_error) + "): " + text + "; retry");
     // JSStreamDuplicateMessageConflict: a publish of this very commit is still in process, so
     // whether it is stored is not known yet.
     case 10158:
@@ -76,10 +77,18 @@ Status PublishError(natsStatus s, jsErrCode jerr, const std::string& text,
       return Status::TooLarge("JetStream refused the commit: " + text, ctx);
     }
     default:
-      return Status::Internal("JetStream refused the publish (error " +
-                              std::to_string(static_cast<int>(jerr)) + "): " + text);
+      return Status::Internal("JetStream refused the publish (error " + std::to_string(js_error) +
+                              "): " + text);
   }
   return Unavailable("publishing to JetStream: " + text, /*outcome_unknown=*/true);
+}
+
+namespace {
+
+// A failed publish as the Status JetStream::Publish documents.
+Status PublishError(natsStatus s, jsErrCode jerr, const std::string& text,
+                    const std::string& subject) {
+  return PublishFailure(s == NATS_NO_RESPONDERS, static_cast<int>(jerr), text, subject);
 }
 
 struct MsgDeleter {

@@ -130,4 +130,13 @@ class JetStream {
                                                         uint64_t start) = 0;
 };
 
+// What a publish that did not get a PubAck means, as Publish documents it. `no_responders`: no
+// stream listens on the subject (nothing was stored); `js_error`: the JetStream API error code
+// of the refusal, 0 when there was none (a timeout or a lost connection: outcome unknown).
+// 10071/10164 (lost the race for the subject) are Conflict; transient cluster refusals are
+// Unavailable; 10158 (this commit still in process) is Unavailable with an unknown outcome;
+// 10054 (above the stream's max_msg_size) is TooLarge; other codes are Internal.
+Status PublishFailure(bool no_responders, int js_error, const std::string& text,
+                      const std::string& subject);
+
 }  // namespace sidelog
