@@ -58,7 +58,8 @@ FollowerSnapshot Follower::Snapshot() const {
   if (s.failed_event) s.oldest_pending = s.failed_event->time;
   bool following = reader_->following();
   s.idle = s.idle && following && queue_.size() == 0 && s.error.empty();
-  if (s.error.empty()) s.state = following ? "following" : "catching-up";
+  // "starting" until the checkpoint is loaded: position and counts are not known before.
+  if (s.error.empty() && checkpoint_loaded_) s.state = following ? "following" : "catching-up";
   return s;
 }
 
@@ -71,6 +72,7 @@ void Follower::Run() {
       {
         std::lock_guard<std::mutex> lock(mu_);
         snapshot_.checkpoint = *checkpoint;
+        checkpoint_loaded_ = true;
       }
       reader_->Start(checkpoint->cursor);
       Checkpoint before = *checkpoint;

@@ -73,6 +73,7 @@ class Follower {
   mutable std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  bool checkpoint_loaded_ = false;  // under mu_
   FollowerSnapshot snapshot_;
 };
 
