@@ -96,6 +96,8 @@ void EntityCache::Clear() {
 
 namespace {
 
+constexpr int kIdsPerInsert = 16;
+
 std::string CacheKey(int64_t stream_id, const std::string& entity) {
   return std::to_string(stream_id) + '\0' + entity;
 }
@@ -757,18 +759,39 @@ Result<AppendResult> EventLog::Impl::WriteCommit(StreamRuntime& s, int64_t posit
       .Bind(8, events.front().source)
       .Bind(9, EncodeCommitEvents(events, events.front().source, events.front().time));
   if (auto st = commit.Exec(); !st.ok()) return st;
+  // The ids go in rows of kIdsPerInsert per statement (?1-?3 are the stream, entity and
+  // position they share): one statement step per 16 ids instead of one per id.
+  static const std::string kIdsInsert = [] {
+    std::string sql = "INSERT INTO event_ids (stream_id, entity, position, id, idx) VALUES ";
+    for (int i = 0; i < kIdsPerInsert; ++i) {
+      if (i > 0) sql += ", ";
+      sql += "(?1, ?2, ?3, ?" + std::to_string(4 + 2 * i) + ", ?" + std::to_string(5 + 2 * i) + ")";
+    }
+    return sql;
+  }();
+  size_t next = 0;
+  for (; next + kIdsPerInsert <= events.size(); next += kIdsPerInsert) {
+    auto& ids = db.Cached(kIdsInsert.c_str());
+    ids.Bind(1, s.id).Bind(2, result.entity).Bind(3, position);
+    for (int i = 0; i < kIdsPerInsert; ++i) {
+      const StoredEvent& e = events[next + static_cast<size_t>(i)];
+      ids.Bind(4 + 2 * i, e.id).Bind(5 + 2 * i, static_cast<int64_t>(e.index));
+    }
+    if (auto st = ids.Exec(); !st.ok()) return st;
+  }
   auto& id = db.Cached(
-      "INSERT INTO event_ids (stream_id, id, entity, position, idx) VALUES (?, ?, ?, ?, ?)");
-  for (const auto& e : events) {
+      "INSERT INTO event_ids (stream_id, entity, position, id, idx) VALUES (?, ?, ?, ?, ?)");
+  for (; next < events.size(); ++next) {
+    const StoredEvent& e = events[next];
     id.Bind(1, s.id)
-        .Bind(2, e.id)
-        .Bind(3, result.entity)
-        .Bind(4, position)
+        .Bind(2, result.entity)
+        .Bind(3, position)
+        .Bind(4, e.id)
         .Bind(5, static_cast<int64_t>(e.index));
     if (auto st = id.Exec(); !st.ok()) return st;
     id.Reset();
-    result.events.push_back({e.id, e.version});
   }
+  for (const auto& e : events) result.events.push_back({e.id, e.version});
   auto& snap = db.Cached(
       "INSERT OR REPLACE INTO snapshots (stream_id, entity, version, rules_hash, status, deleted, "
       "time, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
