@@ -238,6 +238,7 @@ Result<StreamPage> EventLog::Impl::ReadStream(const std::string& stream, int64_t
   // With a type filter, a commit whose text names none of the types is skipped unparsed (the
   // encoder writes each type as "type":"<name>"; a match is then checked on the parsed event).
   std::vector<std::string> needles;
+  needles.reserve(types.size());
   for (const auto& t : types) needles.push_back("\"type\":" + Json(t).dump());
   auto& page = db.Cached(
       "SELECT position, entity, first_version, source, events, first_time FROM commits WHERE "
