@@ -596,7 +596,7 @@ Result<std::optional<AppendResult>> EventLog::Impl::CheckIdempotency(StreamRunti
     if (original.events.empty()) {
       original.from_version = version;
       original.position = f.position;
-      original.time = stored.value("time", commit.first_time);
+      original.time = StoredEventTime(stored, commit.first_time);
     }
     original.version = std::max(original.version, version);
     original.from_version = std::min(original.from_version, version);

@@ -166,6 +166,8 @@ struct StoredCommit {
 // `first_time` do not repeat it.
 std::string EncodeCommitEvents(const std::vector<StoredEvent>& events, const std::string& source,
                                TimeMicros first_time);
+// An element's time: its own, or the commit's first_time when it does not repeat it.
+TimeMicros StoredEventTime(const Json& event, TimeMicros first_time);
 // The JSON array, or Internal when the row is damaged.
 Result<Json> ParseCommitEvents(std::string_view text, int64_t position);
 // Appends the commit's events from `min_version` on, of `types` when given and not empty.

@@ -86,7 +86,7 @@ Result<EntityState> EventLog::Impl::Fold(sqlite::Db& db, const StreamRuntime& s,
         }
         (void)s.rules->Apply(&st, type->get_ref<const std::string&>(), *data, Rules::Mode::kReplay);
         st.version = version;
-        st.updated_at = time != e.end() ? time->get<TimeMicros>() : q.Int(3);
+        st.updated_at = StoredEventTime(e, q.Int(3));
       }
       ++version;
     }
@@ -148,7 +148,7 @@ Result<EntityState> EventLog::Impl::State(const std::string& stream, const std::
       q.Reset();
       if (!events.ok()) return events.status();
       for (size_t i = 0; i < events->size(); ++i) {
-        if ((*events)[i].value("time", first_time) > *query.at) break;
+        if (StoredEventTime((*events)[i], first_time) > *query.at) break;
         target = first + static_cast<int64_t>(i);
       }
     } else {
@@ -216,8 +216,7 @@ Result<EntityEvents> EventLog::Impl::ReadEntity(const std::string& stream,
     }
   }
   page.Reset();
-  int64_t last =
-      out.events.empty() ? std::max<int64_t>(from_version, 1) - 1 : out.events.back().version;
+  int64_t last = out.events.empty() ? from - 1 : out.events.back().version;
   if (last < out.version) out.next = last + 1;
   return out;
 }

@@ -69,6 +69,11 @@ std::string EncodeCommitEvents(const std::vector<StoredEvent>& events, const std
   return out;
 }
 
+TimeMicros StoredEventTime(const Json& event, TimeMicros first_time) {
+  auto time = event.find("time");
+  return time != event.end() ? time->get<TimeMicros>() : first_time;
+}
+
 Result<Json> ParseCommitEvents(std::string_view text, int64_t position) {
   Json events = Json::parse(text, nullptr, false);
   if (!events.is_array() || events.empty()) {
@@ -98,8 +103,7 @@ Status DecodeCommitEvents(std::string_view text, const StoredCommit& commit, int
       se.version = version;
       se.id = e.at("id").get<std::string>();
       se.type = std::move(type);
-      auto time = e.find("time");
-      se.time = time != e.end() ? time->get<TimeMicros>() : commit.first_time;
+      se.time = StoredEventTime(e, commit.first_time);
       se.data = std::move(e.at("data"));
       auto state = e.find("state");
       if (state != e.end()) se.state = state->get<std::string>();
