@@ -334,7 +334,7 @@ void EventLog::Impl::Enqueue(AppendRequest request, Status deferred, AppendCallb
     std::lock_guard<std::mutex> lock(queue_mu_);
     if (!closing_) {
       queue_.push_back({std::move(request), std::move(deferred), std::move(done), nullptr});
-      if (queue_.size() >= wake_at_) queue_cv_.notify_one();
+      queue_cv_.notify_one();
       return;
     }
   }
@@ -343,88 +343,105 @@ void EventLog::Impl::Enqueue(AppendRequest request, Status deferred, AppendCallb
   done(Status::Unavailable("the event log is shutting down", ctx));
 }
 
+// Group commit. The writer opens a transaction as soon as an append is queued and applies
+// appends as they arrive, so its work overlaps the callers' preparing the next ones. It
+// commits when the queue is empty and, under load, when the batch is as large as the previous
+// one or `commit_delay_us` has passed since it began: callers that were answered together come
+// back together, and one fsync serves them all.
 void EventLog::Impl::WriterLoop() {
-  std::vector<Pending> batch;
   size_t last = 0;  // appends in the previous group commit
+  std::vector<Pending> taken;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(queue_mu_);
       queue_cv_.wait(lock, [&] { return closing_ || !queue_.empty(); });
       if (queue_.empty()) return;  // closing and drained
-      if (last >= 4 && queue_.size() < last && options_.commit_delay_us > 0 &&
-          options_.durability == Durability::kFsync && !closing_) {
-        wake_at_ = last;  // Enqueue wakes us when that many are queued
-        queue_cv_.wait_for(lock, std::chrono::microseconds(options_.commit_delay_us),
-                           [&] { return closing_ || queue_.size() >= last; });
-        wake_at_ = 1;
+    }
+    Batch batch;
+    BeginBatch(batch);
+    const bool delay =
+        last >= 4 && options_.commit_delay_us > 0 && options_.durability == Durability::kFsync;
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::microseconds(options_.commit_delay_us);
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(queue_mu_);
+        if (queue_.empty() && delay && batch.pending.size() < last && !closing_) {
+          queue_cv_.wait_until(lock, deadline, [&] { return closing_ || !queue_.empty(); });
+        }
+        while (!queue_.empty() && batch.pending.size() + taken.size() < options_.max_batch) {
+          taken.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
       }
-      while (!queue_.empty() && batch.size() < options_.max_batch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
+      if (taken.empty()) break;
+      for (auto& p : taken) ApplyPending(batch, std::move(p));
+      taken.clear();
+      if (batch.pending.size() >= std::max<size_t>(last, 1) ||
+          batch.pending.size() >= options_.max_batch) {
+        break;
       }
     }
-    last = batch.size();
-    CommitBatch(batch);
-    batch.clear();
+    last = batch.pending.size();
+    FinishBatch(batch);
   }
 }
 
-// One group commit: every append of the batch in one transaction, then one fsync, then the
-// answers. A failing append rolls back to its savepoint and does not affect the others.
-void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
-  auto& db = *writer_db_;
-  std::vector<Result<AppendResult>> results;
-  results.reserve(batch.size());
-  std::vector<std::string> touched;  // cache keys changed in this transaction
-  struct Head {
-    int64_t last_position, watermark;
-  };
-  std::map<StreamRuntime*, Head> before;
+// Every append of a batch runs in one transaction under its own savepoint: a failing append
+// rolls back to it and does not affect the others.
+void EventLog::Impl::BeginBatch(Batch& b) {
   for (auto& [name, s] : streams_) {
     s->pending_watermark = s->watermark.load();
-    before[s.get()] = {s->last_position.load(), s->pending_watermark};
+    b.before[s.get()] = {s->last_position.load(), s->pending_watermark};
   }
+  b.begin = writer_db_->Exec("BEGIN IMMEDIATE");
+}
 
-  Status begin = db.Exec("BEGIN IMMEDIATE");
-  for (auto& p : batch) {
-    if (!begin.ok()) {
-      results.emplace_back(Status::Internal("cannot start a transaction: " + begin.message()));
-      continue;
-    }
-    (void)db.Cached("SAVEPOINT append").Exec();
-    Result<AppendResult> r = Status::Ok();
-    std::map<StreamRuntime*, Head> heads;
-    for (auto& [s, h] : before) heads[s] = {s->last_position.load(), s->pending_watermark};
-    if (p.op) {
-      r = p.op();
-    } else {
-      r = ApplyOne(*streams_.at(p.request.stream), p.request, p.deferred, &touched);
-    }
-    if (r.ok()) {
-      (void)db.Cached("RELEASE append").Exec();
-    } else {
-      (void)db.Cached("ROLLBACK TO append").Exec();
-      (void)db.Cached("RELEASE append").Exec();
-      for (auto& [s, h] : heads) {
-        s->last_position = h.last_position;
-        s->pending_watermark = h.watermark;
-      }
-      for (const auto& key : touched) cache_.Erase(key);  // conservative: reload on next use
-      touched.clear();
-    }
-    results.push_back(std::move(r));
+void EventLog::Impl::ApplyPending(Batch& b, Pending p) {
+  auto& db = *writer_db_;
+  if (!b.begin.ok()) {
+    b.results.emplace_back(Status::Internal("cannot start a transaction: " + b.begin.message()));
+    b.pending.push_back(std::move(p));
+    return;
   }
+  (void)db.Cached("SAVEPOINT append").Exec();
+  std::map<StreamRuntime*, Batch::Head> heads;
+  for (auto& [s, h] : b.before) heads[s] = {s->last_position.load(), s->pending_watermark};
+  Result<AppendResult> r = Status::Ok();
+  if (p.op) {
+    r = p.op();
+  } else {
+    r = ApplyOne(*streams_.at(p.request.stream), p.request, p.deferred, &b.touched);
+  }
+  if (r.ok()) {
+    (void)db.Cached("RELEASE append").Exec();
+  } else {
+    (void)db.Cached("ROLLBACK TO append").Exec();
+    (void)db.Cached("RELEASE append").Exec();
+    for (auto& [s, h] : heads) {
+      s->last_position = h.last_position;
+      s->pending_watermark = h.watermark;
+    }
+    for (const auto& key : b.touched) cache_.Erase(key);  // conservative: reload on next use
+    b.touched.clear();
+  }
+  b.results.push_back(std::move(r));
+  b.pending.push_back(std::move(p));
+}
 
+// Commits the batch (one fsync), then answers every caller.
+void EventLog::Impl::FinishBatch(Batch& b) {
+  auto& db = *writer_db_;
   // Standalone: the watermark follows the last position. Replicated: the follower moves it.
   std::vector<StreamRuntime*> moved;
-  for (auto& [s, h] : before) {
+  for (auto& [s, h] : b.before) {
     if (options_.mode == LogMode::kStandalone) s->pending_watermark = s->last_position.load();
     if (s->last_position.load() != h.last_position || s->pending_watermark != h.watermark) {
       moved.push_back(s);
     }
   }
-  Status commit = begin;
-  if (begin.ok()) {
+  Status commit = b.begin;
+  if (b.begin.ok()) {
     // Persist the stream heads once per batch.
     for (auto* s : moved) {
       auto& up = db.Cached(
@@ -450,7 +467,7 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
     cache_.Clear();
     auto& sel = db.Cached(
         "SELECT last_position, watermark, entities, commits, events FROM streams WHERE id = ?");
-    for (auto& [s, h] : before) {
+    for (auto& [s, h] : b.before) {
       sel.Bind(1, s->id);
       if (sel.Step() == SQLITE_ROW) {
         s->last_position = sel.Int(0);
@@ -461,7 +478,7 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
       }
       sel.Reset();
     }
-    for (auto& r : results) {
+    for (auto& r : b.results) {
       if (r.ok()) {
         ErrorContext ctx;
         ctx.stream = r->stream;
@@ -480,7 +497,7 @@ void EventLog::Impl::CommitBatch(std::vector<Pending>& batch) {
       for (auto& [id, fn] : subs_) fn(s->name, s->watermark.load());
     }
   }
-  for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(results[i]));
+  for (size_t i = 0; i < b.pending.size(); ++i) b.pending[i].done(std::move(b.results[i]));
 }
 
 Result<EntityState*> EventLog::Impl::LoadForWrite(StreamRuntime& s, const std::string& entity) {
@@ -996,7 +1013,7 @@ void EventLog::Impl::EnqueueOp(std::function<Result<AppendResult>()> op, AppendC
     std::lock_guard<std::mutex> lock(queue_mu_);
     if (!closing_) {
       queue_.push_back(std::move(p));
-      if (queue_.size() >= wake_at_) queue_cv_.notify_one();
+      queue_cv_.notify_one();
       return;
     }
   }

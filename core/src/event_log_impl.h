@@ -122,7 +122,20 @@ class EventLog::Impl {
   Result<PlannedCommit> PlanOne(StreamRuntime& s, AppendRequest& request, const Status& deferred);
   void WriterLoop();
   void CheckpointLoop();
-  void CommitBatch(std::vector<Pending>& batch);
+  // One group commit in progress on the writer thread.
+  struct Batch {
+    struct Head {
+      int64_t last_position, watermark;
+    };
+    Status begin;  // the transaction's BEGIN
+    std::vector<Pending> pending;
+    std::vector<Result<AppendResult>> results;
+    std::vector<std::string> touched;  // cache keys changed in this transaction
+    std::map<StreamRuntime*, Head> before;
+  };
+  void BeginBatch(Batch& b);
+  void ApplyPending(Batch& b, Pending p);
+  void FinishBatch(Batch& b);
   Result<AppendResult> ApplyOne(StreamRuntime& s, AppendRequest& request, const Status& deferred,
                                 std::vector<std::string>* touched);
   Result<EntityState*> LoadForWrite(StreamRuntime& s, const std::string& entity);
@@ -139,7 +152,6 @@ class EventLog::Impl {
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::deque<Pending> queue_;
-  size_t wake_at_ = 1;  // queue length that wakes the writer (more while it delays a commit)
   bool closing_ = false;
   bool closed_ = false;
 
