@@ -503,20 +503,20 @@ void EventLog::Impl::FinishBatch(Batch& b) {
 Result<EntityState*> EventLog::Impl::LoadForWrite(StreamRuntime& s, const std::string& entity) {
   std::string key = CacheKey(s.id, entity);
   if (EntityState* hit = cache_.Find(key)) return hit;
-  auto& head =
-      writer_db_->Cached("SELECT version FROM entities WHERE stream_id = ? AND entity = ?");
+  auto& head = writer_db_->Cached(
+      "SELECT last_version, position FROM commits WHERE stream_id = ? AND entity = ? "
+      "ORDER BY last_version DESC LIMIT 1");
   head.Bind(1, s.id).Bind(2, entity);
-  int64_t version = 0;
-  if (head.Step() == SQLITE_ROW) version = head.Int(0);
+  int64_t version = 0, position = 0;
+  if (head.Step() == SQLITE_ROW) {
+    version = head.Int(0);
+    position = head.Int(1);
+  }
   head.Reset();
   if (version == 0) return cache_.Put(key, s.rules->Initial());
   auto folded = Fold(*writer_db_, s, entity, version);
   if (!folded.ok()) return folded.status();
-  auto& pos = writer_db_->Cached(
-      "SELECT position FROM commits WHERE stream_id = ? AND entity = ? AND last_version = ?");
-  pos.Bind(1, s.id).Bind(2, entity).Bind(3, version);
-  if (pos.Step() == SQLITE_ROW) folded->position = pos.Int(0);
-  pos.Reset();
+  folded->position = position;
   return cache_.Put(key, std::move(folded).value());
 }
 
@@ -824,18 +824,14 @@ Result<AppendResult> EventLog::Impl::WriteCommit(StreamRuntime& s, int64_t posit
     if (auto e = snap.Exec(); !e.ok()) return e;
     snap.Reset();
   }
-  auto& head = db.Cached(
-      "INSERT INTO entities (stream_id, entity, version, time, status, deleted) VALUES "
-      "(?, ?, ?, ?, ?, ?) ON CONFLICT (stream_id, entity) DO UPDATE SET version = "
-      "excluded.version, time = excluded.time, status = excluded.status, deleted = "
-      "excluded.deleted");
-  head.Bind(1, s.id)
-      .Bind(2, result.entity)
-      .Bind(3, state->version)
-      .Bind(4, state->updated_at)
-      .Bind(5, state->status)
-      .Bind(6, state->deleted ? 1 : 0);
-  if (auto st = head.Exec(); !st.ok()) return st;
+  // The entity's row: written when it is created and when it is deleted (schema 3).
+  if (result.from_version == 1 || state->deleted) {
+    auto& head = db.Cached(
+        "INSERT INTO entities (stream_id, entity, deleted) VALUES (?, ?, ?) ON CONFLICT "
+        "(stream_id, entity) DO UPDATE SET deleted = excluded.deleted");
+    head.Bind(1, s.id).Bind(2, result.entity).Bind(3, state->deleted ? 1 : 0);
+    if (auto st = head.Exec(); !st.ok()) return st;
+  }
 
   state->position = position;
   if (result.from_version == 1) s.entities.fetch_add(1);

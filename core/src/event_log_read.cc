@@ -112,7 +112,8 @@ Result<EntityState> EventLog::Impl::State(const std::string& stream, const std::
     ~EndTxn() { r->End(); }
   } end{&*reader};
 
-  auto& head = db.Cached("SELECT version FROM entities WHERE stream_id = ? AND entity = ?");
+  auto& head =
+      db.Cached("SELECT max(last_version) FROM commits WHERE stream_id = ? AND entity = ?");
   head.Bind(1, s->id).Bind(2, entity);
   int64_t current = 0;
   if (head.Step() == SQLITE_ROW) current = head.Int(0);
@@ -186,7 +187,8 @@ Result<EntityEvents> EventLog::Impl::ReadEntity(const std::string& stream,
   } end{&*reader};
 
   EntityEvents out;
-  auto& head = db.Cached("SELECT version FROM entities WHERE stream_id = ? AND entity = ?");
+  auto& head =
+      db.Cached("SELECT max(last_version) FROM commits WHERE stream_id = ? AND entity = ?");
   head.Bind(1, s->id).Bind(2, entity);
   if (head.Step() == SQLITE_ROW) out.version = head.Int(0);
   head.Reset();
@@ -277,8 +279,9 @@ Result<EntityList> EventLog::Impl::ListEntities(const std::string& stream,
   auto& db = reader->db();
   // Entity ids are printable ASCII (< 0x7f), so prefix + 0x7f bounds every id with the prefix.
   auto& q = db.Cached(
-      "SELECT entity, version, deleted FROM entities WHERE stream_id = ? AND entity > ? AND "
-      "entity >= ? AND entity < ? ORDER BY entity LIMIT ?");
+      "SELECT e.entity, (SELECT max(c.last_version) FROM commits c WHERE c.stream_id = "
+      "e.stream_id AND c.entity = e.entity), e.deleted FROM entities e WHERE e.stream_id = ? "
+      "AND e.entity > ? AND e.entity >= ? AND e.entity < ? ORDER BY e.entity LIMIT ?");
   q.Bind(1, s->id).Bind(2, after).Bind(3, prefix).Bind(4, prefix + '\x7f').Bind(5, limit);
   EntityList out;
   while (q.Step() == SQLITE_ROW) {

@@ -131,6 +131,21 @@ DROP TABLE commits;
 ALTER TABLE commits_v2 RENAME TO commits;
 CREATE UNIQUE INDEX commits_by_entity ON commits (stream_id, entity, last_version);
 )sql",
+    // 3: an entity's head (version, time, state) is its newest commit, found through
+    // commits_by_entity. `entities` keeps one row per entity, written when the entity is
+    // created and when it is deleted, so an append to an existing entity writes no page there:
+    // in a group commit of appends to many entities, each head row was a page of its own.
+    R"sql(
+CREATE TABLE entities_v3 (
+  stream_id INTEGER NOT NULL,
+  entity    TEXT NOT NULL,
+  deleted   INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (stream_id, entity)
+) WITHOUT ROWID;
+INSERT INTO entities_v3 SELECT stream_id, entity, deleted FROM entities;
+DROP TABLE entities;
+ALTER TABLE entities_v3 RENAME TO entities;
+)sql",
 };
 
 }  // namespace

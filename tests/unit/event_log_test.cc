@@ -237,7 +237,10 @@ TEST_F(EventLogTest, DeletedEntityIsGoneForStateAndAppends) {
   EXPECT_TRUE(MustAppend(Req("orders", "o1", {Ev("OrderDeleted", {}, "del-1")})).replay);
   EXPECT_TRUE(log_->State("orders", "o1", {1, std::nullopt}).ok());
   EXPECT_EQ(log_->ReadEntity("orders", "o1", 1, 10)->events.size(), 2u);
-  EXPECT_TRUE(log_->ListEntities("orders", "", "", 10)->entities[0].deleted);
+  auto listed = log_->ListEntities("orders", "", "", 10);
+  ASSERT_EQ(listed->entities.size(), 1u);
+  EXPECT_TRUE(listed->entities[0].deleted);
+  EXPECT_EQ(listed->entities[0].version, 2);
 }
 
 TEST_F(EventLogTest, EventsAfterDeleteInOneCommitAreRejected) {
@@ -335,9 +338,14 @@ TEST_F(EventLogTest, ListsEntitiesByPrefixWithPaging) {
   for (auto id : {"cust-1", "cust-2", "cust-3", "order-1", "cust~x"}) {
     MustAppend(Req("payments", id, {Ev("A")}));
   }
+  MustAppend(Req("payments", "cust-2", {Ev("A"), Ev("A")}));  // versions come from the commits
   auto page = log_->ListEntities("payments", "cust-", "", 2);
   ASSERT_EQ(page->entities.size(), 2u);
   EXPECT_EQ(page->entities[0].id, "cust-1");
+  EXPECT_EQ(page->entities[0].version, 1);
+  EXPECT_EQ(page->entities[1].id, "cust-2");
+  EXPECT_EQ(page->entities[1].version, 3);
+  EXPECT_FALSE(page->entities[1].deleted);
   ASSERT_TRUE(page->next.has_value());
   auto rest = log_->ListEntities("payments", "cust-", *page->next, 2);
   ASSERT_EQ(rest->entities.size(), 1u);

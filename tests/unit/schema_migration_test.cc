@@ -95,6 +95,13 @@ TEST_F(SchemaMigration, EntityEventsKeepTheirOrderStateSourceAndMetadata) {
   EXPECT_EQ(e[2].state, "");
   EXPECT_EQ(e[2].source, "/namespaces/a/services/billing");
 
+  auto listed = log_->ListEntities("orders", "", "", 10);
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  ASSERT_EQ(listed->entities.size(), 1u);
+  EXPECT_EQ(listed->entities[0].id, "o1");
+  EXPECT_EQ(listed->entities[0].version, 3);
+  EXPECT_FALSE(listed->entities[0].deleted);
+
   auto from_two = log_->ReadEntity("orders", "o1", 2, 100);
   ASSERT_TRUE(from_two.ok());
   ASSERT_EQ(from_two->events.size(), 2u);
