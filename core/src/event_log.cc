@@ -345,9 +345,8 @@ void EventLog::Impl::Enqueue(AppendRequest request, Status deferred, AppendCallb
 
 // Group commit. The writer opens a transaction as soon as an append is queued and applies
 // appends as they arrive, so its work overlaps the callers' preparing the next ones. It
-// commits when the queue is empty and, under load, when the batch is as large as the previous
-// one or `commit_delay_us` has passed since it began: callers that were answered together come
-// back together, and one fsync serves them all.
+// commits when the queue is empty or the batch is as large as the previous one (callers that
+// were answered together come back together): one fsync serves them all.
 void EventLog::Impl::WriterLoop() {
   size_t last = 0;  // appends in the previous group commit
   std::vector<Pending> taken;
@@ -359,16 +358,9 @@ void EventLog::Impl::WriterLoop() {
     }
     Batch batch;
     BeginBatch(batch);
-    const bool delay =
-        last >= 4 && options_.commit_delay_us > 0 && options_.durability == Durability::kFsync;
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::microseconds(options_.commit_delay_us);
     for (;;) {
       {
-        std::unique_lock<std::mutex> lock(queue_mu_);
-        if (queue_.empty() && delay && batch.pending.size() < last && !closing_) {
-          queue_cv_.wait_until(lock, deadline, [&] { return closing_ || !queue_.empty(); });
-        }
+        std::lock_guard<std::mutex> lock(queue_mu_);
         while (!queue_.empty() && batch.pending.size() + taken.size() < options_.max_batch) {
           taken.push_back(std::move(queue_.front()));
           queue_.pop_front();

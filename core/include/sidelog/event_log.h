@@ -43,11 +43,6 @@ struct EventLogOptions {
   int snapshot_every = 100;         // K: a snapshot every K versions; 0 disables snapshots
   size_t entity_cache_size = 4096;  // entities whose current state the writer keeps in memory
   size_t max_batch = 1024;          // appends per group commit at most
-  // Commit delay (fsync durability only): after a group commit of N >= 4 appends, the writer
-  // waits at most this long for N appends to queue before it starts the next one (the callers
-  // it just answered are coming back), instead of paying a whole fsync for a fraction of them.
-  // 0 disables it.
-  int commit_delay_us = 200;
   size_t max_events_per_commit = 1000;
   std::string source = "/namespaces/default/services/local";  // CloudEvents source of appends
 };
