@@ -194,7 +194,19 @@ TEST(Replication, AClusterNodeKilledUnderLoadLosesNothingFromAnR3Stream) {
   std::this_thread::sleep_for(500ms);
   cluster.node(0).Kill(SIGKILL);  // a's server, and possibly the stream's leader
   faulted = true;
-  std::this_thread::sleep_for(8s);  // reconnects and, if needed, a new stream leader
+  // Reconnects and, if the stream's leader was on n1, the election of a new one: a few seconds,
+  // longer on a loaded machine. Load until appends were acknowledged again (bounded), then a
+  // little longer.
+  std::this_thread::sleep_for(3s);
+  for (auto deadline = std::chrono::steady_clock::now() + 30s;
+       std::chrono::steady_clock::now() < deadline;) {
+    {
+      std::lock_guard<std::mutex> lock(out.mu);
+      if (out.acked_after_fault > 0) break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  std::this_thread::sleep_for(2s);
   stop = true;
   for (auto& t : la) t.join();
   for (auto& t : lb) t.join();

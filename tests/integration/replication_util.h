@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -92,30 +94,45 @@ inline std::string EventsOfLog(const SidecarProcess& p, size_t max_chars = 6000)
   return out.size() > max_chars ? "..." + out.substr(out.size() - max_chars) : out;
 }
 
-inline int64_t JetStreamLastSeq(const std::string& url) {
+// A connection to `url` and SIDELOG_it_orders's info, retried for up to 15 s: right after a
+// cluster node is killed, stream info can time out until a new stream leader is elected.
+struct OrdersStream {
+  std::unique_ptr<JetStream> js;
+  uint64_t last_seq = 0;
+};
+inline std::optional<OrdersStream> ConnectOrdersStream(const std::string& url) {
   NatsConfig c;
   c.url = url;
-  auto js = JetStream::Connect(c, nullptr);
-  if (!js.ok()) return -1;
-  auto info = (*js)->Info("SIDELOG_it_orders");
-  return info.ok() ? static_cast<int64_t>(info->last_seq) : -1;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  do {
+    auto js = JetStream::Connect(c, nullptr);
+    if (js.ok()) {
+      auto info = (*js)->Info("SIDELOG_it_orders");
+      if (info.ok()) return OrdersStream{std::move(js).value(), info->last_seq};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  } while (std::chrono::steady_clock::now() < deadline);
+  return std::nullopt;
+}
+
+inline int64_t JetStreamLastSeq(const std::string& url) {
+  auto stream = ConnectOrdersStream(url);
+  return stream ? static_cast<int64_t>(stream->last_seq) : -1;
 }
 inline int64_t JetStreamLastSeq(const NatsServer& nats) { return JetStreamLastSeq(nats.url()); }
 
 // The event ids of every commit JetStream holds in SIDELOG_it_orders, in stream order (read
 // with an ordered consumer; at most 15 s).
 inline std::vector<std::string> JetStreamEventIds(const std::string& url) {
-  NatsConfig c;
-  c.url = url;
-  auto js = JetStream::Connect(c, nullptr);
-  if (!js.ok()) return {};
-  auto info = (*js)->Info("SIDELOG_it_orders");
-  if (!info.ok()) return {};
+  auto stream = ConnectOrdersStream(url);
+  if (!stream) return {};
+  auto& js = stream->js;
+  const uint64_t last_seq = stream->last_seq;
   std::mutex mu;
   std::vector<std::string> ids;
   uint64_t seen = 0;
   auto follower =
-      (*js)->Follow("SIDELOG_it_orders", "sidelog.it.orders.>", 1, [&](JetStreamMessage m) {
+      js->Follow("SIDELOG_it_orders", "sidelog.it.orders.>", 1, [&](JetStreamMessage m) {
         auto batch = Json::parse(m.data, nullptr, false);
         std::lock_guard<std::mutex> lock(mu);
         if (batch.is_array()) {
@@ -127,7 +144,7 @@ inline std::vector<std::string> JetStreamEventIds(const std::string& url) {
   while (std::chrono::steady_clock::now() < deadline) {
     {
       std::lock_guard<std::mutex> lock(mu);
-      if (seen >= info->last_seq) break;
+      if (seen >= last_seq) break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
