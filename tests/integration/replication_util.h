@@ -122,34 +122,40 @@ inline int64_t JetStreamLastSeq(const std::string& url) {
 inline int64_t JetStreamLastSeq(const NatsServer& nats) { return JetStreamLastSeq(nats.url()); }
 
 // The event ids of every commit JetStream holds in SIDELOG_it_orders, in stream order (read
-// with an ordered consumer; at most 15 s).
+// with an ordered consumer). Right after a cluster node is killed, creating the consumer or
+// reading can fail until the stream has a new leader: each attempt gets 10 s, all of them 40 s.
 inline std::vector<std::string> JetStreamEventIds(const std::string& url) {
-  auto stream = ConnectOrdersStream(url);
-  if (!stream) return {};
-  auto& js = stream->js;
-  const uint64_t last_seq = stream->last_seq;
-  std::mutex mu;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(40);
   std::vector<std::string> ids;
-  uint64_t seen = 0;
-  auto follower =
-      js->Follow("SIDELOG_it_orders", "sidelog.it.orders.>", 1, [&](JetStreamMessage m) {
-        auto batch = Json::parse(m.data, nullptr, false);
-        std::lock_guard<std::mutex> lock(mu);
-        if (batch.is_array()) {
-          for (const auto& e : batch) ids.push_back(e.value("id", ""));
-        }
-        seen = m.seq;
-      });
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-  while (std::chrono::steady_clock::now() < deadline) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      if (seen >= last_seq) break;
+  while (std::chrono::steady_clock::now() < give_up) {
+    auto stream = ConnectOrdersStream(url);
+    if (!stream) continue;
+    std::mutex mu;
+    uint64_t seen = 0;
+    ids.clear();
+    auto follower =
+        stream->js->Follow("SIDELOG_it_orders", "sidelog.it.orders.>", 1, [&](JetStreamMessage m) {
+          auto batch = Json::parse(m.data, nullptr, false);
+          std::lock_guard<std::mutex> lock(mu);
+          if (batch.is_array()) {
+            for (const auto& e : batch) ids.push_back(e.value("id", ""));
+          }
+          seen = m.seq;
+        });
+    if (!follower.ok()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    bool complete = false;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!complete && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      std::lock_guard<std::mutex> lock(mu);
+      complete = seen >= stream->last_seq;
+    }
+    (*follower).reset();  // unsubscribe before reading
+    if (complete) return ids;
   }
-  if (follower.ok()) (*follower).reset();  // unsubscribe before reading
-  std::lock_guard<std::mutex> lock(mu);
   return ids;
 }
 
