@@ -109,7 +109,9 @@ double AppendEventsPerSecond(int threads, int per_commit) {
           r.events.push_back({"", "PaymentReceived", kPayload, {}});
         auto res = log->Append(std::move(r));
         if (!res.ok()) {
-          failed = true;
+          if (!failed.exchange(true)) {
+            std::fprintf(stderr, "append failed: %s\n", res.status().ToString().c_str());
+          }
           return;
         }
         events += per_commit;

@@ -43,8 +43,14 @@ Status Consolidator::OpenLive() {
 
 Status Consolidator::Start() {
   if (auto st = target_->Lock(); !st.ok()) return st;
-  if (auto st = OpenLive(); !st.ok()) return st;
+  // The leader from here on: /v1/status says so before /readyz can answer 200.
+  started_ = true;
+  if (auto st = OpenLive(); !st.ok()) {
+    started_ = false;
+    return st;
+  }
   if (auto st = queries_->Check(); !st.ok()) {
+    started_ = false;
     std::lock_guard<std::mutex> lock(live_mu_);
     live_.reset();
     return st;
@@ -57,7 +63,6 @@ Status Consolidator::Start() {
                                 (config_.delivery == Delivery::kPull ? "pull" : "push") + ")"},
              {"sources", config_.sources.size()},
              {"handlers", config_.handlers.size()}});
-  started_ = true;
   supervisor_ = std::thread([this] { Supervise(); });
   return Status::Ok();
 }

@@ -8,6 +8,7 @@
 #include "event_log_impl.h"
 #include "schema.h"
 #include "sidelog/names.h"
+#include "wal_vfs.h"
 
 namespace sidelog {
 
@@ -121,7 +122,8 @@ EventLog::~EventLog() { Close(); }
 void EventLog::Close() { impl_->Close(); }
 
 Status EventLog::Impl::OpenDatabase(const std::vector<StreamSpec>& streams) {
-  auto db = sqlite::Db::Open(options_.path, false);
+  // The writer's WAL frames go out in one write per commit (wal_vfs.cc).
+  auto db = sqlite::Db::Open(options_.path, false, sqlite::WalBatchingVfs());
   if (!db.ok()) return db.status();
   writer_db_ = std::move(db).value();
   auto& w = *writer_db_;

@@ -70,7 +70,9 @@ class Stmt {
 class Db {
  public:
   // Opens (creating when missing) the database file. Invalid/Internal on failure.
-  static Result<std::unique_ptr<Db>> Open(const std::string& path, bool read_only);
+  // `vfs`: the name of a registered VFS (wal_vfs.h), or nullptr for the default.
+  static Result<std::unique_ptr<Db>> Open(const std::string& path, bool read_only,
+                                          const char* vfs = nullptr);
   ~Db();
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
