@@ -130,7 +130,9 @@ std::string CommitId(const std::string& stream, const std::string& entity,
   for (const auto& id : event_ids) input.append(id).push_back('\0');
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha256(), nullptr);
+  // Fetched once: EVP_sha256() makes OpenSSL 3 look the algorithm up on every digest.
+  static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  EVP_Digest(input.data(), input.size(), digest, &len, kSha256 ? kSha256 : EVP_sha256(), nullptr);
   static const char* kHex = "0123456789abcdef";
   std::string out;
   out.reserve(2 * static_cast<std::string::size_type>(len));
