@@ -30,6 +30,9 @@ struct File {
   std::string buffer;         // WAL: bytes not yet written
   sqlite3_int64 at = 0;       // WAL: the file offset of buffer[0]
   bool commit_frame = false;  // WAL: the last header written was a commit frame's
+  // WAL: guards the buffer. Its connection's thread is the only user, except a database file
+  // of another connection to the same log flushing it (FlushWalOf).
+  std::mutex mu;
 };
 
 constexpr int kFrameHeaderBytes = 24;
@@ -43,7 +46,7 @@ std::map<std::string, File*> g_wal_files;  // open WAL files by name
 // of 128 KiB would write nothing): the buffer goes out in pieces below that.
 constexpr size_t kMaxWrite = 124 << 10;
 
-int Flush(File* f) {
+int FlushLocked(File* f) {
   int rc = SQLITE_OK;
   for (size_t done = 0; done < f->buffer.size() && rc == SQLITE_OK;) {
     const size_t n = std::min(kMaxWrite, f->buffer.size() - done);
@@ -55,7 +58,13 @@ int Flush(File* f) {
   return rc;
 }
 
-// Flushes the WAL of database file `f` (the same connection, so the same thread, uses both).
+int Flush(File* f) {
+  if (!f->wal) return SQLITE_OK;
+  std::lock_guard<std::mutex> lock(f->mu);
+  return FlushLocked(f);
+}
+
+// Flushes the WAL of database file `f`.
 int FlushWalOf(File* f) {
   if (f->wal) return Flush(f);
   std::lock_guard<std::mutex> lock(g_wal_mu);
@@ -87,9 +96,10 @@ int Read(sqlite3_file* file, void* out, int n, sqlite3_int64 offset) {
 int Write(sqlite3_file* file, const void* data, int n, sqlite3_int64 offset) {
   File* f = Of(file);
   if (!f->wal) return f->real->pMethods->xWrite(f->real, data, n, offset);
+  std::lock_guard<std::mutex> lock(f->mu);
   if (!f->buffer.empty() && (offset != f->at + static_cast<sqlite3_int64>(f->buffer.size()) ||
                              f->buffer.size() + static_cast<size_t>(n) > kMaxBuffered)) {
-    if (int rc = Flush(f); rc != SQLITE_OK) return rc;
+    if (int rc = FlushLocked(f); rc != SQLITE_OK) return rc;
   }
   if (f->buffer.empty()) f->at = offset;
   f->buffer.append(static_cast<const char*>(data), static_cast<size_t>(n));
@@ -100,7 +110,7 @@ int Write(sqlite3_file* file, const void* data, int n, sqlite3_int64 offset) {
   }
   if (f->commit_frame) {  // the commit's last page: write the commit now
     f->commit_frame = false;
-    return Flush(f);
+    return FlushLocked(f);
   }
   return SQLITE_OK;
 }
@@ -135,9 +145,7 @@ int CheckReservedLock(sqlite3_file* file, int* out) {
 
 int FileControl(sqlite3_file* file, int op, void* arg) {
   File* f = Of(file);
-  if (f->wal) {
-    if (int rc = Flush(f); rc != SQLITE_OK) return rc;
-  }
+  if (int rc = Flush(f); rc != SQLITE_OK) return rc;
   return f->real->pMethods->xFileControl(f->real, op, arg);
 }
 
