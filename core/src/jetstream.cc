@@ -70,6 +70,19 @@ Status PublishFailure(bool no_responders, int js_error, const std::string& text,
     case 10158:
       return Unavailable("JetStream is still storing this commit (error 10158): " + text,
                          /*outcome_unknown=*/true);
+    // JSStreamStoreFailedF: the stream did not store the message. With discard: new at a limit
+    // ("maximum messages exceeded", "maximum bytes exceeded", "maximum messages per subject
+    // exceeded"), or out of storage. Nothing was stored; a retry succeeds only once the stream
+    // has room (its limits are raised, or old messages go).
+    case 10077: {
+      ErrorContext ctx;
+      ctx.reason = "StreamFull";
+      ctx.retry_after_seconds = 30;
+      return Status::Unavailable("JetStream did not store the commit (" + text +
+                                     "): the stream is at one of its limits (discard: new) or "
+                                     "out of storage; nothing was stored",
+                                 ctx);
+    }
     // JSStreamMessageExceedsMaximumErr: the stream's max_msg_size is below NATS max_payload.
     case 10054: {
       ErrorContext ctx;

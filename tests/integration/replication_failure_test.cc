@@ -56,7 +56,9 @@ std::vector<std::thread> Load(const SidecarProcess& p, const std::string& tag, i
 
 // Creates SIDELOG_it_orders with `replicas` and a duplicate window, retrying for up to 10 s
 // while a cluster elects its leaders.
-Status CreateOrdersStream(const std::string& url, int replicas, int64_t duplicate_window_ns) {
+// `max_msgs` > 0 makes it refuse messages beyond that many (discard new).
+Status CreateOrdersStream(const std::string& url, int replicas, int64_t duplicate_window_ns,
+                          int64_t max_msgs = -1) {
   NatsConfig c;
   c.url = url;
   auto js = JetStream::Connect(c, nullptr);
@@ -66,6 +68,10 @@ Status CreateOrdersStream(const std::string& url, int replicas, int64_t duplicat
   config.subjects = {"sidelog.it.orders.>"};
   config.replicas = replicas;
   config.duplicate_window_ns = duplicate_window_ns;
+  if (max_msgs > 0) {
+    config.max_msgs = max_msgs;
+    config.discard_new = true;
+  }
   Status s = Status::Unavailable("not tried");
   for (int i = 0; i < 50 && !s.ok(); ++i) {
     s = (*js)->CreateStream(config);
@@ -164,6 +170,28 @@ TEST(Replication, NatsKilledUnderLoadLosesAndDuplicatesNothing) {
   ExpectExactlyOnce(IdsOf(da), out.acked, "sidecar a");
   EXPECT_TRUE(da == db) << "both replicas hold the same log; " << DumpDifference(da, db);
   EXPECT_EQ(IdsOf(da), js_ids) << "and it is JetStream's content, in order";
+}
+
+TEST(Replication, AFullStreamRefusesAppendsWithItsReasonAndStoresNothing) {
+  NatsServer nats;
+  nats.Start();
+  // At most two messages, and then refuse (discard: new).
+  Status stream = CreateOrdersStream(nats.url(), 1, 0, /*max_msgs=*/2);
+  ASSERT_TRUE(stream.ok()) << stream.message();
+  SidecarProcess a(kOrders, nats.SidecarConfig(/*create_streams=*/false), "orders");
+  a.Start();
+  ASSERT_EQ(AppendWhenAvailable(a, "o1", Events("f1", 1)).status, 201);
+  ASSERT_EQ(Append(a, "o2", Events("f2", 1)).status, 201);
+  auto full = Append(a, "o3", Events("f3", 1));
+  EXPECT_EQ(full.status, 503) << full.body;
+  EXPECT_EQ(full.json()["reason"], "StreamFull") << full.body;
+  EXPECT_FALSE(full.json().value("outcomeUnknown", false)) << "nothing was stored";
+  EXPECT_NE(full.json().value("detail", "").find("maximum messages"), std::string::npos)
+      << full.body;
+  EXPECT_EQ(RawRequest(a.port(), "GET", "/v1/streams/orders/entities/o3").status, 404);
+  EXPECT_EQ(JetStreamLastSeq(nats), 2);
+  // Reads and the entities already stored are unaffected.
+  EXPECT_EQ(RawRequest(a.port(), "GET", "/v1/streams/orders/entities/o1").status, 200);
 }
 
 TEST(Replication, AClusterNodeKilledUnderLoadLosesNothingFromAnR3Stream) {

@@ -30,6 +30,15 @@ TEST(PublishFailure, TransientClusterRefusalsAreRetryableAndStoredNothing) {
   EXPECT_NE(none.message().find(kSubject), std::string::npos) << none.message();
 }
 
+TEST(PublishFailure, AStreamAtALimitIsFullAndStoredNothing) {
+  Status full = PublishFailure(false, 10077, "maximum messages exceeded", kSubject);
+  EXPECT_EQ(full.code(), Status::Code::kUnavailable);
+  EXPECT_EQ(full.context().reason, "StreamFull");
+  EXPECT_FALSE(full.context().outcome_unknown);
+  EXPECT_GT(full.context().retry_after_seconds, 0);
+  EXPECT_NE(full.message().find("maximum messages exceeded"), std::string::npos) << full.message();
+}
+
 TEST(PublishFailure, UnknownOutcomesSaySo) {
   Status in_process = PublishFailure(false, 10158, "duplicate message id is in process", kSubject);
   EXPECT_EQ(in_process.code(), Status::Code::kUnavailable);
@@ -42,9 +51,9 @@ TEST(PublishFailure, UnknownOutcomesSaySo) {
 TEST(PublishFailure, OversizedCommitsAndUnknownRefusals) {
   EXPECT_EQ(PublishFailure(false, 10054, "message size exceeds maximum allowed", kSubject).code(),
             Status::Code::kTooLarge);
-  Status other = PublishFailure(false, 10077, "maximum messages exceeded", kSubject);
+  Status other = PublishFailure(false, 10999, "a refusal this build does not know", kSubject);
   EXPECT_EQ(other.code(), Status::Code::kInternal);
-  EXPECT_NE(other.message().find("10077"), std::string::npos) << other.message();
+  EXPECT_NE(other.message().find("10999"), std::string::npos) << other.message();
 }
 
 }  // namespace
