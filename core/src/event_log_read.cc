@@ -16,6 +16,16 @@ int ClampLimit(int limit) {
   return std::min(limit, 1000);
 }
 
+// The entity's current version: its newest commit's (schema 3), 0 when it has none.
+int64_t CurrentVersion(sqlite::Db& db, int64_t stream_id, const std::string& entity) {
+  auto& head =
+      db.Cached("SELECT max(last_version) FROM commits WHERE stream_id = ? AND entity = ?");
+  head.Bind(1, stream_id).Bind(2, entity);
+  const int64_t version = head.Step() == SQLITE_ROW ? head.Int(0) : 0;
+  head.Reset();
+  return version;
+}
+
 }  // namespace
 
 const StreamRuntime* EventLog::Impl::Find(const std::string& stream) const {
@@ -112,12 +122,7 @@ Result<EntityState> EventLog::Impl::State(const std::string& stream, const std::
     ~EndTxn() { r->End(); }
   } end{&*reader};
 
-  auto& head =
-      db.Cached("SELECT max(last_version) FROM commits WHERE stream_id = ? AND entity = ?");
-  head.Bind(1, s->id).Bind(2, entity);
-  int64_t current = 0;
-  if (head.Step() == SQLITE_ROW) current = head.Int(0);
-  head.Reset();
+  const int64_t current = CurrentVersion(db, s->id, entity);
   if (current == 0) return Status::NotFound("entity " + entity + " has no events", ctx);
   ctx.current_version = current;
 
@@ -187,11 +192,7 @@ Result<EntityEvents> EventLog::Impl::ReadEntity(const std::string& stream,
   } end{&*reader};
 
   EntityEvents out;
-  auto& head =
-      db.Cached("SELECT max(last_version) FROM commits WHERE stream_id = ? AND entity = ?");
-  head.Bind(1, s->id).Bind(2, entity);
-  if (head.Step() == SQLITE_ROW) out.version = head.Int(0);
-  head.Reset();
+  out.version = CurrentVersion(db, s->id, entity);
   if (out.version == 0) {
     ErrorContext ctx;
     ctx.stream = stream;

@@ -236,30 +236,6 @@ int Open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int
   return SQLITE_OK;
 }
 
-// Everything else is the default VFS's.
-int Delete(sqlite3_vfs*, const char* name, int sync_dir) {
-  return g_real->xDelete(g_real, name, sync_dir);
-}
-int Access(sqlite3_vfs*, const char* name, int flags, int* out) {
-  return g_real->xAccess(g_real, name, flags, out);
-}
-int FullPathname(sqlite3_vfs*, const char* name, int n, char* out) {
-  return g_real->xFullPathname(g_real, name, n, out);
-}
-void* DlOpen(sqlite3_vfs*, const char* name) { return g_real->xDlOpen(g_real, name); }
-void DlError(sqlite3_vfs*, int n, char* out) { g_real->xDlError(g_real, n, out); }
-void (*DlSym(sqlite3_vfs*, void* handle, const char* name))(void) {
-  return g_real->xDlSym(g_real, handle, name);
-}
-void DlClose(sqlite3_vfs*, void* handle) { g_real->xDlClose(g_real, handle); }
-int Randomness(sqlite3_vfs*, int n, char* out) { return g_real->xRandomness(g_real, n, out); }
-int Sleep(sqlite3_vfs*, int us) { return g_real->xSleep(g_real, us); }
-int CurrentTime(sqlite3_vfs*, double* out) { return g_real->xCurrentTime(g_real, out); }
-int GetLastError(sqlite3_vfs*, int n, char* out) { return g_real->xGetLastError(g_real, n, out); }
-int CurrentTimeInt64(sqlite3_vfs*, sqlite3_int64* out) {
-  return g_real->xCurrentTimeInt64(g_real, out);
-}
-
 }  // namespace
 
 const char* WalBatchingVfs() {
@@ -267,25 +243,13 @@ const char* WalBatchingVfs() {
   static bool ok = false;
   std::call_once(once, [] {
     g_real = sqlite3_vfs_find(nullptr);
-    if (g_real == nullptr || g_real->iVersion < 2) return;
-    g_vfs = {};
-    g_vfs.iVersion = 2;
+    if (g_real == nullptr) return;
+    // Everything but opening files is the default VFS's own.
+    g_vfs = *g_real;
+    g_vfs.pNext = nullptr;
     g_vfs.szOsFile = static_cast<int>(sizeof(File)) + g_real->szOsFile;
-    g_vfs.mxPathname = g_real->mxPathname;
     g_vfs.zName = "sidelog-wal-batch";
     g_vfs.xOpen = Open;
-    g_vfs.xDelete = Delete;
-    g_vfs.xAccess = Access;
-    g_vfs.xFullPathname = FullPathname;
-    g_vfs.xDlOpen = DlOpen;
-    g_vfs.xDlError = DlError;
-    g_vfs.xDlSym = DlSym;
-    g_vfs.xDlClose = DlClose;
-    g_vfs.xRandomness = Randomness;
-    g_vfs.xSleep = Sleep;
-    g_vfs.xCurrentTime = CurrentTime;
-    g_vfs.xGetLastError = GetLastError;
-    g_vfs.xCurrentTimeInt64 = CurrentTimeInt64;
     ok = sqlite3_vfs_register(&g_vfs, 0) == SQLITE_OK;
   });
   return ok ? g_vfs.zName : nullptr;

@@ -48,12 +48,16 @@ std::string Text(sqlite3* db, const std::string& sql) {
   return v;
 }
 
-TEST(WalBatchingVfs, EveryCommitIsVisibleToAnotherConnectionWhenCommitReturns) {
-  const char* vfs = sqlite::WalBatchingVfs();
-  ASSERT_NE(vfs, nullptr);
-  TempDir dir;
-  const std::string path = dir.File("v.db");
-  sqlite3* writer = OpenDb(path, vfs);
+class WalBatchingVfs : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_NE(vfs_, nullptr); }
+  const char* vfs_ = sqlite::WalBatchingVfs();
+  TempDir dir_;
+};
+
+TEST_F(WalBatchingVfs, EveryCommitIsVisibleToAnotherConnectionWhenCommitReturns) {
+  const std::string path = dir_.File("v.db");
+  sqlite3* writer = OpenDb(path, vfs_);
   Exec(writer,
        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=50;"
        "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
@@ -79,11 +83,8 @@ TEST(WalBatchingVfs, EveryCommitIsVisibleToAnotherConnectionWhenCommitReturns) {
   sqlite3_close(again);
 }
 
-TEST(WalBatchingVfs, AcknowledgedCommitsSurviveKillNine) {
-  const char* vfs = sqlite::WalBatchingVfs();
-  ASSERT_NE(vfs, nullptr);
-  TempDir dir;
-  const std::string path = dir.File("k.db");
+TEST_F(WalBatchingVfs, AcknowledgedCommitsSurviveKillNine) {
+  const std::string path = dir_.File("k.db");
   {
     sqlite3* db = OpenDb(path, nullptr);
     Exec(db, "PRAGMA journal_mode=WAL; CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)");
@@ -96,7 +97,7 @@ TEST(WalBatchingVfs, AcknowledgedCommitsSurviveKillNine) {
   if (child == 0) {
     close(fds[0]);
     sqlite3* db = nullptr;
-    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, vfs) != SQLITE_OK) _exit(2);
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, vfs_) != SQLITE_OK) _exit(2);
     sqlite3_exec(db, "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr);
     for (int64_t i = 1;; ++i) {
       const std::string sql = "INSERT INTO t (k, v) VALUES (" + std::to_string(i) + ", '" +
