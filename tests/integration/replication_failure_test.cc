@@ -3,6 +3,7 @@
 // another replica inside and after the duplicate window, and readers following while two
 // replicas write. Nothing acknowledged may be lost or duplicated, anywhere.
 #include <gtest/gtest.h>
+#include <nats/nats.h>
 
 #include <atomic>
 #include <map>
@@ -78,6 +79,32 @@ Status CreateOrdersStream(const std::string& url, int replicas, int64_t duplicat
     if (!s.ok()) std::this_thread::sleep_for(200ms);
   }
   return s;
+}
+
+// Creates SIDELOG_it_orders with a max_msg_size, through JetStream's own API (the stream
+// configuration Sidelog manages has no message size limit): a stream made by other tools.
+Status CreateOrdersStreamWithMaxMsgSize(const std::string& url, int max_msg_size) {
+  natsConnection* nc = nullptr;
+  if (natsConnection_ConnectTo(&nc, url.c_str()) != NATS_OK) {
+    return Status::Unavailable("cannot connect to " + url);
+  }
+  const Json config = {{"name", "SIDELOG_it_orders"},
+                       {"subjects", {"sidelog.it.orders.>"}},
+                       {"storage", "file"},
+                       {"num_replicas", 1},
+                       {"max_msg_size", max_msg_size}};
+  natsMsg* reply = nullptr;
+  natsStatus s = natsConnection_RequestString(&reply, nc, "$JS.API.STREAM.CREATE.SIDELOG_it_orders",
+                                              config.dump().c_str(), 5000);
+  std::string answer = reply ? std::string(natsMsg_GetData(reply), natsMsg_GetDataLength(reply))
+                             : std::string(natsStatus_GetText(s));
+  natsMsg_Destroy(reply);
+  natsConnection_Destroy(nc);
+  Json parsed = Json::parse(answer, nullptr, false);
+  if (s != NATS_OK || parsed.is_discarded() || parsed.contains("error")) {
+    return Status::Internal("creating the stream: " + answer);
+  }
+  return Status::Ok();
 }
 
 // Every acknowledged id occurs exactly once in `ids`, and no id occurs twice.
@@ -192,6 +219,36 @@ TEST(Replication, AFullStreamRefusesAppendsWithItsReasonAndStoresNothing) {
   EXPECT_EQ(JetStreamLastSeq(nats), 2);
   // Reads and the entities already stored are unaffected.
   EXPECT_EQ(RawRequest(a.port(), "GET", "/v1/streams/orders/entities/o1").status, 200);
+}
+
+TEST(Replication, ACommitAboveTheStreamsMaxMsgSizeIsRefusedAsTooLargeAndStoresNothing) {
+  NatsServer nats;
+  nats.Start();
+  Status stream = CreateOrdersStreamWithMaxMsgSize(nats.url(), 2048);
+  ASSERT_TRUE(stream.ok()) << stream.message();
+  SidecarProcess a(kOrders, nats.SidecarConfig(/*create_streams=*/false), "orders");
+  a.Start();
+  ASSERT_EQ(AppendWhenAvailable(a, "small", Events("s1", 1)).status, 201);
+
+  Json big = {{"expectedVersion", "any"},
+              {"events",
+               {{{"id", "big-1"},
+                 {"type", "OrderCreated"},
+                 {"data", {{"note", std::string(4000, 'x')}}}}}}};
+  auto refused = Append(a, "big", big);
+  EXPECT_EQ(refused.status, 413) << refused.body;
+  EXPECT_EQ(refused.json()["type"], "https://sidelog.dev/problems/too-large") << refused.body;
+  EXPECT_EQ(refused.json()["rule"], "maxMsgSize") << refused.body;
+  EXPECT_NE(refused.json().value("detail", "").find("maximum"), std::string::npos) << refused.body;
+  EXPECT_EQ(RawRequest(a.port(), "GET", "/v1/streams/orders/entities/big").status, 404);
+  EXPECT_EQ(JetStreamLastSeq(nats), 1);
+
+  // The entity is not stuck behind the refused commit, and the others go on.
+  big["events"][0]["id"] = "big-2";
+  big["events"][0]["data"]["note"] = "fits";
+  EXPECT_EQ(Append(a, "big", big).status, 201);
+  EXPECT_EQ(Append(a, "small", Events("s2", 2)).status, 201);
+  EXPECT_EQ(JetStreamLastSeq(nats), 3);
 }
 
 TEST(Replication, AClusterNodeKilledUnderLoadLosesNothingFromAnR3Stream) {
