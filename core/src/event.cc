@@ -166,22 +166,71 @@ void RandomBytes(unsigned char* out, size_t n) {
 
 }  // namespace
 
+namespace {
+
+using Uint128 = unsigned __int128;
+
+constexpr bool IsDashAt(size_t i) { return i == 8 || i == 13 || i == 18 || i == 23; }
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+std::optional<Uint128> ParseUuid(std::string_view id) {
+  if (id.size() != 36) return std::nullopt;
+  Uint128 v = 0;
+  for (size_t i = 0; i < id.size(); ++i) {
+    if (IsDashAt(i)) {
+      if (id[i] != '-') return std::nullopt;
+      continue;
+    }
+    int h = HexValue(id[i]);
+    if (h < 0) return std::nullopt;
+    v = (v << 4) | static_cast<Uint128>(h);
+  }
+  return v;
+}
+
+std::string FormatUuid(Uint128 v) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out(36, '-');
+  int shift = 124;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (IsDashAt(i)) continue;
+    out[i] = kHex[static_cast<int>((v >> shift) & 15)];
+    shift -= 4;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string NewUuidV7() {
   unsigned char b[16];
   RandomBytes(b + 6, 10);
   auto ms = static_cast<uint64_t>(NowMicros() / 1000);
   for (int i = 0; i < 6; ++i) b[i] = static_cast<unsigned char>(ms >> (8 * (5 - i)));
   b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x70);  // version 7
-  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  out.reserve(36);
-  for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
-    out += kHex[b[i] >> 4];
-    out += kHex[b[i] & 15];
-  }
-  return out;
+  b[8] = static_cast<unsigned char>((b[8] & 0x1f) | 0x80);  // RFC 4122 variant; room to add
+  Uint128 v = 0;
+  for (unsigned char byte : b) v = (v << 8) | byte;
+  return FormatUuid(v);
+}
+
+bool IsCanonicalUuid(std::string_view id) { return ParseUuid(id).has_value(); }
+
+std::string UuidPlus(std::string_view id, uint64_t k) {
+  auto v = ParseUuid(id);
+  return v ? FormatUuid(*v + k) : std::string(id);
+}
+
+std::optional<uint64_t> UuidOffset(std::string_view first, std::string_view id) {
+  auto a = ParseUuid(first);
+  auto b = ParseUuid(id);
+  if (!a || !b || *b < *a || *b - *a >= (Uint128{1} << 62)) return std::nullopt;
+  return static_cast<uint64_t>(*b - *a);
 }
 
 TimeMicros NowMicros() {

@@ -298,9 +298,14 @@ Status EventLog::Impl::Prepare(AppendRequest& r, Status* deferred) const {
       }
     }
   }
-  for (auto& e : r.events) {
+  // The ids a commit needs are consecutive (event i gets base + i), so a commit whose ids are
+  // all generated stores them as one run (WriteCommit).
+  std::string base;
+  for (size_t i = 0; i < r.events.size(); ++i) {
+    auto& e = r.events[i];
     if (e.id.empty()) {
-      e.id = NewUuidV7();
+      if (base.empty()) base = NewUuidV7();
+      e.id = UuidPlus(base, i);
       e.id_generated = true;
     }
   }
@@ -514,6 +519,22 @@ Result<EntityState*> EventLog::Impl::LoadForWrite(StreamRuntime& s, const std::s
   return cache_.Put(key, std::move(folded).value());
 }
 
+// Where `id` is stored for `entity` when an id run holds it: (position, idx).
+std::optional<std::pair<int64_t, int64_t>> EventLog::Impl::FindInRun(StreamRuntime& s,
+                                                                     const std::string& entity,
+                                                                     const std::string& id) {
+  auto& q = writer_db_->Cached(
+      "SELECT first_id, last_id, entity, position FROM event_id_runs WHERE stream_id = ? AND "
+      "first_id <= ? ORDER BY first_id DESC LIMIT 1");
+  q.Bind(1, s.id).Bind(2, id);
+  std::optional<std::pair<int64_t, int64_t>> at;
+  if (q.Step() == SQLITE_ROW && id <= q.String(1) && q.String(2) == entity) {
+    if (auto k = UuidOffset(q.String(0), id)) at = {q.Int(3), static_cast<int64_t>(*k)};
+  }
+  q.Reset();
+  return at;
+}
+
 // Ids are checked before versions (DESIGN.md "Expected version and idempotency"): returns the
 // original result when the ids are exactly those of one stored commit with equal content, an
 // empty optional when none is stored, and Conflict otherwise.
@@ -546,14 +567,17 @@ Result<std::optional<AppendResult>> EventLog::Impl::CheckIdempotency(StreamRunti
       continue;
     }
     q.Bind(1, s.id).Bind(2, e.id).Bind(3, r.entity);
-    if (q.Step() == SQLITE_ROW) {
-      found.push_back({i, q.Int(0), q.Int(1)});
-      positions.insert(q.Int(0));
-      if (q.Int(1) != static_cast<int64_t>(i)) order_ok = false;
+    std::optional<std::pair<int64_t, int64_t>> at;  // position, idx
+    if (q.Step() == SQLITE_ROW) at = {q.Int(0), q.Int(1)};
+    q.Reset();
+    if (!at && IsCanonicalUuid(e.id)) at = FindInRun(s, r.entity, e.id);
+    if (at) {
+      found.push_back({i, at->first, at->second});
+      positions.insert(at->first);
+      if (at->second != static_cast<int64_t>(i)) order_ok = false;
     } else if (first_missing.empty()) {
       first_missing = e.id;
     }
-    q.Reset();
   }
   if (found.empty()) return std::optional<AppendResult>();
 
@@ -742,6 +766,83 @@ Status EventLog::Impl::FoldNew(StreamRuntime& s, AppendRequest& r, EntityState* 
   return Status::Ok();
 }
 
+// One event_ids row per event id: where each id of an entity is stored.
+Status EventLog::Impl::StoreIds(StreamRuntime& s, const std::string& entity, int64_t position,
+                                const std::vector<StoredEvent>& events) {
+  auto& db = *writer_db_;
+  // Rows of kIdsPerInsert per statement (?1-?3 are the stream, entity and position they
+  // share): one statement step per 16 ids instead of one per id.
+  static const std::string kIdsInsert = [] {
+    std::string sql = "INSERT INTO event_ids (stream_id, entity, position, id, idx) VALUES ";
+    for (int i = 0; i < kIdsPerInsert; ++i) {
+      if (i > 0) sql += ", ";
+      sql += "(?1, ?2, ?3, ?" + std::to_string(4 + 2 * i) + ", ?" + std::to_string(5 + 2 * i) + ")";
+    }
+    return sql;
+  }();
+  size_t next = 0;
+  for (; next + kIdsPerInsert <= events.size(); next += kIdsPerInsert) {
+    auto& ids = db.Cached(kIdsInsert.c_str());
+    ids.Bind(1, s.id).Bind(2, entity).Bind(3, position);
+    for (int i = 0; i < kIdsPerInsert; ++i) {
+      const StoredEvent& e = events[next + static_cast<size_t>(i)];
+      ids.Bind(4 + 2 * i, e.id).Bind(5 + 2 * i, static_cast<int64_t>(e.index));
+    }
+    if (auto st = ids.Exec(); !st.ok()) return st;
+  }
+  auto& id = db.Cached(
+      "INSERT INTO event_ids (stream_id, entity, position, id, idx) VALUES (?, ?, ?, ?, ?)");
+  for (; next < events.size(); ++next) {
+    const StoredEvent& e = events[next];
+    id.Bind(1, s.id)
+        .Bind(2, entity)
+        .Bind(3, position)
+        .Bind(4, e.id)
+        .Bind(5, static_cast<int64_t>(e.index));
+    if (auto st = id.Exec(); !st.ok()) return st;
+    id.Reset();
+  }
+  return Status::Ok();
+}
+
+// A commit of n >= 2 events whose ids are consecutive canonical UUIDs (the ids the log
+// generates for a commit are) is stored as one event_id_runs row instead of n event_ids rows.
+// Runs never overlap each other, nor an id already stored for the entity: then the ids go in
+// event_ids rows. Returns whether the run was stored.
+Result<bool> EventLog::Impl::StoreIdRun(StreamRuntime& s, const std::string& entity,
+                                        int64_t position, const std::vector<StoredEvent>& events) {
+  if (events.size() < 2) return false;
+  const std::string& first = events.front().id;
+  const std::string& last = events.back().id;
+  for (size_t i = 0; i < events.size(); ++i) {
+    auto k = UuidOffset(first, events[i].id);
+    if (!k || *k != i) return false;
+  }
+  auto& db = *writer_db_;
+  // The run with the greatest first id <= last is the only one that can overlap [first, last].
+  auto& before = db.Cached(
+      "SELECT last_id FROM event_id_runs WHERE stream_id = ? AND first_id <= ? "
+      "ORDER BY first_id DESC LIMIT 1");
+  before.Bind(1, s.id).Bind(2, last);
+  bool overlaps = before.Step() == SQLITE_ROW && before.String(0) >= first;
+  before.Reset();
+  if (!overlaps) {
+    auto& single = db.Cached(
+        "SELECT 1 FROM event_ids WHERE stream_id = ? AND id BETWEEN ? AND ? AND entity = ? "
+        "LIMIT 1");
+    single.Bind(1, s.id).Bind(2, first).Bind(3, last).Bind(4, entity);
+    overlaps = single.Step() == SQLITE_ROW;
+    single.Reset();
+  }
+  if (overlaps) return false;
+  auto& insert = db.Cached(
+      "INSERT INTO event_id_runs (stream_id, first_id, last_id, entity, position) "
+      "VALUES (?, ?, ?, ?, ?)");
+  insert.Bind(1, s.id).Bind(2, first).Bind(3, last).Bind(4, entity).Bind(5, position);
+  if (auto st = insert.Exec(); !st.ok()) return st;
+  return true;
+}
+
 // Writes one commit's rows (the commit with its events, their ids, due snapshots, the entity
 // head) at `position` and moves the stream's counters. `state` is the entity after the commit.
 Result<AppendResult> EventLog::Impl::WriteCommit(StreamRuntime& s, int64_t position,
@@ -770,37 +871,10 @@ Result<AppendResult> EventLog::Impl::WriteCommit(StreamRuntime& s, int64_t posit
       .Bind(8, events.front().source)
       .Bind(9, EncodeCommitEvents(events, events.front().source, events.front().time));
   if (auto st = commit.Exec(); !st.ok()) return st;
-  // The ids go in rows of kIdsPerInsert per statement (?1-?3 are the stream, entity and
-  // position they share): one statement step per 16 ids instead of one per id.
-  static const std::string kIdsInsert = [] {
-    std::string sql = "INSERT INTO event_ids (stream_id, entity, position, id, idx) VALUES ";
-    for (int i = 0; i < kIdsPerInsert; ++i) {
-      if (i > 0) sql += ", ";
-      sql += "(?1, ?2, ?3, ?" + std::to_string(4 + 2 * i) + ", ?" + std::to_string(5 + 2 * i) + ")";
-    }
-    return sql;
-  }();
-  size_t next = 0;
-  for (; next + kIdsPerInsert <= events.size(); next += kIdsPerInsert) {
-    auto& ids = db.Cached(kIdsInsert.c_str());
-    ids.Bind(1, s.id).Bind(2, result.entity).Bind(3, position);
-    for (int i = 0; i < kIdsPerInsert; ++i) {
-      const StoredEvent& e = events[next + static_cast<size_t>(i)];
-      ids.Bind(4 + 2 * i, e.id).Bind(5 + 2 * i, static_cast<int64_t>(e.index));
-    }
-    if (auto st = ids.Exec(); !st.ok()) return st;
-  }
-  auto& id = db.Cached(
-      "INSERT INTO event_ids (stream_id, entity, position, id, idx) VALUES (?, ?, ?, ?, ?)");
-  for (; next < events.size(); ++next) {
-    const StoredEvent& e = events[next];
-    id.Bind(1, s.id)
-        .Bind(2, result.entity)
-        .Bind(3, position)
-        .Bind(4, e.id)
-        .Bind(5, static_cast<int64_t>(e.index));
-    if (auto st = id.Exec(); !st.ok()) return st;
-    id.Reset();
+  auto run = StoreIdRun(s, result.entity, position, events);
+  if (!run.ok()) return run.status();
+  if (!*run) {
+    if (auto st = StoreIds(s, result.entity, position, events); !st.ok()) return st;
   }
   for (const auto& e : events) result.events.push_back({e.id, e.version});
   auto& snap = db.Cached(

@@ -116,6 +116,12 @@ class EventLog::Impl {
   Result<AppendResult> WriteCommit(StreamRuntime& s, int64_t position, const std::string& commit_id,
                                    const std::vector<StoredEvent>& events, EntityState* state,
                                    const Snapshots& snapshots);
+  Status StoreIds(StreamRuntime& s, const std::string& entity, int64_t position,
+                  const std::vector<StoredEvent>& events);
+  Result<bool> StoreIdRun(StreamRuntime& s, const std::string& entity, int64_t position,
+                          const std::vector<StoredEvent>& events);
+  std::optional<std::pair<int64_t, int64_t>> FindInRun(StreamRuntime& s, const std::string& entity,
+                                                       const std::string& id);
   Status Unwritable(const StreamRuntime& s, StreamHealth h) const;
   Result<AppendResult> StoreOne(StreamRuntime& s, int64_t position, const std::string& commit_id,
                                 std::vector<StoredEvent>& events, bool from_follower);

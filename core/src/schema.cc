@@ -146,6 +146,20 @@ INSERT INTO entities_v3 SELECT stream_id, entity, deleted FROM entities;
 DROP TABLE entities;
 ALTER TABLE entities_v3 RENAME TO entities;
 )sql",
+    // 4: a commit whose ids are consecutive UUIDs (those the log generates for a commit are:
+    // base, base + 1, ...) stores them as one run instead of one event_ids row per event. An id
+    // is looked up in event_ids, then in the run with the greatest first_id <= it. Runs never
+    // overlap (checked when one is stored), so that run is the only candidate.
+    R"sql(
+CREATE TABLE event_id_runs (
+  stream_id INTEGER NOT NULL,
+  first_id  TEXT NOT NULL,      -- canonical lowercase UUIDs: text order is numeric order
+  last_id   TEXT NOT NULL,
+  entity    TEXT NOT NULL,
+  position  INTEGER NOT NULL,   -- the commit; the id first_id + k is its event k
+  PRIMARY KEY (stream_id, first_id)
+) WITHOUT ROWID;
+)sql",
 };
 
 }  // namespace

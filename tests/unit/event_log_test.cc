@@ -1,6 +1,7 @@
 #include "sidelog/event_log.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <random>
 #include <thread>
@@ -181,6 +182,106 @@ TEST_F(EventLogTest, SameIdOnAnotherEntityIsIndependent) {
   MustAppend(Req("payments", "p1", {Ev("A", {}, "id-1")}));
   auto r = MustAppend(Req("payments", "p2", {Ev("A", {}, "id-1")}));
   EXPECT_FALSE(r.replay);
+}
+
+// Rows of the id tables for one entity, read from the file: how its ids are stored.
+int64_t IdRows(const std::string& path, const std::string& table, const std::string& entity) {
+  sqlite3* db = nullptr;
+  int64_t n = -1;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* q = nullptr;
+    std::string sql = "SELECT count(*) FROM " + table + " WHERE entity = ?";
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &q, nullptr) == SQLITE_OK) {
+      sqlite3_bind_text(q, 1, entity.c_str(), -1, SQLITE_TRANSIENT);
+      if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int64(q, 0);
+    }
+    sqlite3_finalize(q);
+  }
+  sqlite3_close(db);
+  return n;
+}
+
+std::vector<EventInput> Resend(const AppendResult& r, const std::vector<EventInput>& events) {
+  std::vector<EventInput> out = events;
+  for (size_t i = 0; i < out.size(); ++i) out[i].id = r.events[i].id;
+  return out;
+}
+
+// The ids the log generates for a commit are consecutive, and stored as one run: a retry with
+// them replays, and every idempotency rule holds as for ids stored one by one.
+TEST_F(EventLogTest, GeneratedIdsOfACommitAreOneRunThatReplaysLikeSingleIds) {
+  std::vector<EventInput> events;
+  for (int i = 0; i < 5; ++i) events.push_back(Ev("Paid", {{"n", i}}));
+  auto first = MustAppend(Req("payments", "p1", events));
+  ASSERT_EQ(first.events.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(UuidOffset(first.events[0].id, first.events[i].id), i) << first.events[i].id;
+  }
+  log_->Close();
+  EXPECT_EQ(IdRows(dir_.File("log.db"), "event_id_runs", "p1"), 1);
+  EXPECT_EQ(IdRows(dir_.File("log.db"), "event_ids", "p1"), 0);
+  Reopen();
+
+  auto again = MustAppend(Req("payments", "p1", Resend(first, events)));
+  EXPECT_TRUE(again.replay);
+  EXPECT_EQ(again.position, first.position);
+  EXPECT_EQ(again.version, 5);
+
+  auto subset = Resend(first, events);
+  subset.resize(3);
+  EXPECT_EQ(log_->Append(Req("payments", "p1", subset)).status().code(), Status::Code::kConflict);
+  auto reordered = Resend(first, events);
+  std::swap(reordered[0], reordered[1]);
+  EXPECT_EQ(log_->Append(Req("payments", "p1", reordered)).status().code(),
+            Status::Code::kConflict);
+  auto changed = Resend(first, events);
+  changed[4].data = {{"n", 99}};
+  auto other = log_->Append(Req("payments", "p1", changed));
+  EXPECT_EQ(other.status().code(), Status::Code::kConflict);
+  EXPECT_NE(other.status().message().find("other content"), std::string::npos)
+      << other.status().message();
+  EXPECT_EQ(log_->State("payments", "p1")->version, 5);
+
+  // Ids belong to their entity: the same ids on another entity are new events there. That run
+  // would overlap p1's, so they are stored one by one, and both entities replay.
+  auto p2 = MustAppend(Req("payments", "p2", Resend(first, events)));
+  EXPECT_FALSE(p2.replay);
+  EXPECT_TRUE(MustAppend(Req("payments", "p2", Resend(first, events))).replay);
+  EXPECT_TRUE(MustAppend(Req("payments", "p1", Resend(first, events))).replay);
+  log_->Close();
+  EXPECT_EQ(IdRows(dir_.File("log.db"), "event_id_runs", "p2"), 0);
+  EXPECT_EQ(IdRows(dir_.File("log.db"), "event_ids", "p2"), 5);
+}
+
+// Client ids that happen to be consecutive UUIDs form a run too; a run overlapping another
+// falls back to single rows; a commit mixing given and generated ids is stored id by id.
+TEST_F(EventLogTest, ConsecutiveClientIdsFormARunAndOverlapsFallBackToSingleIds) {
+  const std::string base = NewUuidV7();
+  auto ids = [&](int from, int n, const std::string& type) {
+    std::vector<EventInput> out;
+    for (int i = 0; i < n; ++i) out.push_back(Ev(type, {}, UuidPlus(base, from + i)));
+    return out;
+  };
+  MustAppend(Req("payments", "a", ids(0, 4, "A")));
+  MustAppend(Req("payments", "b", ids(2, 4, "B")));  // overlaps a's run
+  auto mixed = MustAppend(Req("payments", "c", {Ev("C", Json::object(), "given"), Ev("C")}));
+  EXPECT_TRUE(MustAppend(Req("payments", "a", ids(0, 4, "A"))).replay);
+  EXPECT_TRUE(MustAppend(Req("payments", "b", ids(2, 4, "B"))).replay);
+  EXPECT_TRUE(MustAppend(Req("payments", "c",
+                             {Ev("C", Json::object(), "given"),
+                              Ev("C", Json::object(), mixed.events[1].id)}))
+                  .replay);
+  // An id of a's run, alone, on a: a subset of a stored commit.
+  EXPECT_EQ(log_->Append(Req("payments", "a", ids(3, 1, "A"))).status().code(),
+            Status::Code::kConflict);
+  log_->Close();
+  const std::string path = dir_.File("log.db");
+  EXPECT_EQ(IdRows(path, "event_id_runs", "a"), 1);
+  EXPECT_EQ(IdRows(path, "event_ids", "a"), 0);
+  EXPECT_EQ(IdRows(path, "event_id_runs", "b"), 0);
+  EXPECT_EQ(IdRows(path, "event_ids", "b"), 4);
+  EXPECT_EQ(IdRows(path, "event_id_runs", "c"), 0);
+  EXPECT_EQ(IdRows(path, "event_ids", "c"), 2);
 }
 
 TEST_F(EventLogTest, DuplicateIdInsideOneCommitIsInvalid) {

@@ -51,6 +51,35 @@ TEST(Uuid, V7IsWellFormedTimeOrderedAndUnique) {
   }
 }
 
+TEST(Uuid, PlusAndOffsetAreInversesAndKeepAValidV7) {
+  for (int round = 0; round < 200; ++round) {
+    const std::string u = NewUuidV7();
+    ASSERT_TRUE(IsCanonicalUuid(u)) << u;
+    for (uint64_t k : {0ull, 1ull, 15ull, 16ull, 255ull, 4096ull, 1000000ull, 1ull << 40}) {
+      const std::string v = UuidPlus(u, k);
+      ASSERT_TRUE(IsCanonicalUuid(v)) << v;
+      EXPECT_EQ(v.substr(0, 15), u.substr(0, 15)) << "time and version unchanged: " << v;
+      EXPECT_TRUE(v[19] == '8' || v[19] == '9') << "variant unchanged: " << v;
+      EXPECT_EQ(UuidOffset(u, v), k) << u << " " << v;
+      if (k > 0) {
+        EXPECT_GT(v, u) << "text order is numeric order";
+        EXPECT_FALSE(UuidOffset(v, u).has_value());
+      }
+    }
+  }
+  // Carries across hex digits and dash positions.
+  EXPECT_EQ(UuidPlus("018f0000-0000-7000-8000-00000000ffff", 1),
+            "018f0000-0000-7000-8000-000000010000");
+  EXPECT_EQ(UuidPlus("018f0000-0000-7000-8fff-ffffffffffff", 1),
+            "018f0000-0000-7000-9000-000000000000");
+  for (const char* bad :
+       {"018F0000-0000-7000-8000-000000000000", "not-a-uuid", "",
+        "018f0000000070008000000000000000", "018f0000-0000-7000-8000-00000000000g"}) {
+    EXPECT_FALSE(IsCanonicalUuid(bad)) << bad;
+    EXPECT_FALSE(UuidOffset(bad, bad).has_value()) << bad;
+  }
+}
+
 // Ids draw on a per-thread pool of random bytes: threads and forked children must never
 // repeat each other's ids.
 TEST(Uuid, V7IsUniqueAcrossThreadsAndAFork) {

@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -65,8 +66,19 @@ std::string CanonicalContent(const std::string& type, const Json& data, const Me
 std::string CommitId(const std::string& stream, const std::string& entity,
                      const std::vector<std::string>& event_ids);
 
-// A new UUIDv7 ("018f...-7...") string: time-ordered, 74 random bits.
+// A new UUIDv7 ("018f...-7...") string: time-ordered, 73 random bits. The top bit of its
+// 62-bit random tail is clear, so UuidPlus(id, k) stays a valid UUIDv7 for any k < 2^61.
 std::string NewUuidV7();
+
+// `id` + k, as 128-bit numbers; `id` must be a canonical UUID (IsCanonicalUuid).
+std::string UuidPlus(std::string_view id, uint64_t k);
+
+// True for a UUID in canonical form: 36 characters, lowercase hex, dashes at 8, 13, 18, 23.
+// Their text order is their numeric order.
+bool IsCanonicalUuid(std::string_view id);
+
+// id - first, when both are canonical UUIDs and 0 <= id - first < 2^62.
+std::optional<uint64_t> UuidOffset(std::string_view first, std::string_view id);
 
 // Wall clock in microseconds since the epoch.
 TimeMicros NowMicros();
