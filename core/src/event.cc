@@ -178,19 +178,20 @@ int HexValue(char c) {
   return -1;
 }
 
+constexpr size_t kHexAt[32] = {0,  1,  2,  3,  4,  5,  6,  7,  9,  10, 11, 12, 14, 15, 16, 17,
+                               19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35};
+
 std::optional<Uint128> ParseUuid(std::string_view id) {
-  if (id.size() != 36) return std::nullopt;
-  Uint128 v = 0;
-  for (size_t i = 0; i < id.size(); ++i) {
-    if (IsDashAt(i)) {
-      if (id[i] != '-') return std::nullopt;
-      continue;
-    }
-    int h = HexValue(id[i]);
-    if (h < 0) return std::nullopt;
-    v = (v << 4) | static_cast<Uint128>(h);
+  if (id.size() != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-') {
+    return std::nullopt;
   }
-  return v;
+  uint64_t half[2] = {0, 0};
+  for (size_t i = 0; i < 32; ++i) {
+    int h = HexValue(id[kHexAt[i]]);
+    if (h < 0) return std::nullopt;
+    half[i / 16] = (half[i / 16] << 4) | static_cast<uint64_t>(h);
+  }
+  return (static_cast<Uint128>(half[0]) << 64) | half[1];
 }
 
 std::string FormatUuid(Uint128 v) {
@@ -224,6 +225,25 @@ bool IsCanonicalUuid(std::string_view id) { return ParseUuid(id).has_value(); }
 std::string UuidPlus(std::string_view id, uint64_t k) {
   auto v = ParseUuid(id);
   return v ? FormatUuid(*v + k) : std::string(id);
+}
+
+std::vector<std::string> UuidRun(std::string_view first, size_t n) {
+  std::vector<std::string> out;
+  out.reserve(n);
+  auto v = ParseUuid(first);
+  for (size_t i = 0; i < n; ++i) out.push_back(v ? FormatUuid(*v + i) : std::string(first));
+  return out;
+}
+
+bool IsUuidRun(const std::vector<std::string_view>& ids) {
+  if (ids.size() < 2) return false;
+  auto first = ParseUuid(ids[0]);
+  if (!first) return false;
+  for (size_t i = 1; i < ids.size(); ++i) {
+    auto v = ParseUuid(ids[i]);
+    if (!v || *v != *first + i) return false;
+  }
+  return true;
 }
 
 std::optional<uint64_t> UuidOffset(std::string_view first, std::string_view id) {

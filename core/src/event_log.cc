@@ -300,12 +300,12 @@ Status EventLog::Impl::Prepare(AppendRequest& r, Status* deferred) const {
   }
   // The ids a commit needs are consecutive (event i gets base + i), so a commit whose ids are
   // all generated stores them as one run (WriteCommit).
-  std::string base;
+  std::vector<std::string> run;
   for (size_t i = 0; i < r.events.size(); ++i) {
     auto& e = r.events[i];
     if (e.id.empty()) {
-      if (base.empty()) base = NewUuidV7();
-      e.id = UuidPlus(base, i);
+      if (run.empty()) run = UuidRun(NewUuidV7(), r.events.size());
+      e.id = std::move(run[i]);
       e.id_generated = true;
     }
   }
@@ -805,19 +805,14 @@ Status EventLog::Impl::StoreIds(StreamRuntime& s, const std::string& entity, int
   return Status::Ok();
 }
 
-// A commit of n >= 2 events whose ids are consecutive canonical UUIDs (the ids the log
-// generates for a commit are) is stored as one event_id_runs row instead of n event_ids rows.
-// Runs never overlap each other, nor an id already stored for the entity: then the ids go in
-// event_ids rows. Returns whether the run was stored.
+// The ids of a commit whose ids are a run (IsUuidRun: the ids the log generates for a commit
+// are) as one event_id_runs row instead of one event_ids row per event. Runs never overlap
+// each other, nor an id already stored for the entity: then nothing is stored here and the
+// ids go in event_ids rows. Returns whether the run was stored.
 Result<bool> EventLog::Impl::StoreIdRun(StreamRuntime& s, const std::string& entity,
                                         int64_t position, const std::vector<StoredEvent>& events) {
-  if (events.size() < 2) return false;
   const std::string& first = events.front().id;
   const std::string& last = events.back().id;
-  for (size_t i = 0; i < events.size(); ++i) {
-    auto k = UuidOffset(first, events[i].id);
-    if (!k || *k != i) return false;
-  }
   auto& db = *writer_db_;
   // The run with the greatest first id <= last is the only one that can overlap [first, last].
   auto& before = db.Cached(
@@ -858,6 +853,10 @@ Result<AppendResult> EventLog::Impl::WriteCommit(StreamRuntime& s, int64_t posit
   result.position = position;
   result.time = events.back().time;
   result.commit_id = commit_id;
+  std::vector<std::string_view> ids;
+  ids.reserve(events.size());
+  for (const auto& e : events) ids.push_back(e.id);
+  const bool is_run = IsUuidRun(ids);
   auto& commit = db.Cached(
       "INSERT INTO commits (stream_id, position, entity, commit_id, first_version, last_version, "
       "first_time, source, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -869,9 +868,9 @@ Result<AppendResult> EventLog::Impl::WriteCommit(StreamRuntime& s, int64_t posit
       .Bind(6, result.version)
       .Bind(7, events.front().time)
       .Bind(8, events.front().source)
-      .Bind(9, EncodeCommitEvents(events, events.front().source, events.front().time));
+      .Bind(9, EncodeCommitEvents(events, events.front().source, events.front().time, is_run));
   if (auto st = commit.Exec(); !st.ok()) return st;
-  auto run = StoreIdRun(s, result.entity, position, events);
+  auto run = is_run ? StoreIdRun(s, result.entity, position, events) : Result<bool>(false);
   if (!run.ok()) return run.status();
   if (!*run) {
     if (auto st = StoreIds(s, result.entity, position, events); !st.ok()) return st;

@@ -181,9 +181,10 @@ struct StoredCommit {
   TimeMicros first_time = 0;  // the events' time unless one says otherwise
 };
 // `events` all belong to one commit; those whose source is `source` or whose time is
-// `first_time` do not repeat it.
+// `first_time` do not repeat it. With `ids_are_run` (IsUuidRun), only the first event keeps its
+// id: the others' are derived from it when read.
 std::string EncodeCommitEvents(const std::vector<StoredEvent>& events, const std::string& source,
-                               TimeMicros first_time);
+                               TimeMicros first_time, bool ids_are_run);
 // An element's time: its own, or the commit's first_time when it does not repeat it.
 TimeMicros StoredEventTime(const Json& event, TimeMicros first_time);
 // The JSON array, or Internal when the row is damaged.

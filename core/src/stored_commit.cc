@@ -1,5 +1,6 @@
 // The `events` column of a commit row (schema 2, schema.cc): a JSON array with one object per
-// event, holding only what differs from event to event.
+// event, holding only what differs from event to event. Since schema 4 an event's "id" is left
+// out when it is the first event's id plus the event's index.
 #include "event_log_impl.h"
 
 namespace sidelog {
@@ -34,16 +35,20 @@ void AppendJsonString(std::string& out, const std::string& s) {
 }  // namespace
 
 std::string EncodeCommitEvents(const std::vector<StoredEvent>& events, const std::string& source,
-                               TimeMicros first_time) {
+                               TimeMicros first_time, bool ids_are_run) {
   std::string out;
   out.reserve(events.size() * 160);
   out += '[';
   for (size_t i = 0; i < events.size(); ++i) {
     const StoredEvent& e = events[i];
     if (i > 0) out += ',';
-    out += "{\"id\":";
-    AppendJsonString(out, e.id);
-    out += ",\"type\":";
+    out += '{';
+    if (i == 0 || !ids_are_run) {
+      out += "\"id\":";
+      AppendJsonString(out, e.id);
+      out += ',';
+    }
+    out += "\"type\":";
     AppendJsonString(out, e.type);
     if (e.time != first_time) {
       out += ",\"time\":";
@@ -89,6 +94,7 @@ Status DecodeCommitEvents(std::string_view text, const StoredCommit& commit, int
   auto events = ParseCommitEvents(text, commit.position);
   if (!events.ok()) return events.status();
   try {
+    std::vector<std::string> run;  // the ids left out: the first one plus their index
     for (size_t i = 0; i < events->size(); ++i) {
       const int64_t version = commit.first_version + static_cast<int64_t>(i);
       if (version < min_version) continue;
@@ -101,7 +107,12 @@ Status DecodeCommitEvents(std::string_view text, const StoredCommit& commit, int
       se.position = commit.position;
       se.index = static_cast<int32_t>(i);
       se.version = version;
-      se.id = e.at("id").get<std::string>();
+      if (auto id = e.find("id"); id != e.end()) {
+        se.id = id->get<std::string>();
+      } else {
+        if (run.empty()) run = UuidRun((*events)[0].at("id").get<std::string>(), events->size());
+        se.id = std::move(run[i]);
+      }
       se.type = std::move(type);
       se.time = StoredEventTime(e, commit.first_time);
       se.data = std::move(e.at("data"));

@@ -73,6 +73,14 @@ std::string NewUuidV7();
 // `id` + k, as 128-bit numbers; `id` must be a canonical UUID (IsCanonicalUuid).
 std::string UuidPlus(std::string_view id, uint64_t k);
 
+// first, first + 1, ..., first + n - 1 (`first` canonical): the ids of a commit of n events
+// when the log generates them, UuidRun(NewUuidV7(), n).
+std::vector<std::string> UuidRun(std::string_view first, size_t n);
+
+// True when there are at least two ids and each is a canonical UUID equal to the first + its
+// index.
+bool IsUuidRun(const std::vector<std::string_view>& ids);
+
 // True for a UUID in canonical form: 36 characters, lowercase hex, dashes at 8, 13, 18, 23.
 // Their text order is their numeric order.
 bool IsCanonicalUuid(std::string_view id);
