@@ -234,6 +234,7 @@ void EventLog::Impl::Close() {
   }
   checkpoint_cv_.notify_all();
   if (checkpointer_.joinable()) checkpointer_.join();
+  std::lock_guard<std::mutex> batch(batch_mu_);  // an inline append finishes first
   std::lock_guard<std::mutex> lock(queue_mu_);
   closed_ = true;
   {
@@ -312,16 +313,26 @@ Status EventLog::Impl::Prepare(AppendRequest& r, Status* deferred) const {
   return Status::Ok();
 }
 
+namespace {
+
+// Without client ids an append cannot be a replay: a rule rejection is final at once.
+bool FinalAtOnce(const AppendRequest& request, const Status& deferred) {
+  if (deferred.ok()) return false;
+  for (const auto& e : request.events) {
+    if (!e.id_generated) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 void EventLog::AppendAsync(AppendRequest request, AppendCallback done) {
   Status deferred;
   if (auto s = impl_->Prepare(request, &deferred); !s.ok()) {
     done(s);
     return;
   }
-  // Without client ids an append cannot be a replay: a rule rejection is final at once.
-  bool any_client_id = false;
-  for (const auto& e : request.events) any_client_id = any_client_id || !e.id_generated;
-  if (!deferred.ok() && !any_client_id) {
+  if (FinalAtOnce(request, deferred)) {
     done(deferred);
     return;
   }
@@ -329,11 +340,37 @@ void EventLog::AppendAsync(AppendRequest request, AppendCallback done) {
 }
 
 Result<AppendResult> EventLog::Append(AppendRequest request) {
+  Status deferred;
+  if (auto s = impl_->Prepare(request, &deferred); !s.ok()) return s;
+  if (FinalAtOnce(request, deferred)) return deferred;
+  if (auto r = impl_->TryAppendInline(request, deferred)) return std::move(*r);
   std::promise<Result<AppendResult>> promise;
   auto future = promise.get_future();
-  AppendAsync(std::move(request),
-              [&promise](Result<AppendResult> r) { promise.set_value(std::move(r)); });
+  impl_->Enqueue(std::move(request), std::move(deferred),
+                 [&promise](Result<AppendResult> r) { promise.set_value(std::move(r)); });
   return future.get();
+}
+
+// The synchronous Append runs its own append on the caller's thread when the writer is idle
+// and its last group commit held one append: two thread hand-offs fewer per append (about a
+// tenth of a 100-event commit here). Under concurrency appends queue for the writer, whose
+// group commits they need; then the writer's batches are larger and this path stays unused.
+std::optional<Result<AppendResult>> EventLog::Impl::TryAppendInline(AppendRequest& request,
+                                                                    const Status& deferred) {
+  if (options_.mode != LogMode::kStandalone || last_batch_.load() > 1) return std::nullopt;
+  std::unique_lock<std::mutex> batch_lock(batch_mu_, std::try_to_lock);
+  if (!batch_lock.owns_lock()) return std::nullopt;
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    if (closing_ || !queue_.empty()) return std::nullopt;  // the writer has work: join it
+  }
+  std::optional<Result<AppendResult>> result;
+  Batch batch;
+  BeginBatch(batch);
+  ApplyPending(batch, {std::move(request), deferred,
+                       [&result](Result<AppendResult> r) { result = std::move(r); }, nullptr});
+  FinishBatch(batch);
+  return result;
 }
 
 void EventLog::Impl::Enqueue(AppendRequest request, Status deferred, AppendCallback done) {
@@ -363,6 +400,7 @@ void EventLog::Impl::WriterLoop() {
       queue_cv_.wait(lock, [&] { return closing_ || !queue_.empty(); });
       if (queue_.empty()) return;  // closing and drained
     }
+    std::lock_guard<std::mutex> batch_lock(batch_mu_);
     Batch batch;
     BeginBatch(batch);
     for (;;) {
@@ -382,6 +420,7 @@ void EventLog::Impl::WriterLoop() {
       }
     }
     last = batch.pending.size();
+    last_batch_ = last;
     FinishBatch(batch);
   }
 }

@@ -7,6 +7,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <thread>
@@ -65,6 +66,9 @@ class EventLog::Impl {
   // result: ids are checked before rules, so a retry of a stored commit still replays.
   Status Prepare(AppendRequest& request, Status* deferred) const;
   void Enqueue(AppendRequest request, Status deferred, AppendCallback done);
+  // Empty when the append must go through the writer's queue instead.
+  std::optional<Result<AppendResult>> TryAppendInline(AppendRequest& request,
+                                                      const Status& deferred);
 
   // --- reads (event_log_read.cc)
   const StreamRuntime* Find(const std::string& stream) const;
@@ -148,6 +152,11 @@ class EventLog::Impl {
   Result<std::optional<AppendResult>> CheckIdempotency(StreamRuntime& s, const AppendRequest& r,
                                                        int64_t current_version);
 
+  // The writer's state below (its connection, the entity cache, the streams' pending heads) is
+  // used by whoever holds batch_mu_: the writer thread for a group commit, or a caller of the
+  // synchronous Append for its own append (TryAppendInline).
+  std::mutex batch_mu_;
+  std::atomic<size_t> last_batch_{0};  // appends in the writer's last group commit
   std::unique_ptr<sqlite::Db> writer_db_;
   EntityCache cache_;
   std::thread writer_;
