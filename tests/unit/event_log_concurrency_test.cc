@@ -138,7 +138,7 @@ TEST(EventLogConcurrency, SynchronousAndQueuedAppendsInterleaveWithoutGapsOrDupl
   });
   std::thread async_caller([&] {
     for (int i = 0; i < kAsync; ++i) {
-      log->AppendAsync(Req("orders", "shared", {Ev("Async")}), [&](Result<AppendResult> r) {
+      log->AppendAsync(Req("orders", "shared", {Ev("Async")}), [&](const Result<AppendResult>& r) {
         record(r);
         async_done++;
       });

@@ -230,6 +230,7 @@ std::vector<EventInput> Resend(const AppendResult& r, const std::vector<EventInp
 // them replays, and every idempotency rule holds as for ids stored one by one.
 TEST_F(EventLogTest, GeneratedIdsOfACommitAreOneRunThatReplaysLikeSingleIds) {
   std::vector<EventInput> events;
+  events.reserve(5);
   for (int i = 0; i < 5; ++i) events.push_back(Ev("Paid", {{"n", i}}));
   auto first = MustAppend(Req("payments", "p1", events));
   ASSERT_EQ(first.events.size(), 5u);
@@ -289,6 +290,7 @@ TEST_F(EventLogTest, ConsecutiveClientIdsFormARunAndOverlapsFallBackToSingleIds)
   const std::string base = NewUuidV7();
   auto ids = [&](int from, int n, const std::string& type) {
     std::vector<EventInput> out;
+    out.reserve(static_cast<size_t>(n));
     for (int i = 0; i < n; ++i) out.push_back(Ev(type, {}, UuidPlus(base, from + i)));
     return out;
   };
