@@ -88,6 +88,44 @@ TEST(Replication, ConflictsAcrossReplicasAnswer409AndRetriesReplay) {
   EXPECT_EQ(JetStreamLastSeq(nats), 2);
 }
 
+// Ids the sidecar generates for a commit are stored as one run, on the replica that wrote it
+// and on the one that follows it: a retry with those ids through either replica replays,
+// a part of them conflicts, and reads on both give every id back.
+TEST(Replication, GeneratedIdsReplayThroughEitherReplica) {
+  NatsServer nats;
+  nats.Start();
+  SidecarProcess a(kOrders, nats.SidecarConfig(), "orders");
+  SidecarProcess b(kOrders, nats.SidecarConfig(), "orders");
+  a.Start();
+  b.Start();
+  Json body = {{"events", Json::array()}};
+  for (int i = 0; i < 4; ++i) body["events"].push_back({{"type", "Bumped"}, {"data", {{"i", i}}}});
+  auto created = Append(a, "gen", body);
+  ASSERT_EQ(created.status, 201) << created.body;
+  const Json ids = created.json()["events"];
+  ASSERT_EQ(ids.size(), 4u);
+  Json retry = body;
+  for (size_t i = 0; i < 4; ++i) retry["events"][i]["id"] = ids[i]["id"];
+
+  const std::string position = created.json()["position"].dump();
+  ASSERT_EQ(
+      RawRequest(b.port(), "GET", "/v1/streams/orders/entities/gen?minPosition=" + position).status,
+      200);
+  auto seen = RawRequest(b.port(), "GET", "/v1/streams/orders/entities/gen/events");
+  ASSERT_EQ(seen.status, 200) << seen.body;
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(seen.json()["events"][i]["id"], ids[i]["id"]);
+
+  for (SidecarProcess* p : {&a, &b}) {
+    auto replay = Append(*p, "gen", retry);
+    EXPECT_EQ(replay.status, 200) << replay.body;
+    EXPECT_EQ(replay.json()["position"], created.json()["position"]) << replay.body;
+    Json part = retry;
+    part["events"].erase(part["events"].begin());
+    EXPECT_EQ(Append(*p, "gen", part).status, 409);
+  }
+  EXPECT_EQ(JetStreamLastSeq(nats), 1);
+}
+
 TEST(Replication, AReadingServiceFollowsInOrderAndCannotWrite) {
   NatsServer nats;
   nats.Start();
