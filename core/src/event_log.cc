@@ -392,7 +392,6 @@ void EventLog::Impl::Enqueue(AppendRequest request, Status deferred, AppendCallb
 // commits when the queue is empty or the batch is as large as the previous one (callers that
 // were answered together come back together): one fsync serves them all.
 void EventLog::Impl::WriterLoop() {
-  size_t last = 0;  // appends in the previous group commit
   std::vector<Pending> taken;
   for (;;) {
     {
@@ -414,13 +413,12 @@ void EventLog::Impl::WriterLoop() {
       if (taken.empty()) break;
       for (auto& p : taken) ApplyPending(batch, std::move(p));
       taken.clear();
-      if (batch.pending.size() >= std::max<size_t>(last, 1) ||
+      if (batch.pending.size() >= std::max<size_t>(last_batch_.load(), 1) ||
           batch.pending.size() >= options_.max_batch) {
         break;
       }
     }
-    last = batch.pending.size();
-    last_batch_ = last;
+    last_batch_ = batch.pending.size();
     FinishBatch(batch);
   }
 }

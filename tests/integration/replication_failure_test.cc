@@ -29,6 +29,18 @@ struct Outcomes {
   std::vector<std::string> server_errors;  // answers >= 500 other than 503, with their body
 };
 
+// Waits until an append was acknowledged after the fault, for at most `limit`.
+void WaitForAnAckAfterTheFault(Outcomes& out, std::chrono::seconds limit) {
+  for (auto deadline = std::chrono::steady_clock::now() + limit;
+       std::chrono::steady_clock::now() < deadline;) {
+    {
+      std::lock_guard<std::mutex> lock(out.mu);
+      if (out.acked_after_fault > 0) return;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
 // Appends from `threads` threads through `p` until `stop` (each at most `max` appends, on
 // entities shared between threads), recording outcomes.
 std::vector<std::thread> Load(const SidecarProcess& p, const std::string& tag, int threads, int max,
@@ -169,14 +181,7 @@ TEST(Replication, NatsKilledUnderLoadLosesAndDuplicatesNothing) {
   std::this_thread::sleep_for(500ms);
   nats.Start();  // same port and store
   // Load until both sidecars were seen writing again (bounded), and a little longer.
-  for (auto deadline = std::chrono::steady_clock::now() + 15s;
-       std::chrono::steady_clock::now() < deadline;) {
-    {
-      std::lock_guard<std::mutex> lock(out.mu);
-      if (out.acked_after_fault > 0) break;
-    }
-    std::this_thread::sleep_for(100ms);
-  }
+  WaitForAnAckAfterTheFault(out, 15s);
   std::this_thread::sleep_for(500ms);
   stop = true;
   for (auto& t : la) t.join();
@@ -283,14 +288,7 @@ TEST(Replication, AClusterNodeKilledUnderLoadLosesNothingFromAnR3Stream) {
   // longer on a loaded machine. Load until appends were acknowledged again (bounded), then a
   // little longer.
   std::this_thread::sleep_for(3s);
-  for (auto deadline = std::chrono::steady_clock::now() + 30s;
-       std::chrono::steady_clock::now() < deadline;) {
-    {
-      std::lock_guard<std::mutex> lock(out.mu);
-      if (out.acked_after_fault > 0) break;
-    }
-    std::this_thread::sleep_for(100ms);
-  }
+  WaitForAnAckAfterTheFault(out, 30s);
   std::this_thread::sleep_for(2s);
   stop = true;
   for (auto& t : la) t.join();
