@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <future>
 #include <set>
 
@@ -165,8 +166,8 @@ Status EventLog::Impl::OpenDatabase(const std::vector<StreamSpec>& streams) {
     auto& ins = w.Cached("INSERT OR IGNORE INTO streams (name) VALUES (?)");
     if (s = ins.Bind(1, spec.name).Exec(); !s.ok()) return s;
     auto& sel = w.Cached(
-        "SELECT id, last_position, watermark, entities, commits, events FROM streams "
-        "WHERE name = ?");
+        "SELECT id, last_position, watermark, entities, commits, events, indexed_through "
+        "FROM streams WHERE name = ?");
     sel.Bind(1, spec.name);
     if (sel.Step() != SQLITE_ROW) return sqlite::Error(w, "reading stream " + spec.name);
     rt->id = sel.Int(0);
@@ -175,7 +176,9 @@ Status EventLog::Impl::OpenDatabase(const std::vector<StreamSpec>& streams) {
     rt->entities = sel.Int(3);
     rt->commits = sel.Int(4);
     rt->events = sel.Int(5);
+    rt->indexed_through = rt->pending_indexed_through = rt->tail_dropped_through = sel.Int(6);
     sel.Reset();
+    if (s = LoadTail(w, *rt); !s.ok()) return s;
     // Snapshots made under other rules are useless now.
     auto& drop = w.Cached("DELETE FROM snapshots WHERE stream_id = ? AND rules_hash <> ?");
     if (s = drop.Bind(1, rt->id).Bind(2, rt->rules->hash()).Exec(); !s.ok()) return s;
@@ -441,6 +444,7 @@ void EventLog::Impl::ApplyPending(Batch& b, Pending p) {
     return;
   }
   (void)db.Cached("SAVEPOINT append").Exec();
+  const size_t tail_mark = batch_tail_.size();
   std::map<StreamRuntime*, Batch::Head> heads;
   for (auto& [s, h] : b.before) heads[s] = {s->last_position.load(), s->pending_watermark};
   Result<AppendResult> r = Status::Ok();
@@ -454,6 +458,7 @@ void EventLog::Impl::ApplyPending(Batch& b, Pending p) {
   } else {
     (void)db.Cached("ROLLBACK TO append").Exec();
     (void)db.Cached("RELEASE append").Exec();
+    UndoTail(tail_mark);
     for (auto& [s, h] : heads) {
       s->last_position = h.last_position;
       s->pending_watermark = h.watermark;
@@ -469,37 +474,49 @@ void EventLog::Impl::ApplyPending(Batch& b, Pending p) {
 void EventLog::Impl::FinishBatch(Batch& b) {
   auto& db = *writer_db_;
   // Standalone: the watermark follows the last position. Replicated: the follower moves it.
-  std::vector<StreamRuntime*> moved;
+  Status commit = b.begin;
+  std::vector<StreamRuntime*> moved, merged;
   for (auto& [s, h] : b.before) {
     if (options_.mode == LogMode::kStandalone) s->pending_watermark = s->last_position.load();
-    if (s->last_position.load() != h.last_position || s->pending_watermark != h.watermark) {
+    s->pending_indexed_through = s->indexed_through;
+    if (commit.ok() && s->tail_size >= std::max<size_t>(options_.index_tail_commits, 1) &&
+        s->pending_watermark > s->indexed_through) {
+      if (commit = MergeTail(*s); commit.ok()) merged.push_back(s);
+    }
+    if (s->last_position.load() != h.last_position || s->pending_watermark != h.watermark ||
+        s->pending_indexed_through != s->indexed_through) {
       moved.push_back(s);
     }
   }
-  Status commit = b.begin;
   if (b.begin.ok()) {
     // Persist the stream heads once per batch.
     for (auto* s : moved) {
+      if (!commit.ok()) break;
       auto& up = db.Cached(
           "UPDATE streams SET last_position = ?, watermark = ?, entities = ?, commits = ?, "
-          "events = ? WHERE id = ?");
+          "events = ?, indexed_through = ? WHERE id = ?");
       up.Bind(1, s->last_position.load())
           .Bind(2, s->pending_watermark)
           .Bind(3, s->entities.load())
           .Bind(4, s->commits.load())
           .Bind(5, s->events.load())
-          .Bind(6, s->id);
-      if (commit = up.Exec(); !commit.ok()) break;
+          .Bind(6, s->pending_indexed_through)
+          .Bind(7, s->id);
+      commit = up.Exec();
     }
     if (commit.ok()) commit = db.Exec("COMMIT");
     if (!commit.ok()) (void)db.Exec("ROLLBACK");
   }
   if (commit.ok()) {
     for (auto* s : moved) s->watermark = s->pending_watermark;  // now readers may see it
+    for (auto* s : merged) DropMerged(*s);
+    batch_tail_.clear();
   }
 
   if (!commit.ok()) {
     // Nothing of this batch is durable: reload what the writer believed.
+    UndoTail(0);
+    for (auto& [s, h] : b.before) s->pending_indexed_through = s->indexed_through;
     cache_.Clear();
     auto& sel = db.Cached(
         "SELECT last_position, watermark, entities, commits, events FROM streams WHERE id = ?");
@@ -539,21 +556,110 @@ void EventLog::Impl::FinishBatch(Batch& b) {
 Result<EntityState*> EventLog::Impl::LoadForWrite(StreamRuntime& s, const std::string& entity) {
   std::string key = CacheKey(s.id, entity);
   if (EntityState* hit = cache_.Find(key)) return hit;
-  auto& head = writer_db_->Cached(
-      "SELECT last_version, position FROM commits WHERE stream_id = ? AND entity = ? "
-      "ORDER BY last_version DESC LIMIT 1");
-  head.Bind(1, s.id).Bind(2, entity);
-  int64_t version = 0, position = 0;
-  if (head.Step() == SQLITE_ROW) {
-    version = head.Int(0);
-    position = head.Int(1);
-  }
-  head.Reset();
+  // The writer's own snapshot holds everything: the tail it reads is never behind it.
+  auto commits = EntityCommits::Open(*writer_db_, s, entity);
+  if (!commits.ok()) return commits.status();
+  if (!commits->has_value()) return Status::Internal("the entity index's tail is behind its table");
+  auto head = (*commits)->Head();
+  if (!head.ok()) return head.status();
+  const auto [version, position] = *head;
   if (version == 0) return cache_.Put(key, s.rules->Initial());
-  auto folded = Fold(*writer_db_, s, entity, version);
+  auto folded = Fold(**commits, s, version);
   if (!folded.ok()) return folded.status();
   folded->position = position;
   return cache_.Put(key, std::move(folded).value());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The entity index's tail (schema 5; docs/architecture.md, "Entity index")
+
+void EventLog::Impl::AddToTail(StreamRuntime& s, const std::string& entity,
+                               StreamRuntime::TailCommit c) {
+  {
+    std::lock_guard<std::mutex> lock(s.tail_mu);
+    s.tail[entity].push_back(c);
+    ++s.tail_size;
+  }
+  batch_tail_.emplace_back(&s, entity);
+}
+
+void EventLog::Impl::UndoTail(size_t mark) {
+  while (batch_tail_.size() > mark) {
+    auto& [s, entity] = batch_tail_.back();
+    {
+      std::lock_guard<std::mutex> lock(s->tail_mu);
+      auto it = s->tail.find(entity);
+      if (it != s->tail.end()) {
+        it->second.pop_back();  // an entity's commits of a batch are added in version order
+        if (it->second.empty()) s->tail.erase(it);
+        --s->tail_size;
+      }
+    }
+    batch_tail_.pop_back();
+  }
+}
+
+// Writes the index entries of the tail's commits up to the watermark, sorted by entity: each
+// page of entity_commits is written once for all the commits it takes. Inside the batch's
+// transaction; the tail drops them (DropMerged) once that commits.
+Status EventLog::Impl::MergeTail(StreamRuntime& s) {
+  const int64_t through = s.pending_watermark;  // every commit up to it is stored
+  std::vector<std::pair<const std::string*, StreamRuntime::TailCommit>> entries;
+  entries.reserve(s.tail_size);
+  for (const auto& [entity, commits] : s.tail) {
+    for (const auto& c : commits) {
+      if (c.position <= through) entries.emplace_back(&entity, c);
+    }
+  }
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    if (int cmp = a.first->compare(*b.first); cmp != 0) return cmp < 0;
+    return a.second.last_version < b.second.last_version;
+  });
+  auto& index = writer_db_->Cached(
+      "INSERT INTO entity_commits (stream_id, entity, last_version, position) VALUES (?, ?, ?, ?)");
+  for (const auto& [entity, c] : entries) {
+    index.Bind(1, s.id).Bind(2, *entity).Bind(3, c.last_version).Bind(4, c.position);
+    if (auto st = index.Exec(); !st.ok()) {
+      return Status::Internal("merging the entity index of stream " + s.name + ": " + st.message());
+    }
+    index.Reset();
+  }
+  s.pending_indexed_through = through;
+  return Status::Ok();
+}
+
+// After the merge's COMMIT: the tail lets go of what entity_commits now holds. A reader whose
+// snapshot began before that COMMIT finds tail_dropped_through above its indexed_through and
+// starts again with a newer one.
+void EventLog::Impl::DropMerged(StreamRuntime& s) {
+  const int64_t through = s.pending_indexed_through;
+  std::lock_guard<std::mutex> lock(s.tail_mu);
+  for (auto it = s.tail.begin(); it != s.tail.end();) {
+    auto& commits = it->second;
+    const size_t before = commits.size();
+    std::erase_if(commits, [&](const auto& c) { return c.position <= through; });
+    s.tail_size -= before - commits.size();
+    it = commits.empty() ? s.tail.erase(it) : std::next(it);
+  }
+  s.tail_dropped_through = through;
+  s.indexed_through = through;
+}
+
+// At open: the commits above indexed_through (written since the last merge) form the tail.
+Status EventLog::Impl::LoadTail(sqlite::Db& db, StreamRuntime& s) {
+  auto& q = db.Cached(
+      "SELECT position, entity, first_version, last_version FROM commits WHERE stream_id = ? AND "
+      "position > ? ORDER BY position");
+  q.Bind(1, s.id).Bind(2, s.indexed_through);
+  std::lock_guard<std::mutex> lock(s.tail_mu);
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    s.tail[q.String(1)].push_back({q.Int(0), q.Int(2), q.Int(3)});
+    ++s.tail_size;
+  }
+  q.Reset();
+  if (rc != SQLITE_DONE) return sqlite::Error(db, "loading the entity index of " + s.name);
+  return Status::Ok();
 }
 
 // Where `id` is stored for `entity` when an id run holds it: (position, idx).
@@ -907,6 +1013,16 @@ Result<AppendResult> EventLog::Impl::WriteCommit(StreamRuntime& s, int64_t posit
       .Bind(8, events.front().source)
       .Bind(9, EncodeCommitEvents(events, events.front().source, events.front().time, is_run));
   if (auto st = commit.Exec(); !st.ok()) return st;
+  if (position > s.indexed_through) {
+    AddToTail(s, result.entity, {position, result.from_version, result.version});
+  } else {
+    // Below the merged watermark (a replica storing a commit it skipped): index it at once.
+    auto& index = db.Cached(
+        "INSERT INTO entity_commits (stream_id, entity, last_version, position) "
+        "VALUES (?, ?, ?, ?)");
+    index.Bind(1, s.id).Bind(2, result.entity).Bind(3, result.version).Bind(4, position);
+    if (auto st = index.Exec(); !st.ok()) return st;
+  }
   auto run = is_run ? StoreIdRun(s, result.entity, position, events) : Result<bool>(false);
   if (!run.ok()) return run.status();
   if (!*run) {

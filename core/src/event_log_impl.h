@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <list>
 #include <map>
 #include <mutex>
@@ -32,6 +33,77 @@ struct StreamRuntime {
   // The watermark this batch will publish: readers see `watermark` move only after COMMIT, or
   // they could read past commits their snapshot does not hold yet. Writer thread only.
   int64_t pending_watermark = 0;
+
+  // The entity index's tail (schema 5): commits above indexed_through, which entity_commits
+  // does not hold yet, by entity in version order. The writer adds a commit here inside its
+  // transaction (and takes it out again if that rolls back), and moves the tail into
+  // entity_commits in bulk once it holds index_tail_commits commits. The writer changes it
+  // under tail_mu; readers copy what they need under tail_mu.
+  struct TailCommit {
+    int64_t position, first_version, last_version;
+  };
+  // The entity's tail commits above `indexed_through` (the value a reader's snapshot holds),
+  // in version order; nullopt when a merge newer than that snapshot already dropped some.
+  std::optional<std::vector<TailCommit>> TailAbove(const std::string& entity,
+                                                   int64_t indexed_through) const;
+  mutable std::mutex tail_mu;
+  std::unordered_map<std::string, std::vector<TailCommit>> tail;
+  size_t tail_size = 0;
+  int64_t tail_dropped_through = 0;  // merged entries at or below it are gone from `tail`
+  // Writer only: entity_commits holds every commit at or below it (as committed), and the
+  // value the batch in progress will write (a merge moves it up to the watermark).
+  int64_t indexed_through = 0;
+  int64_t pending_indexed_through = 0;
+};
+
+// An entity's commits as one transaction on `db` sees them: entity_commits up to the
+// stream's indexed_through in that snapshot, then the newer ones of the in-memory tail.
+class EntityCommits {
+ public:
+  struct Row {
+    int64_t position, first_version, last_version;
+    std::string_view source, events;  // valid during the visit only
+    TimeMicros first_time;
+  };
+  // Visits rows until the visitor returns false or an error.
+  using Visit = std::function<Result<bool>(const Row&)>;
+
+  // The stream's indexed_through and watermark as a transaction sees them.
+  struct Marks {
+    int64_t indexed_through, watermark;
+  };
+  static Result<Marks> ReadMarks(sqlite::Db& db, const StreamRuntime& s);
+  // nullopt when the snapshot is older than the tail (a merge committed since it began): the
+  // caller starts a new transaction. `marks` when the caller read them already.
+  static Result<std::optional<EntityCommits>> Open(sqlite::Db& db, const StreamRuntime& s,
+                                                   const std::string& entity,
+                                                   std::optional<Marks> marks = {});
+
+  sqlite::Db& db() const { return *db_; }
+  const std::string& entity() const { return entity_; }
+  // The newest commit's last version and position; {0, 0} when the entity has none.
+  Result<std::pair<int64_t, int64_t>> Head() const;
+  // Commits whose last version is at least `from`, oldest first.
+  Status Forward(int64_t from, const Visit& visit) const;
+  // All commits, newest first.
+  Status Backward(const Visit& visit) const;
+
+ private:
+  EntityCommits(sqlite::Db& db, const StreamRuntime& s, std::string entity, int64_t watermark,
+                std::vector<StreamRuntime::TailCommit> tail)
+      : db_(&db),
+        stream_(&s),
+        entity_(std::move(entity)),
+        watermark_(watermark),
+        tail_(std::move(tail)) {}
+  // The tail commit's row; false (and no visit) when this snapshot does not hold it yet.
+  Result<bool> VisitTail(const StreamRuntime::TailCommit& t, const Visit& visit, bool* more) const;
+
+  sqlite::Db* db_;
+  const StreamRuntime* stream_;
+  std::string entity_;
+  int64_t watermark_;
+  std::vector<StreamRuntime::TailCommit> tail_;
 };
 
 // The writer's in-memory view of recently written entities: their current folded state.
@@ -72,7 +144,7 @@ class EventLog::Impl {
 
   // --- reads (event_log_read.cc)
   const StreamRuntime* Find(const std::string& stream) const;
-  Result<EntityState> Fold(sqlite::Db& db, const StreamRuntime& s, const std::string& entity,
+  Result<EntityState> Fold(const EntityCommits& commits, const StreamRuntime& s,
                            int64_t target_version) const;
   Result<EntityEvents> ReadEntity(const std::string& stream, const std::string& entity,
                                   int64_t from_version, int limit) const;
@@ -99,6 +171,10 @@ class EventLog::Impl {
     std::unique_ptr<sqlite::Db> db_;
   };
   Result<Reader> AcquireReader() const;
+  // Begins a read transaction on `reader` and opens the entity's commits in it (again, in a
+  // new transaction, when a merge outran the first). The caller ends the transaction.
+  Result<EntityCommits> OpenEntity(Reader& reader, const StreamRuntime& s,
+                                   const std::string& entity) const;
 
   EventLogOptions options_;
   std::map<std::string, std::unique_ptr<StreamRuntime>> streams_;
@@ -143,6 +219,12 @@ class EventLog::Impl {
     std::vector<std::string> touched;  // cache keys changed in this transaction
     std::map<StreamRuntime*, Head> before;
   };
+  // The entity index's tail (StreamRuntime::tail), writer side.
+  void AddToTail(StreamRuntime& s, const std::string& entity, StreamRuntime::TailCommit c);
+  void UndoTail(size_t mark);  // takes out what this batch added after `mark`
+  Status MergeTail(StreamRuntime& s);
+  void DropMerged(StreamRuntime& s);
+  Status LoadTail(sqlite::Db& db, StreamRuntime& s);
   void BeginBatch(Batch& b);
   void ApplyPending(Batch& b, Pending p);
   void FinishBatch(Batch& b);
@@ -157,6 +239,8 @@ class EventLog::Impl {
   // synchronous Append for its own append (TryAppendInline).
   std::mutex batch_mu_;
   std::atomic<size_t> last_batch_{0};  // appends in the writer's last group commit
+  // Tail entries added by the batch in progress, in order, so a rollback can take them out.
+  std::vector<std::pair<StreamRuntime*, std::string>> batch_tail_;
   std::unique_ptr<sqlite::Db> writer_db_;
   EntityCache cache_;
   std::thread writer_;

@@ -16,17 +16,148 @@ int ClampLimit(int limit) {
   return std::min(limit, 1000);
 }
 
-// The entity's current version: its newest commit's (schema 3), 0 when it has none.
-int64_t CurrentVersion(sqlite::Db& db, int64_t stream_id, const std::string& entity) {
-  auto& head =
-      db.Cached("SELECT max(last_version) FROM commits WHERE stream_id = ? AND entity = ?");
-  head.Bind(1, stream_id).Bind(2, entity);
-  const int64_t version = head.Step() == SQLITE_ROW ? head.Int(0) : 0;
-  head.Reset();
-  return version;
+}  // namespace
+
+std::optional<std::vector<StreamRuntime::TailCommit>> StreamRuntime::TailAbove(
+    const std::string& entity, int64_t through) const {
+  std::lock_guard<std::mutex> lock(tail_mu);
+  if (tail_dropped_through > through) return std::nullopt;
+  std::vector<TailCommit> out;
+  auto it = tail.find(entity);
+  if (it == tail.end()) return out;
+  for (const auto& c : it->second) {
+    if (c.position > through) out.push_back(c);
+  }
+  return out;
 }
 
-}  // namespace
+Result<EntityCommits::Marks> EntityCommits::ReadMarks(sqlite::Db& db, const StreamRuntime& s) {
+  auto& q = db.Cached("SELECT indexed_through, watermark FROM streams WHERE id = ?");
+  q.Bind(1, s.id);
+  if (q.Step() != SQLITE_ROW) {
+    q.Reset();
+    return sqlite::Error(db, "reading stream " + s.name);
+  }
+  const Marks marks{q.Int(0), q.Int(1)};
+  q.Reset();
+  return marks;
+}
+
+Result<std::optional<EntityCommits>> EntityCommits::Open(sqlite::Db& db, const StreamRuntime& s,
+                                                         const std::string& entity,
+                                                         std::optional<Marks> marks) {
+  if (!marks) {
+    auto read = ReadMarks(db, s);
+    if (!read.ok()) return read.status();
+    marks = *read;
+  }
+  auto tail = s.TailAbove(entity, marks->indexed_through);
+  if (!tail) return std::optional<EntityCommits>();
+  return std::optional<EntityCommits>(
+      EntityCommits(db, s, entity, marks->watermark, std::move(*tail)));
+}
+
+Result<bool> EntityCommits::VisitTail(const StreamRuntime::TailCommit& t, const Visit& visit,
+                                      bool* more) const {
+  auto& q = db_->Cached(
+      "SELECT first_version, last_version, source, events, first_time FROM commits WHERE "
+      "stream_id = ? AND position = ?");
+  q.Bind(1, stream_->id).Bind(2, t.position);
+  const int rc = q.Step();
+  if (rc == SQLITE_DONE) {
+    q.Reset();
+    return false;  // not committed when this snapshot began
+  }
+  if (rc != SQLITE_ROW) {
+    q.Reset();
+    return sqlite::Error(*db_, "reading entity " + entity_);
+  }
+  Row row{t.position, q.Int(0), q.Int(1), q.Text(2), q.Text(3), q.Int(4)};
+  auto go_on = visit(row);
+  q.Reset();
+  if (!go_on.ok()) return go_on.status();
+  *more = *go_on;
+  return true;
+}
+
+Status EntityCommits::Forward(int64_t from, const Visit& visit) const {
+  auto& q = db_->Cached(
+      "SELECT c.position, c.first_version, c.last_version, c.source, c.events, c.first_time "
+      "FROM entity_commits e JOIN commits c ON c.stream_id = e.stream_id AND c.position = "
+      "e.position WHERE e.stream_id = ? AND e.entity = ? AND e.last_version >= ? "
+      "ORDER BY e.last_version");
+  q.Bind(1, stream_->id).Bind(2, entity_).Bind(3, from);
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    auto more = visit({q.Int(0), q.Int(1), q.Int(2), q.Text(3), q.Text(4), q.Int(5)});
+    if (!more.ok() || !*more) {
+      q.Reset();
+      return more.status();
+    }
+  }
+  q.Reset();
+  if (rc != SQLITE_DONE) return sqlite::Error(*db_, "reading entity " + entity_);
+  for (const auto& t : tail_) {
+    if (t.last_version < from) continue;
+    bool more = true;
+    auto seen = VisitTail(t, visit, &more);
+    if (!seen.ok()) return seen.status();
+    if (!*seen) break;  // later tail commits are not in this snapshot either
+    if (!more) break;
+  }
+  return Status::Ok();
+}
+
+Status EntityCommits::Backward(const Visit& visit) const {
+  for (auto t = tail_.rbegin(); t != tail_.rend(); ++t) {
+    bool more = true;
+    auto seen = VisitTail(*t, visit, &more);
+    if (!seen.ok()) return seen.status();
+    if (*seen && !more) return Status::Ok();
+  }
+  auto& q = db_->Cached(
+      "SELECT c.position, c.first_version, c.last_version, c.source, c.events, c.first_time "
+      "FROM entity_commits e JOIN commits c ON c.stream_id = e.stream_id AND c.position = "
+      "e.position WHERE e.stream_id = ? AND e.entity = ? ORDER BY e.last_version DESC");
+  q.Bind(1, stream_->id).Bind(2, entity_);
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    auto more = visit({q.Int(0), q.Int(1), q.Int(2), q.Text(3), q.Text(4), q.Int(5)});
+    if (!more.ok() || !*more) {
+      q.Reset();
+      return more.status();
+    }
+  }
+  q.Reset();
+  if (rc != SQLITE_DONE) return sqlite::Error(*db_, "reading entity " + entity_);
+  return Status::Ok();
+}
+
+Result<std::pair<int64_t, int64_t>> EntityCommits::Head() const {
+  // Neither query reads a commit's events: only whether it is in this snapshot.
+  auto& stored = db_->Cached("SELECT 1 FROM commits WHERE stream_id = ? AND position = ?");
+  for (auto t = tail_.rbegin(); t != tail_.rend(); ++t) {
+    // Every commit up to the watermark is in the snapshot that read it; above it (a replica's
+    // own commits stored before the follower reached them) the row says.
+    if (t->position <= watermark_) return std::pair{t->last_version, t->position};
+    stored.Bind(1, stream_->id).Bind(2, t->position);
+    const int rc = stored.Step();
+    stored.Reset();
+    if (rc == SQLITE_ROW) return std::pair{t->last_version, t->position};
+    if (rc != SQLITE_DONE) return sqlite::Error(*db_, "reading entity " + entity_);
+  }
+  auto& newest = db_->Cached(
+      "SELECT last_version, position FROM entity_commits WHERE stream_id = ? AND entity = ? "
+      "ORDER BY last_version DESC LIMIT 1");
+  newest.Bind(1, stream_->id).Bind(2, entity_);
+  std::pair<int64_t, int64_t> head{0, 0};
+  const int rc = newest.Step();
+  if (rc == SQLITE_ROW) head = {newest.Int(0), newest.Int(1)};
+  newest.Reset();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return sqlite::Error(*db_, "reading entity " + entity_);
+  return head;
+}
 
 const StreamRuntime* EventLog::Impl::Find(const std::string& stream) const {
   auto it = streams_.find(stream);
@@ -53,10 +184,26 @@ EventLog::Impl::Reader::~Reader() {
   if (impl_->pool_.size() < 16) impl_->pool_.push_back(std::move(db_));
 }
 
+Result<EntityCommits> EventLog::Impl::OpenEntity(Reader& reader, const StreamRuntime& s,
+                                                 const std::string& entity) const {
+  for (;;) {
+    if (auto b = reader.Begin(); !b.ok()) return b;
+    auto view = EntityCommits::Open(reader.db(), s, entity);
+    if (!view.ok() || view->has_value()) {
+      if (!view.ok()) reader.End();
+      if (!view.ok()) return view.status();
+      return std::move(**view);
+    }
+    reader.End();  // a merge dropped tail entries this snapshot needs: take a newer one
+  }
+}
+
 // Folds the entity up to `target_version` from the latest snapshot at or below it. Stored
 // events are never re-validated (Mode::kReplay).
-Result<EntityState> EventLog::Impl::Fold(sqlite::Db& db, const StreamRuntime& s,
-                                         const std::string& entity, int64_t target_version) const {
+Result<EntityState> EventLog::Impl::Fold(const EntityCommits& commits, const StreamRuntime& s,
+                                         int64_t target_version) const {
+  auto& db = commits.db();
+  const std::string& entity = commits.entity();
   EntityState st = s.rules->Initial();
   auto& snap = db.Cached(
       "SELECT version, status, deleted, time, state FROM snapshots WHERE stream_id = ? AND "
@@ -70,18 +217,11 @@ Result<EntityState> EventLog::Impl::Fold(sqlite::Db& db, const StreamRuntime& s,
     st.state = Json::parse(snap.Text(4));
   }
   snap.Reset();
-  auto& q = db.Cached(
-      "SELECT position, first_version, events, first_time FROM commits WHERE stream_id = ? AND "
-      "entity = ? AND last_version > ? AND first_version <= ? ORDER BY last_version");
-  q.Bind(1, s.id).Bind(2, entity).Bind(3, st.version).Bind(4, target_version);
-  int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) {
-    auto events = ParseCommitEvents(q.Text(2), q.Int(0));
-    if (!events.ok()) {
-      q.Reset();
-      return events.status();
-    }
-    int64_t version = q.Int(1);
+  auto folded = commits.Forward(st.version + 1, [&](const EntityCommits::Row& c) -> Result<bool> {
+    if (c.first_version > target_version) return false;
+    auto events = ParseCommitEvents(c.events, c.position);
+    if (!events.ok()) return events.status();
+    int64_t version = c.first_version;
     for (const Json& e : *events) {
       if (version > target_version) break;
       if (version > st.version) {
@@ -90,19 +230,18 @@ Result<EntityState> EventLog::Impl::Fold(sqlite::Db& db, const StreamRuntime& s,
         auto time = e.find("time");
         if (type == e.end() || !type->is_string() || data == e.end() ||
             (time != e.end() && !time->is_number_integer())) {
-          q.Reset();
-          return Status::Internal("the commit stored at position " + std::to_string(q.Int(0)) +
+          return Status::Internal("the commit stored at position " + std::to_string(c.position) +
                                   " has an unreadable event");
         }
         (void)s.rules->Apply(&st, type->get_ref<const std::string&>(), *data, Rules::Mode::kReplay);
         st.version = version;
-        st.updated_at = StoredEventTime(e, q.Int(3));
+        st.updated_at = StoredEventTime(e, c.first_time);
       }
       ++version;
     }
-  }
-  q.Reset();
-  if (rc != SQLITE_DONE) return sqlite::Error(db, "folding " + entity);
+    return true;
+  });
+  if (!folded.ok()) return folded;
   return st;
 }
 
@@ -115,14 +254,16 @@ Result<EntityState> EventLog::Impl::State(const std::string& stream, const std::
   ctx.entity = entity;
   auto reader = AcquireReader();
   if (!reader.ok()) return reader.status();
-  auto& db = reader->db();
-  if (auto b = reader->Begin(); !b.ok()) return b;
+  auto commits = OpenEntity(*reader, *s, entity);
+  if (!commits.ok()) return commits.status();
   struct EndTxn {
     Reader* r;
     ~EndTxn() { r->End(); }
   } end{&*reader};
 
-  const int64_t current = CurrentVersion(db, s->id, entity);
+  auto head = commits->Head();
+  if (!head.ok()) return head.status();
+  const int64_t current = head->first;
   if (current == 0) return Status::NotFound("entity " + entity + " has no events", ctx);
   ctx.current_version = current;
 
@@ -142,30 +283,24 @@ Result<EntityState> EventLog::Impl::State(const std::string& stream, const std::
   } else if (query.at) {
     // Times never decrease within an entity: the newest commit that began at or before `at`
     // holds the version.
-    auto& q = db.Cached(
-        "SELECT position, first_version, events, first_time FROM commits WHERE stream_id = ? AND "
-        "entity = ? AND first_time <= ? ORDER BY last_version DESC LIMIT 1");
-    q.Bind(1, s->id).Bind(2, entity).Bind(3, *query.at);
     target = 0;
-    if (q.Step() == SQLITE_ROW) {
-      auto events = ParseCommitEvents(q.Text(2), q.Int(0));
-      const int64_t first = q.Int(1);
-      const TimeMicros first_time = q.Int(3);
-      q.Reset();
+    auto found = commits->Backward([&](const EntityCommits::Row& c) -> Result<bool> {
+      if (c.first_time > *query.at) return true;
+      auto events = ParseCommitEvents(c.events, c.position);
       if (!events.ok()) return events.status();
       for (size_t i = 0; i < events->size(); ++i) {
-        if (StoredEventTime((*events)[i], first_time) > *query.at) break;
-        target = first + static_cast<int64_t>(i);
+        if (StoredEventTime((*events)[i], c.first_time) > *query.at) break;
+        target = c.first_version + static_cast<int64_t>(i);
       }
-    } else {
-      q.Reset();
-    }
+      return false;
+    });
+    if (!found.ok()) return found;
     if (target == 0) {
       return Status::NotFound("entity " + entity + " had no events at " + FormatTime(*query.at),
                               ctx);
     }
   }
-  auto folded = Fold(db, *s, entity, target);
+  auto folded = Fold(*commits, *s, target);
   if (!folded.ok()) return folded;
   if (folded->deleted) {
     ctx.rule = "deleted";
@@ -184,15 +319,17 @@ Result<EntityEvents> EventLog::Impl::ReadEntity(const std::string& stream,
   limit = ClampLimit(limit);
   auto reader = AcquireReader();
   if (!reader.ok()) return reader.status();
-  auto& db = reader->db();
-  if (auto b = reader->Begin(); !b.ok()) return b;
+  auto commits = OpenEntity(*reader, *s, entity);
+  if (!commits.ok()) return commits.status();
   struct EndTxn {
     Reader* r;
     ~EndTxn() { r->End(); }
   } end{&*reader};
 
   EntityEvents out;
-  out.version = CurrentVersion(db, s->id, entity);
+  auto head = commits->Head();
+  if (!head.ok()) return head.status();
+  out.version = head->first;
   if (out.version == 0) {
     ErrorContext ctx;
     ctx.stream = stream;
@@ -200,25 +337,16 @@ Result<EntityEvents> EventLog::Impl::ReadEntity(const std::string& stream,
     return Status::NotFound("entity " + entity + " has no events", ctx);
   }
   // Whole commits, never split: the page ends with the commit that reaches the limit.
-  auto& page = db.Cached(
-      "SELECT position, first_version, source, events, first_time FROM commits WHERE "
-      "stream_id = ? AND entity = ? AND last_version >= ? ORDER BY last_version");
   const int64_t from = std::max<int64_t>(from_version, 1);
-  page.Bind(1, s->id).Bind(2, entity).Bind(3, from);
-  while (static_cast<int>(out.events.size()) < limit) {
-    const int rc = page.Step();
-    if (rc == SQLITE_DONE) break;
-    if (rc != SQLITE_ROW) {
-      page.Reset();
-      return sqlite::Error(db, "reading entity " + entity);
-    }
-    StoredCommit commit{stream, entity, page.Int(0), page.Int(1), page.String(2), page.Int(4)};
-    if (auto d = DecodeCommitEvents(page.Text(3), commit, from, nullptr, &out.events); !d.ok()) {
-      page.Reset();
+  auto read = commits->Forward(from, [&](const EntityCommits::Row& c) -> Result<bool> {
+    StoredCommit commit{stream,      entity, c.position, c.first_version, std::string(c.source),
+                        c.first_time};
+    if (auto d = DecodeCommitEvents(c.events, commit, from, nullptr, &out.events); !d.ok()) {
       return d;
     }
-  }
-  page.Reset();
+    return static_cast<int>(out.events.size()) < limit;
+  });
+  if (!read.ok()) return read;
   int64_t last = out.events.empty() ? from - 1 : out.events.back().version;
   if (last < out.version) out.next = last + 1;
   return out;
@@ -280,17 +408,40 @@ Result<EntityList> EventLog::Impl::ListEntities(const std::string& stream,
   auto& db = reader->db();
   // Entity ids are printable ASCII (< 0x7f), so prefix + 0x7f bounds every id with the prefix.
   auto& q = db.Cached(
-      "SELECT e.entity, (SELECT max(c.last_version) FROM commits c WHERE c.stream_id = "
+      "SELECT e.entity, (SELECT max(c.last_version) FROM entity_commits c WHERE c.stream_id = "
       "e.stream_id AND c.entity = e.entity), e.deleted FROM entities e WHERE e.stream_id = ? "
       "AND e.entity > ? AND e.entity >= ? AND e.entity < ? ORDER BY e.entity LIMIT ?");
-  q.Bind(1, s->id).Bind(2, after).Bind(3, prefix).Bind(4, prefix + '\x7f').Bind(5, limit);
-  EntityList out;
-  while (q.Step() == SQLITE_ROW) {
-    out.entities.push_back({q.String(0), q.Int(1), q.Int(2) != 0});
+  for (;;) {
+    if (auto b = reader->Begin(); !b.ok()) return b;
+    struct EndTxn {
+      Reader* r;
+      ~EndTxn() { r->End(); }
+    } end{&*reader};
+    auto marks = EntityCommits::ReadMarks(db, *s);
+    if (!marks.ok()) return marks.status();
+    q.Bind(1, s->id).Bind(2, after).Bind(3, prefix).Bind(4, prefix + '\x7f').Bind(5, limit);
+    EntityList out;
+    while (q.Step() == SQLITE_ROW) {
+      out.entities.push_back({q.String(0), q.Int(1), q.Int(2) != 0});
+    }
+    q.Reset();
+    // Versions newer than the index are in the tail.
+    bool stale = false;
+    for (auto& e : out.entities) {
+      auto commits = EntityCommits::Open(db, *s, e.id, *marks);
+      if (!commits.ok()) return commits.status();
+      if (!commits->has_value()) {
+        stale = true;
+        break;
+      }
+      auto head = (*commits)->Head();
+      if (!head.ok()) return head.status();
+      e.version = std::max(e.version, head->first);
+    }
+    if (stale) continue;  // a merge dropped tail entries this snapshot needs: take a newer one
+    if (static_cast<int>(out.entities.size()) == limit) out.next = out.entities.back().id;
+    return out;
   }
-  q.Reset();
-  if (static_cast<int>(out.entities.size()) == limit) out.next = out.entities.back().id;
-  return out;
 }
 
 // Public forwarding.

@@ -160,6 +160,28 @@ CREATE TABLE event_id_runs (
   PRIMARY KEY (stream_id, first_id)
 ) WITHOUT ROWID;
 )sql",
+    // 5: the entity index is a table the writer fills in bulk instead of an index on commits.
+    // An index entry per commit dirtied one page per entity per group commit (entries of an
+    // entity sit together in the b-tree); now commits above streams.indexed_through are kept
+    // in memory by entity and merged into entity_commits many at a time, sorted by entity, so
+    // one page takes the entries of many commits. indexed_through never passes the watermark:
+    // every commit at or below it is in entity_commits, every one above it is not.
+    R"sql(
+CREATE TABLE entity_commits (
+  stream_id    INTEGER NOT NULL,
+  entity       TEXT NOT NULL,
+  last_version INTEGER NOT NULL,
+  position     INTEGER NOT NULL,
+  PRIMARY KEY (stream_id, entity, last_version)
+) WITHOUT ROWID;
+ALTER TABLE streams ADD COLUMN indexed_through INTEGER NOT NULL DEFAULT 0;
+INSERT INTO entity_commits
+SELECT c.stream_id, c.entity, c.last_version, c.position
+FROM commits c JOIN streams s ON s.id = c.stream_id
+WHERE c.position <= s.watermark;
+UPDATE streams SET indexed_through = watermark;
+DROP INDEX commits_by_entity;
+)sql",
 };
 
 }  // namespace

@@ -6,7 +6,7 @@
 namespace sidelog::schema {
 
 // The schema version this build writes.
-constexpr int kVersion = 4;
+constexpr int kVersion = 5;
 
 // Brings the database from its user_version to `target` (kVersion; tests build older files
 // with a lower one), one migration at a time, each in its own transaction. Fails (Internal)
