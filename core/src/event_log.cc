@@ -166,8 +166,8 @@ Status EventLog::Impl::OpenDatabase(const std::vector<StreamSpec>& streams) {
     auto& ins = w.Cached("INSERT OR IGNORE INTO streams (name) VALUES (?)");
     if (s = ins.Bind(1, spec.name).Exec(); !s.ok()) return s;
     auto& sel = w.Cached(
-        "SELECT id, last_position, watermark, entities, commits, events, indexed_through "
-        "FROM streams WHERE name = ?");
+        "SELECT id, last_position, watermark, entities, commits, events, unindexed_from, "
+        "index_generation FROM streams WHERE name = ?");
     sel.Bind(1, spec.name);
     if (sel.Step() != SQLITE_ROW) return sqlite::Error(w, "reading stream " + spec.name);
     rt->id = sel.Int(0);
@@ -176,9 +176,10 @@ Status EventLog::Impl::OpenDatabase(const std::vector<StreamSpec>& streams) {
     rt->entities = sel.Int(3);
     rt->commits = sel.Int(4);
     rt->events = sel.Int(5);
-    rt->indexed_through = rt->pending_indexed_through = rt->tail_dropped_through = sel.Int(6);
+    const int64_t unindexed_from = sel.Int(6);
+    rt->index_generation = rt->tail_dropped_generation = sel.Int(7);
     sel.Reset();
-    if (s = LoadTail(w, *rt); !s.ok()) return s;
+    if (s = LoadTail(w, *rt, unindexed_from); !s.ok()) return s;
     // Snapshots made under other rules are useless now.
     auto& drop = w.Cached("DELETE FROM snapshots WHERE stream_id = ? AND rules_hash <> ?");
     if (s = drop.Bind(1, rt->id).Bind(2, rt->rules->hash()).Exec(); !s.ok()) return s;
@@ -475,16 +476,13 @@ void EventLog::Impl::FinishBatch(Batch& b) {
   auto& db = *writer_db_;
   // Standalone: the watermark follows the last position. Replicated: the follower moves it.
   Status commit = b.begin;
-  std::vector<StreamRuntime*> moved, merged;
+  std::vector<StreamRuntime*> moved;
   for (auto& [s, h] : b.before) {
     if (options_.mode == LogMode::kStandalone) s->pending_watermark = s->last_position.load();
-    s->pending_indexed_through = s->indexed_through;
-    if (commit.ok() && s->tail_size >= std::max<size_t>(options_.index_tail_commits, 1) &&
-        s->pending_watermark > s->indexed_through) {
-      if (commit = MergeTail(*s); commit.ok()) merged.push_back(s);
-    }
-    if (s->last_position.load() != h.last_position || s->pending_watermark != h.watermark ||
-        s->pending_indexed_through != s->indexed_through) {
+    bool merged = false;
+    if (commit.ok()) commit = MergeTail(*s, &merged);
+    if (merged || s->last_position.load() != h.last_position ||
+        s->pending_watermark != h.watermark) {
       moved.push_back(s);
     }
   }
@@ -492,16 +490,19 @@ void EventLog::Impl::FinishBatch(Batch& b) {
     // Persist the stream heads once per batch.
     for (auto* s : moved) {
       if (!commit.ok()) break;
+      const bool merged = std::any_of(batch_merged_.begin(), batch_merged_.end(),
+                                      [&](const Merged& m) { return m.stream == s; });
       auto& up = db.Cached(
           "UPDATE streams SET last_position = ?, watermark = ?, entities = ?, commits = ?, "
-          "events = ?, indexed_through = ? WHERE id = ?");
+          "events = ?, unindexed_from = ?, index_generation = ? WHERE id = ?");
       up.Bind(1, s->last_position.load())
           .Bind(2, s->pending_watermark)
           .Bind(3, s->entities.load())
           .Bind(4, s->commits.load())
           .Bind(5, s->events.load())
-          .Bind(6, s->pending_indexed_through)
-          .Bind(7, s->id);
+          .Bind(6, UnindexedFrom(*s))
+          .Bind(7, s->index_generation + (merged ? 1 : 0))
+          .Bind(8, s->id);
       commit = up.Exec();
     }
     if (commit.ok()) commit = db.Exec("COMMIT");
@@ -509,14 +510,26 @@ void EventLog::Impl::FinishBatch(Batch& b) {
   }
   if (commit.ok()) {
     for (auto* s : moved) s->watermark = s->pending_watermark;  // now readers may see it
-    for (auto* s : merged) DropMerged(*s);
+    for (auto* s : moved) MergeCommitted(*s);
+    batch_merged_.clear();
     batch_tail_.clear();
   }
 
   if (!commit.ok()) {
     // Nothing of this batch is durable: reload what the writer believed.
+    MergeRolledBack();
     UndoTail(0);
-    for (auto& [s, h] : b.before) s->pending_indexed_through = s->indexed_through;
+    for (auto& [s, h] : b.before) {
+      // Entities queued by this batch alone have nothing to merge now, and their bounds came
+      // from a watermark that did not commit.
+      std::erase_if(s->merge_order, [s](const StreamRuntime::Queued& q) {
+        auto it = s->tail.find(q.entity);
+        if (it == s->tail.end()) return true;
+        const bool done = it->second.merged == it->second.commits.size();
+        if (done) it->second.queued = false;
+        return done;
+      });
+    }
     cache_.Clear();
     auto& sel = db.Cached(
         "SELECT last_position, watermark, entities, commits, events FROM streams WHERE id = ?");
@@ -556,7 +569,7 @@ void EventLog::Impl::FinishBatch(Batch& b) {
 Result<EntityState*> EventLog::Impl::LoadForWrite(StreamRuntime& s, const std::string& entity) {
   std::string key = CacheKey(s.id, entity);
   if (EntityState* hit = cache_.Find(key)) return hit;
-  // The writer's own snapshot holds everything: the tail it reads is never behind it.
+  // The writer's own snapshot is the newest: the tail is never ahead of it.
   auto commits = EntityCommits::Open(*writer_db_, s, entity);
   if (!commits.ok()) return commits.status();
   if (!commits->has_value()) return Status::Internal("the entity index's tail is behind its table");
@@ -577,9 +590,14 @@ void EventLog::Impl::AddToTail(StreamRuntime& s, const std::string& entity,
                                StreamRuntime::TailCommit c) {
   {
     std::lock_guard<std::mutex> lock(s.tail_mu);
-    s.tail[entity].push_back(c);
-    ++s.tail_size;
+    auto& e = s.tail[entity];
+    e.commits.push_back(c);
+    if (!e.queued) {
+      e.queued = true;
+      s.merge_order.push_back({entity, std::min(c.position, s.pending_watermark + 1)});
+    }
   }
+  ++s.tail_unmerged;
   batch_tail_.emplace_back(&s, entity);
 }
 
@@ -590,72 +608,131 @@ void EventLog::Impl::UndoTail(size_t mark) {
       std::lock_guard<std::mutex> lock(s->tail_mu);
       auto it = s->tail.find(entity);
       if (it != s->tail.end()) {
-        it->second.pop_back();  // an entity's commits of a batch are added in version order
-        if (it->second.empty()) s->tail.erase(it);
-        --s->tail_size;
+        // An entity's commits of a batch are added in version order, and merged after all
+        // of them: the last one is this batch's and unmerged.
+        it->second.commits.pop_back();
+        --s->tail_unmerged;
+        // Still queued when empty: MergeTail passes over it.
       }
     }
     batch_tail_.pop_back();
   }
 }
 
-// Writes the index entries of the tail's commits up to the watermark, sorted by entity: each
-// page of entity_commits is written once for all the commits it takes. Inside the batch's
-// transaction; the tail drops them (DropMerged) once that commits.
-Status EventLog::Impl::MergeTail(StreamRuntime& s) {
-  const int64_t through = s.pending_watermark;  // every commit up to it is stored
-  std::vector<std::pair<const std::string*, StreamRuntime::TailCommit>> entries;
-  entries.reserve(s.tail_size);
-  for (const auto& [entity, commits] : s.tail) {
-    for (const auto& c : commits) {
-      if (c.position <= through) entries.emplace_back(&entity, c);
-    }
-  }
-  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
-    if (int cmp = a.first->compare(*b.first); cmp != 0) return cmp < 0;
-    return a.second.last_version < b.second.last_version;
-  });
+// While more than index_tail_commits tail commits are unmerged, writes the oldest entities'
+// commits to entity_commits, at most kMergeRun of one entity at a time (then it waits its
+// turn again). Each entity waited about index_tail_commits commits since its first unmerged
+// one, so one page of entity_commits takes all it had meanwhile; and each group commit merges
+// about as many commits as it added, so no commit pays for a big merge.
+Status EventLog::Impl::MergeTail(StreamRuntime& s, bool* merged) {
+  constexpr size_t kMergeRun = 256;
+  const size_t keep = options_.index_tail_commits;
   auto& index = writer_db_->Cached(
       "INSERT INTO entity_commits (stream_id, entity, last_version, position) VALUES (?, ?, ?, ?)");
-  for (const auto& [entity, c] : entries) {
-    index.Bind(1, s.id).Bind(2, *entity).Bind(3, c.last_version).Bind(4, c.position);
-    if (auto st = index.Exec(); !st.ok()) {
-      return Status::Internal("merging the entity index of stream " + s.name + ": " + st.message());
+  while (s.tail_unmerged > keep && !s.merge_order.empty()) {
+    StreamRuntime::Queued q = std::move(s.merge_order.front());
+    s.merge_order.pop_front();
+    auto it = s.tail.find(q.entity);
+    if (it == s.tail.end()) continue;
+    auto& e = it->second;
+    if (e.commits.empty()) {  // its only commits rolled back
+      std::lock_guard<std::mutex> lock(s.tail_mu);
+      s.tail.erase(it);
+      continue;
     }
-    index.Reset();
+    const size_t n = std::min(e.commits.size() - e.merged, kMergeRun);
+    for (size_t i = e.merged; i < e.merged + n; ++i) {
+      const auto& c = e.commits[i];
+      index.Bind(1, s.id).Bind(2, q.entity).Bind(3, c.last_version).Bind(4, c.position);
+      if (auto st = index.Exec(); !st.ok()) {
+        s.merge_order.push_front(std::move(q));
+        return Status::Internal("writing the entity index of stream " + s.name + ": " +
+                                st.message());
+      }
+      index.Reset();
+    }
+    e.merged += n;  // only the writer reads it: no lock needed
+    s.tail_unmerged -= n;
+    if (n > 0) batch_merged_.push_back({&s, q.entity, n});
+    *merged = *merged || n > 0;
+    if (e.merged < e.commits.size()) {
+      s.merge_order.push_front(std::move(q));  // still the oldest: its bound still holds
+    } else {
+      e.queued = false;
+    }
   }
-  s.pending_indexed_through = through;
   return Status::Ok();
 }
 
-// After the merge's COMMIT: the tail lets go of what entity_commits now holds. A reader whose
-// snapshot began before that COMMIT finds tail_dropped_through above its indexed_through and
-// starts again with a newer one.
-void EventLog::Impl::DropMerged(StreamRuntime& s) {
-  const int64_t through = s.pending_indexed_through;
-  std::lock_guard<std::mutex> lock(s.tail_mu);
-  for (auto it = s.tail.begin(); it != s.tail.end();) {
-    auto& commits = it->second;
-    const size_t before = commits.size();
-    std::erase_if(commits, [&](const auto& c) { return c.position <= through; });
-    s.tail_size -= before - commits.size();
-    it = commits.empty() ? s.tail.erase(it) : std::next(it);
+// After a COMMIT: the previous merge's commits leave the tail, this one's wait for the next.
+// A reader whose snapshot is older than that previous merge finds tail_dropped_generation
+// above its own and starts again with a newer snapshot.
+void EventLog::Impl::MergeCommitted(StreamRuntime& s) {
+  std::vector<std::pair<std::string, size_t>> now;
+  for (const auto& m : batch_merged_) {
+    if (m.stream == &s) now.emplace_back(m.entity, m.count);
   }
-  s.tail_dropped_through = through;
-  s.indexed_through = through;
+  if (now.empty()) return;
+  std::lock_guard<std::mutex> lock(s.tail_mu);
+  for (const auto& [entity, count] : s.merged_last) {
+    auto it = s.tail.find(entity);
+    if (it == s.tail.end()) continue;
+    auto& e = it->second;
+    e.commits.erase(e.commits.begin(), e.commits.begin() + static_cast<std::ptrdiff_t>(count));
+    e.merged -= count;
+    if (e.commits.empty() && !e.queued) s.tail.erase(it);
+  }
+  s.tail_dropped_generation = s.index_generation;
+  ++s.index_generation;
+  s.merged_last = std::move(now);
 }
 
-// At open: the commits above indexed_through (written since the last merge) form the tail.
-Status EventLog::Impl::LoadTail(sqlite::Db& db, StreamRuntime& s) {
+// After a ROLLBACK: what this batch merged is unmerged again.
+void EventLog::Impl::MergeRolledBack() {
+  for (auto m = batch_merged_.rbegin(); m != batch_merged_.rend(); ++m) {
+    StreamRuntime& s = *m->stream;
+    auto it = s.tail.find(m->entity);
+    if (it == s.tail.end()) continue;
+    auto& e = it->second;
+    e.merged -= m->count;
+    s.tail_unmerged += m->count;
+    if (!e.queued) {
+      // First again: below its commits, and below everyone's as the front's bound was.
+      int64_t bound = e.commits[e.merged].position;
+      if (!s.merge_order.empty()) bound = std::min(bound, s.merge_order.front().bound);
+      e.queued = true;
+      s.merge_order.push_front({m->entity, bound});
+    }
+  }
+  batch_merged_.clear();
+}
+
+// Every commit below it is in entity_commits: the lowest unmerged position.
+int64_t EventLog::Impl::UnindexedFrom(const StreamRuntime& s) const {
+  if (!s.merge_order.empty()) return s.merge_order.front().bound;
+  return s.last_position.load() + 1;
+}
+
+// At open: the commits from unindexed_from on that entity_commits lacks form the tail (in
+// replicated mode some above it may have been merged already).
+Status EventLog::Impl::LoadTail(sqlite::Db& db, StreamRuntime& s, int64_t unindexed_from) {
   auto& q = db.Cached(
-      "SELECT position, entity, first_version, last_version FROM commits WHERE stream_id = ? AND "
-      "position > ? ORDER BY position");
-  q.Bind(1, s.id).Bind(2, s.indexed_through);
+      "SELECT c.position, c.entity, c.first_version, c.last_version FROM commits c WHERE "
+      "c.stream_id = ? AND c.position >= ? AND NOT EXISTS (SELECT 1 FROM entity_commits e "
+      "WHERE e.stream_id = c.stream_id AND e.entity = c.entity AND "
+      "e.last_version = c.last_version) ORDER BY c.position");
+  q.Bind(1, s.id).Bind(2, unindexed_from);
   std::lock_guard<std::mutex> lock(s.tail_mu);
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
-    s.tail[q.String(1)].push_back({q.Int(0), q.Int(2), q.Int(3)});
-    ++s.tail_size;
+    std::string entity = q.String(1);
+    auto& e = s.tail[entity];
+    e.commits.push_back({q.Int(0), q.Int(2), q.Int(3)});
+    if (!e.queued) {
+      e.queued = true;
+      s.merge_order.push_back({entity, unindexed_from});
+    }
+    ++s.tail_unmerged;
   }
   q.Reset();
   if (rc != SQLITE_DONE) return sqlite::Error(db, "loading the entity index of " + s.name);
@@ -1013,16 +1090,7 @@ Result<AppendResult> EventLog::Impl::WriteCommit(StreamRuntime& s, int64_t posit
       .Bind(8, events.front().source)
       .Bind(9, EncodeCommitEvents(events, events.front().source, events.front().time, is_run));
   if (auto st = commit.Exec(); !st.ok()) return st;
-  if (position > s.indexed_through) {
-    AddToTail(s, result.entity, {position, result.from_version, result.version});
-  } else {
-    // Below the merged watermark (a replica storing a commit it skipped): index it at once.
-    auto& index = db.Cached(
-        "INSERT INTO entity_commits (stream_id, entity, last_version, position) "
-        "VALUES (?, ?, ?, ?)");
-    index.Bind(1, s.id).Bind(2, result.entity).Bind(3, result.version).Bind(4, position);
-    if (auto st = index.Exec(); !st.ok()) return st;
-  }
+  AddToTail(s, result.entity, {position, result.from_version, result.version});
   auto run = is_run ? StoreIdRun(s, result.entity, position, events) : Result<bool>(false);
   if (!run.ok()) return run.status();
   if (!*run) {

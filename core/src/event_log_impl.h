@@ -34,30 +34,47 @@ struct StreamRuntime {
   // they could read past commits their snapshot does not hold yet. Writer thread only.
   int64_t pending_watermark = 0;
 
-  // The entity index's tail (schema 5): commits above indexed_through, which entity_commits
-  // does not hold yet, by entity in version order. The writer adds a commit here inside its
-  // transaction (and takes it out again if that rolls back), and moves the tail into
-  // entity_commits in bulk once it holds index_tail_commits commits. The writer changes it
+  // The entity index's tail (schema 5; docs/architecture.md, "Entity index"): recent commits by
+  // entity, in version order. The writer adds each commit it stores inside its transaction
+  // (and takes it out again if that rolls back). Once more than index_tail_commits of them are
+  // not in entity_commits yet, each group commit writes some there, whole entities at a time,
+  // oldest first; the tail drops them one merging group commit later. Changed by the writer
   // under tail_mu; readers copy what they need under tail_mu.
   struct TailCommit {
     int64_t position, first_version, last_version;
   };
-  // The entity's tail commits above `indexed_through` (the value a reader's snapshot holds),
-  // in version order; nullopt when a merge newer than that snapshot already dropped some.
-  std::optional<std::vector<TailCommit>> TailAbove(const std::string& entity,
-                                                   int64_t indexed_through) const;
+  struct TailEntity {
+    std::vector<TailCommit> commits;
+    size_t merged = 0;    // leading commits already written to entity_commits (writer only)
+    bool queued = false;  // in merge_order (writer only)
+  };
+  // The entity's tail commits above `min_version`, or nullopt when a merge that `generation`
+  // (a snapshot's index_generation) does not hold already dropped some.
+  std::optional<std::vector<TailCommit>> TailCopy(const std::string& entity, int64_t min_version,
+                                                  int64_t generation) const;
   mutable std::mutex tail_mu;
-  std::unordered_map<std::string, std::vector<TailCommit>> tail;
-  size_t tail_size = 0;
-  int64_t tail_dropped_through = 0;  // merged entries at or below it are gone from `tail`
-  // Writer only: entity_commits holds every commit at or below it (as committed), and the
-  // value the batch in progress will write (a merge moves it up to the watermark).
-  int64_t indexed_through = 0;
-  int64_t pending_indexed_through = 0;
+  std::unordered_map<std::string, TailEntity> tail;
+  int64_t tail_dropped_generation = 0;  // commits merged up to this generation left the tail
+
+  // Writer only.
+  size_t tail_unmerged = 0;  // tail commits not in entity_commits
+  // Entities with unmerged commits, in the order their oldest unmerged commit was stored,
+  // each with a position no unmerged commit stored since is below (the watermark then plus
+  // one, or that commit's position if lower: a commit stored later is above the watermark at
+  // its time). The front's is therefore below every unmerged commit: the stream's
+  // unindexed_from.
+  struct Queued {
+    std::string entity;
+    int64_t bound;
+  };
+  std::deque<Queued> merge_order;
+  int64_t index_generation = 0;  // as committed
+  // Merged by the last committed merge, dropped from the tail by the next one.
+  std::vector<std::pair<std::string, size_t>> merged_last;
 };
 
-// An entity's commits as one transaction on `db` sees them: entity_commits up to the
-// stream's indexed_through in that snapshot, then the newer ones of the in-memory tail.
+// An entity's commits as one transaction on `db` sees them: those of entity_commits, then the
+// newer ones of the stream's in-memory tail.
 class EntityCommits {
  public:
   struct Row {
@@ -68,13 +85,13 @@ class EntityCommits {
   // Visits rows until the visitor returns false or an error.
   using Visit = std::function<Result<bool>(const Row&)>;
 
-  // The stream's indexed_through and watermark as a transaction sees them.
+  // The stream's index_generation and watermark as a transaction sees them.
   struct Marks {
-    int64_t indexed_through, watermark;
+    int64_t generation, watermark;
   };
   static Result<Marks> ReadMarks(sqlite::Db& db, const StreamRuntime& s);
-  // nullopt when the snapshot is older than the tail (a merge committed since it began): the
-  // caller starts a new transaction. `marks` when the caller read them already.
+  // nullopt when the snapshot is older than the tail (two merges committed since it began):
+  // the caller starts a new transaction. `marks` when the caller read them already.
   static Result<std::optional<EntityCommits>> Open(sqlite::Db& db, const StreamRuntime& s,
                                                    const std::string& entity,
                                                    std::optional<Marks> marks = {});
@@ -90,20 +107,25 @@ class EntityCommits {
 
  private:
   EntityCommits(sqlite::Db& db, const StreamRuntime& s, std::string entity, int64_t watermark,
+                std::pair<int64_t, int64_t> indexed_head,
                 std::vector<StreamRuntime::TailCommit> tail)
       : db_(&db),
         stream_(&s),
         entity_(std::move(entity)),
         watermark_(watermark),
+        indexed_head_(indexed_head),
         tail_(std::move(tail)) {}
-  // The tail commit's row; false (and no visit) when this snapshot does not hold it yet.
+  // Whether this snapshot holds the tail commit.
+  Result<bool> Holds(const StreamRuntime::TailCommit& t) const;
+  // The tail commit's row; false (and no visit) when this snapshot does not hold it.
   Result<bool> VisitTail(const StreamRuntime::TailCommit& t, const Visit& visit, bool* more) const;
 
   sqlite::Db* db_;
   const StreamRuntime* stream_;
   std::string entity_;
   int64_t watermark_;
-  std::vector<StreamRuntime::TailCommit> tail_;
+  std::pair<int64_t, int64_t> indexed_head_;     // newest (last_version, position) in the index
+  std::vector<StreamRuntime::TailCommit> tail_;  // only versions above the index's
 };
 
 // The writer's in-memory view of recently written entities: their current folded state.
@@ -222,9 +244,13 @@ class EventLog::Impl {
   // The entity index's tail (StreamRuntime::tail), writer side.
   void AddToTail(StreamRuntime& s, const std::string& entity, StreamRuntime::TailCommit c);
   void UndoTail(size_t mark);  // takes out what this batch added after `mark`
-  Status MergeTail(StreamRuntime& s);
-  void DropMerged(StreamRuntime& s);
-  Status LoadTail(sqlite::Db& db, StreamRuntime& s);
+  // Writes the oldest entities' tail commits to entity_commits while more than
+  // index_tail_commits are unmerged. *merged: whether it wrote any.
+  Status MergeTail(StreamRuntime& s, bool* merged);
+  void MergeCommitted(StreamRuntime& s);  // after COMMIT
+  void MergeRolledBack();                 // after ROLLBACK
+  int64_t UnindexedFrom(const StreamRuntime& s) const;
+  Status LoadTail(sqlite::Db& db, StreamRuntime& s, int64_t unindexed_from);
   void BeginBatch(Batch& b);
   void ApplyPending(Batch& b, Pending p);
   void FinishBatch(Batch& b);
@@ -241,6 +267,13 @@ class EventLog::Impl {
   std::atomic<size_t> last_batch_{0};  // appends in the writer's last group commit
   // Tail entries added by the batch in progress, in order, so a rollback can take them out.
   std::vector<std::pair<StreamRuntime*, std::string>> batch_tail_;
+  // Tail commits the batch in progress merged: stream, entity, how many.
+  struct Merged {
+    StreamRuntime* stream;
+    std::string entity;
+    size_t count;
+  };
+  std::vector<Merged> batch_merged_;
   std::unique_ptr<sqlite::Db> writer_db_;
   EntityCache cache_;
   std::thread writer_;

@@ -18,21 +18,21 @@ int ClampLimit(int limit) {
 
 }  // namespace
 
-std::optional<std::vector<StreamRuntime::TailCommit>> StreamRuntime::TailAbove(
-    const std::string& entity, int64_t through) const {
+std::optional<std::vector<StreamRuntime::TailCommit>> StreamRuntime::TailCopy(
+    const std::string& entity, int64_t min_version, int64_t generation) const {
   std::lock_guard<std::mutex> lock(tail_mu);
-  if (tail_dropped_through > through) return std::nullopt;
+  if (tail_dropped_generation > generation) return std::nullopt;
   std::vector<TailCommit> out;
   auto it = tail.find(entity);
   if (it == tail.end()) return out;
-  for (const auto& c : it->second) {
-    if (c.position > through) out.push_back(c);
+  for (const auto& c : it->second.commits) {
+    if (c.last_version > min_version) out.push_back(c);
   }
   return out;
 }
 
 Result<EntityCommits::Marks> EntityCommits::ReadMarks(sqlite::Db& db, const StreamRuntime& s) {
-  auto& q = db.Cached("SELECT indexed_through, watermark FROM streams WHERE id = ?");
+  auto& q = db.Cached("SELECT index_generation, watermark FROM streams WHERE id = ?");
   q.Bind(1, s.id);
   if (q.Step() != SQLITE_ROW) {
     q.Reset();
@@ -51,10 +51,33 @@ Result<std::optional<EntityCommits>> EntityCommits::Open(sqlite::Db& db, const S
     if (!read.ok()) return read.status();
     marks = *read;
   }
-  auto tail = s.TailAbove(entity, marks->indexed_through);
+  // The index holds a prefix of the entity's versions; the tail, what comes after it.
+  auto& newest = db.Cached(
+      "SELECT last_version, position FROM entity_commits WHERE stream_id = ? AND entity = ? "
+      "ORDER BY last_version DESC LIMIT 1");
+  newest.Bind(1, s.id).Bind(2, entity);
+  std::pair<int64_t, int64_t> head{0, 0};
+  const int rc = newest.Step();
+  if (rc == SQLITE_ROW) head = {newest.Int(0), newest.Int(1)};
+  newest.Reset();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlite::Error(db, "reading entity " + entity);
+  auto tail = s.TailCopy(entity, head.first, marks->generation);
   if (!tail) return std::optional<EntityCommits>();
   return std::optional<EntityCommits>(
-      EntityCommits(db, s, entity, marks->watermark, std::move(*tail)));
+      EntityCommits(db, s, entity, marks->watermark, head, std::move(*tail)));
+}
+
+Result<bool> EntityCommits::Holds(const StreamRuntime::TailCommit& t) const {
+  // Every commit up to the watermark is in the snapshot that read it. Above it (a commit not
+  // committed yet, or a replica's own commit stored before the follower reached it) the
+  // row says; the key is all the lookup reads.
+  if (t.position <= watermark_) return true;
+  auto& q = db_->Cached("SELECT 1 FROM commits WHERE stream_id = ? AND position = ?");
+  q.Bind(1, stream_->id).Bind(2, t.position);
+  const int rc = q.Step();
+  q.Reset();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlite::Error(*db_, "reading " + entity_);
+  return rc == SQLITE_ROW;
 }
 
 Result<bool> EntityCommits::VisitTail(const StreamRuntime::TailCommit& t, const Visit& visit,
@@ -81,29 +104,30 @@ Result<bool> EntityCommits::VisitTail(const StreamRuntime::TailCommit& t, const 
 }
 
 Status EntityCommits::Forward(int64_t from, const Visit& visit) const {
-  auto& q = db_->Cached(
-      "SELECT c.position, c.first_version, c.last_version, c.source, c.events, c.first_time "
-      "FROM entity_commits e JOIN commits c ON c.stream_id = e.stream_id AND c.position = "
-      "e.position WHERE e.stream_id = ? AND e.entity = ? AND e.last_version >= ? "
-      "ORDER BY e.last_version");
-  q.Bind(1, stream_->id).Bind(2, entity_).Bind(3, from);
-  int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) {
-    auto more = visit({q.Int(0), q.Int(1), q.Int(2), q.Text(3), q.Text(4), q.Int(5)});
-    if (!more.ok() || !*more) {
-      q.Reset();
-      return more.status();
+  if (from <= indexed_head_.first) {
+    auto& q = db_->Cached(
+        "SELECT c.position, c.first_version, c.last_version, c.source, c.events, c.first_time "
+        "FROM entity_commits e JOIN commits c ON c.stream_id = e.stream_id AND c.position = "
+        "e.position WHERE e.stream_id = ? AND e.entity = ? AND e.last_version >= ? "
+        "ORDER BY e.last_version");
+    q.Bind(1, stream_->id).Bind(2, entity_).Bind(3, from);
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      auto more = visit({q.Int(0), q.Int(1), q.Int(2), q.Text(3), q.Text(4), q.Int(5)});
+      if (!more.ok() || !*more) {
+        q.Reset();
+        return more.status();
+      }
     }
+    q.Reset();
+    if (rc != SQLITE_DONE) return sqlite::Error(*db_, "reading entity " + entity_);
   }
-  q.Reset();
-  if (rc != SQLITE_DONE) return sqlite::Error(*db_, "reading entity " + entity_);
   for (const auto& t : tail_) {
     if (t.last_version < from) continue;
     bool more = true;
     auto seen = VisitTail(t, visit, &more);
     if (!seen.ok()) return seen.status();
-    if (!*seen) break;  // later tail commits are not in this snapshot either
-    if (!more) break;
+    if (!*seen || !more) break;  // a commit this snapshot lacks: so are the later ones
   }
   return Status::Ok();
 }
@@ -115,6 +139,7 @@ Status EntityCommits::Backward(const Visit& visit) const {
     if (!seen.ok()) return seen.status();
     if (*seen && !more) return Status::Ok();
   }
+  if (indexed_head_.first == 0) return Status::Ok();
   auto& q = db_->Cached(
       "SELECT c.position, c.first_version, c.last_version, c.source, c.events, c.first_time "
       "FROM entity_commits e JOIN commits c ON c.stream_id = e.stream_id AND c.position = "
@@ -134,29 +159,12 @@ Status EntityCommits::Backward(const Visit& visit) const {
 }
 
 Result<std::pair<int64_t, int64_t>> EntityCommits::Head() const {
-  // Neither query reads a commit's events: only whether it is in this snapshot.
-  auto& stored = db_->Cached("SELECT 1 FROM commits WHERE stream_id = ? AND position = ?");
   for (auto t = tail_.rbegin(); t != tail_.rend(); ++t) {
-    // Every commit up to the watermark is in the snapshot that read it; above it (a replica's
-    // own commits stored before the follower reached them) the row says.
-    if (t->position <= watermark_) return std::pair{t->last_version, t->position};
-    stored.Bind(1, stream_->id).Bind(2, t->position);
-    const int rc = stored.Step();
-    stored.Reset();
-    if (rc == SQLITE_ROW) return std::pair{t->last_version, t->position};
-    if (rc != SQLITE_DONE) return sqlite::Error(*db_, "reading entity " + entity_);
+    auto holds = Holds(*t);
+    if (!holds.ok()) return holds.status();
+    if (*holds) return std::pair{t->last_version, t->position};
   }
-  auto& newest = db_->Cached(
-      "SELECT last_version, position FROM entity_commits WHERE stream_id = ? AND entity = ? "
-      "ORDER BY last_version DESC LIMIT 1");
-  newest.Bind(1, stream_->id).Bind(2, entity_);
-  std::pair<int64_t, int64_t> head{0, 0};
-  const int rc = newest.Step();
-  if (rc == SQLITE_ROW) head = {newest.Int(0), newest.Int(1)};
-  newest.Reset();
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    return sqlite::Error(*db_, "reading entity " + entity_);
-  return head;
+  return indexed_head_;
 }
 
 const StreamRuntime* EventLog::Impl::Find(const std::string& stream) const {
@@ -408,9 +416,8 @@ Result<EntityList> EventLog::Impl::ListEntities(const std::string& stream,
   auto& db = reader->db();
   // Entity ids are printable ASCII (< 0x7f), so prefix + 0x7f bounds every id with the prefix.
   auto& q = db.Cached(
-      "SELECT e.entity, (SELECT max(c.last_version) FROM entity_commits c WHERE c.stream_id = "
-      "e.stream_id AND c.entity = e.entity), e.deleted FROM entities e WHERE e.stream_id = ? "
-      "AND e.entity > ? AND e.entity >= ? AND e.entity < ? ORDER BY e.entity LIMIT ?");
+      "SELECT entity, deleted FROM entities WHERE stream_id = ? AND entity > ? AND entity >= ? "
+      "AND entity < ? ORDER BY entity LIMIT ?");
   for (;;) {
     if (auto b = reader->Begin(); !b.ok()) return b;
     struct EndTxn {
@@ -421,11 +428,8 @@ Result<EntityList> EventLog::Impl::ListEntities(const std::string& stream,
     if (!marks.ok()) return marks.status();
     q.Bind(1, s->id).Bind(2, after).Bind(3, prefix).Bind(4, prefix + '\x7f').Bind(5, limit);
     EntityList out;
-    while (q.Step() == SQLITE_ROW) {
-      out.entities.push_back({q.String(0), q.Int(1), q.Int(2) != 0});
-    }
+    while (q.Step() == SQLITE_ROW) out.entities.push_back({q.String(0), 0, q.Int(1) != 0});
     q.Reset();
-    // Versions newer than the index are in the tail.
     bool stale = false;
     for (auto& e : out.entities) {
       auto commits = EntityCommits::Open(db, *s, e.id, *marks);
@@ -436,7 +440,7 @@ Result<EntityList> EventLog::Impl::ListEntities(const std::string& stream,
       }
       auto head = (*commits)->Head();
       if (!head.ok()) return head.status();
-      e.version = std::max(e.version, head->first);
+      e.version = head->first;
     }
     if (stale) continue;  // a merge dropped tail entries this snapshot needs: take a newer one
     if (static_cast<int>(out.entities.size()) == limit) out.next = out.entities.back().id;

@@ -160,12 +160,13 @@ CREATE TABLE event_id_runs (
   PRIMARY KEY (stream_id, first_id)
 ) WITHOUT ROWID;
 )sql",
-    // 5: the entity index is a table the writer fills in bulk instead of an index on commits.
-    // An index entry per commit dirtied one page per entity per group commit (entries of an
-    // entity sit together in the b-tree); now commits above streams.indexed_through are kept
-    // in memory by entity and merged into entity_commits many at a time, sorted by entity, so
-    // one page takes the entries of many commits. indexed_through never passes the watermark:
-    // every commit at or below it is in entity_commits, every one above it is not.
+    // 5: the entity index is a table the writer fills a little at a time instead of an index on
+    // commits. An index entry per commit dirtied one page per entity per group commit (an
+    // entity's entries sit together in the b-tree); now the writer keeps recent commits in
+    // memory by entity and writes an entity's entries many at a time, once they have waited
+    // their turn. Every commit below unindexed_from is in entity_commits; above it, those the
+    // writer had not written yet are found again at open. index_generation counts the group
+    // commits that wrote entity_commits (readers use it to know what their snapshot holds).
     R"sql(
 CREATE TABLE entity_commits (
   stream_id    INTEGER NOT NULL,
@@ -174,12 +175,11 @@ CREATE TABLE entity_commits (
   position     INTEGER NOT NULL,
   PRIMARY KEY (stream_id, entity, last_version)
 ) WITHOUT ROWID;
-ALTER TABLE streams ADD COLUMN indexed_through INTEGER NOT NULL DEFAULT 0;
-INSERT INTO entity_commits
-SELECT c.stream_id, c.entity, c.last_version, c.position
-FROM commits c JOIN streams s ON s.id = c.stream_id
-WHERE c.position <= s.watermark;
-UPDATE streams SET indexed_through = watermark;
+ALTER TABLE streams ADD COLUMN unindexed_from INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE streams ADD COLUMN index_generation INTEGER NOT NULL DEFAULT 0;
+INSERT INTO entity_commits SELECT stream_id, entity, last_version, position FROM commits;
+UPDATE streams SET unindexed_from =
+  coalesce((SELECT max(position) FROM commits WHERE commits.stream_id = streams.id), 0) + 1;
 DROP INDEX commits_by_entity;
 )sql",
 };

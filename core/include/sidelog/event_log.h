@@ -44,9 +44,10 @@ struct EventLogOptions {
   size_t entity_cache_size = 4096;  // entities whose current state the writer keeps in memory
   size_t max_batch = 1024;          // appends per group commit at most
   size_t max_events_per_commit = 1000;
-  // Commits the writer keeps in memory before it moves their entity index entries to disk in
-  // one bulk write (docs/architecture.md, "Entity index"). Larger: fewer pages written per
-  // commit, more memory (~100 bytes a commit) and a longer merge.
+  // Recent commits whose entity index entries the writer keeps in memory before writing them
+  // to disk, an entity's many at a time (docs/architecture.md, "Entity index"). Larger: fewer
+  // pages written per commit, more memory (about 100 bytes a commit). 0: every group commit
+  // writes the entries of its own commits.
   size_t index_tail_commits = 8192;
   std::string source = "/namespaces/default/services/local";  // CloudEvents source of appends
 };
