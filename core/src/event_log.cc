@@ -1438,6 +1438,7 @@ Result<StreamStats> EventLog::Stats(const std::string& stream) const {
   st.events = s->events.load();
   st.last_position = s->last_position.load();
   st.watermark = s->watermark.load();
+  st.unindexed_commits = static_cast<int64_t>(s->tail_unmerged.load());
   return st;
 }
 

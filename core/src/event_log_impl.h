@@ -57,7 +57,7 @@ struct StreamRuntime {
   int64_t tail_dropped_generation = 0;  // commits merged up to this generation left the tail
 
   // Writer only.
-  size_t tail_unmerged = 0;  // tail commits not in entity_commits
+  std::atomic<size_t> tail_unmerged{0};  // read by Stats  // tail commits not in entity_commits
   // Entities with unmerged commits, in the order their oldest unmerged commit was stored,
   // each with a position no unmerged commit stored since is below (the watermark then plus
   // one, or that commit's position if lower: a commit stored later is above the watermark at

@@ -61,6 +61,10 @@ Status Server::Start() {
           .Set(static_cast<double>(st->watermark));
       metrics_.GetGauge("sidelog_stream_events", "Events in the local log.", l)
           .Set(static_cast<double>(st->events));
+      metrics_
+          .GetGauge("sidelog_stream_unindexed_commits",
+                    "Commits whose entity index entries are still only in memory.", l)
+          .Set(static_cast<double>(st->unindexed_commits));
     }
   });
 

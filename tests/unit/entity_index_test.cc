@@ -131,8 +131,12 @@ TEST_F(EntityIndex, ReadsMatchAModelThroughMergesAndReopens) {
     for (const auto& e : list->entities) {
       EXPECT_EQ(e.version, static_cast<int64_t>(model[e.id].size())) << e.id;
     }
+    auto stats = log->Stats("counters");
+    ASSERT_TRUE(stats.ok());
+    EXPECT_LE(stats->unindexed_commits, static_cast<int64_t>(tails[round]));
     log->Close();
     const int64_t indexed = CountRows(dir_.File("log.db"), "entity_commits");
+    EXPECT_EQ(indexed + stats->unindexed_commits, commits) << "each commit in one place";
     if (tails[round] == 0) {
       EXPECT_EQ(indexed, commits) << "every commit indexed at once";
     } else if (tails[round] == 1000) {

@@ -145,6 +145,9 @@ struct StreamStats {
   int64_t events = 0;
   int64_t last_position = 0;
   int64_t watermark = 0;
+  // Commits whose entity index entries are still in memory only (docs/architecture.md, "Entity
+  // index"): about EventLogOptions::index_tail_commits under steady writes.
+  int64_t unindexed_commits = 0;
 };
 
 class EventLog {
