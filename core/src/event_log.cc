@@ -519,9 +519,10 @@ void EventLog::Impl::FinishBatch(Batch& b) {
     // Nothing of this batch is durable: reload what the writer believed.
     MergeRolledBack();
     UndoTail(0);
-    for (auto& [s, h] : b.before) {
+    for (auto& before : b.before) {
       // Entities queued by this batch alone have nothing to merge now, and their bounds came
       // from a watermark that did not commit.
+      StreamRuntime* s = before.first;
       std::erase_if(s->merge_order, [s](const StreamRuntime::Queued& q) {
         auto it = s->tail.find(q.entity);
         if (it == s->tail.end()) return true;

@@ -117,6 +117,10 @@ class EntityCommits {
         tail_(std::move(tail)) {}
   // Whether this snapshot holds the tail commit.
   Result<bool> Holds(const StreamRuntime::TailCommit& t) const;
+  // Visits the rows of a bound query over entity_commits joined with commits (position,
+  // first_version, last_version, source, events, first_time). *more: false once the visitor
+  // stopped.
+  Status VisitIndexed(sqlite::Stmt& q, const Visit& visit, bool* more) const;
   // The tail commit's row; false (and no visit) when this snapshot does not hold it.
   Result<bool> VisitTail(const StreamRuntime::TailCommit& t, const Visit& visit, bool* more) const;
 

@@ -103,6 +103,21 @@ Result<bool> EntityCommits::VisitTail(const StreamRuntime::TailCommit& t, const 
   return true;
 }
 
+Status EntityCommits::VisitIndexed(sqlite::Stmt& q, const Visit& visit, bool* more) const {
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    auto go_on = visit({q.Int(0), q.Int(1), q.Int(2), q.Text(3), q.Text(4), q.Int(5)});
+    if (!go_on.ok() || !*go_on) {
+      q.Reset();
+      *more = false;
+      return go_on.status();
+    }
+  }
+  q.Reset();
+  if (rc != SQLITE_DONE) return sqlite::Error(*db_, "reading entity " + entity_);
+  return Status::Ok();
+}
+
 Status EntityCommits::Forward(int64_t from, const Visit& visit) const {
   if (from <= indexed_head_.first) {
     auto& q = db_->Cached(
@@ -111,16 +126,8 @@ Status EntityCommits::Forward(int64_t from, const Visit& visit) const {
         "e.position WHERE e.stream_id = ? AND e.entity = ? AND e.last_version >= ? "
         "ORDER BY e.last_version");
     q.Bind(1, stream_->id).Bind(2, entity_).Bind(3, from);
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) {
-      auto more = visit({q.Int(0), q.Int(1), q.Int(2), q.Text(3), q.Text(4), q.Int(5)});
-      if (!more.ok() || !*more) {
-        q.Reset();
-        return more.status();
-      }
-    }
-    q.Reset();
-    if (rc != SQLITE_DONE) return sqlite::Error(*db_, "reading entity " + entity_);
+    bool more = true;
+    if (auto s = VisitIndexed(q, visit, &more); !s.ok() || !more) return s;
   }
   for (const auto& t : tail_) {
     if (t.last_version < from) continue;
@@ -145,17 +152,8 @@ Status EntityCommits::Backward(const Visit& visit) const {
       "FROM entity_commits e JOIN commits c ON c.stream_id = e.stream_id AND c.position = "
       "e.position WHERE e.stream_id = ? AND e.entity = ? ORDER BY e.last_version DESC");
   q.Bind(1, stream_->id).Bind(2, entity_);
-  int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) {
-    auto more = visit({q.Int(0), q.Int(1), q.Int(2), q.Text(3), q.Text(4), q.Int(5)});
-    if (!more.ok() || !*more) {
-      q.Reset();
-      return more.status();
-    }
-  }
-  q.Reset();
-  if (rc != SQLITE_DONE) return sqlite::Error(*db_, "reading entity " + entity_);
-  return Status::Ok();
+  bool more = true;
+  return VisitIndexed(q, visit, &more);
 }
 
 Result<std::pair<int64_t, int64_t>> EntityCommits::Head() const {

@@ -37,6 +37,7 @@ EventLogOptions Options(const TempDir& dir, size_t index_tail) {
   if (!log.ok()) _exit(3);
   // Several threads, so group commits of many appends are in flight when the kill lands.
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0;; ++i) {

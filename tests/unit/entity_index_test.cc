@@ -154,6 +154,7 @@ TEST_F(EntityIndex, ConcurrentReadersSeeEveryCommitWhileTheIndexMerges) {
   std::atomic<bool> done{false};
   std::atomic<int> failures{0};
   std::vector<std::thread> writers;
+  writers.reserve(kWriters);
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
       std::vector<int64_t> versions(kEntitiesPerWriter, 0);
@@ -167,6 +168,7 @@ TEST_F(EntityIndex, ConcurrentReadersSeeEveryCommitWhileTheIndexMerges) {
     });
   }
   std::vector<std::thread> readers;
+  readers.reserve(2);
   std::atomic<int64_t> reads{0};
   for (int t = 0; t < 2; ++t) {
     readers.emplace_back([&, t] {
