@@ -481,7 +481,12 @@ void EventLog::Impl::FinishBatch(Batch& b) {
     if (options_.mode == LogMode::kStandalone) s->pending_watermark = s->last_position.load();
     bool merged = false;
     if (commit.ok()) commit = MergeTail(*s, &merged);
-    if (merged || s->last_position.load() != h.last_position ||
+    // A replica may store a commit below its last position without moving the watermark: its
+    // row must still be written, or unindexed_from could pass that commit.
+    StreamRuntime* stream = s;
+    const bool stored = std::any_of(batch_tail_.begin(), batch_tail_.end(),
+                                    [stream](const auto& added) { return added.first == stream; });
+    if (merged || stored || s->last_position.load() != h.last_position ||
         s->pending_watermark != h.watermark) {
       moved.push_back(s);
     }

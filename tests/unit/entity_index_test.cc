@@ -270,6 +270,26 @@ TEST_F(EntityIndex, ReplicatedCommitsStoredOutOfPositionOrderAreFoundAgainAfterR
   EXPECT_GE(CountRows(dir_.File("log.db"), "entity_commits"), 3);
 }
 
+TEST_F(EntityIndex, AReplicaStoringBelowItsLastPositionKeepsThatCommitFindable) {
+  auto log = Open(1, LogMode::kReplicated);
+  ASSERT_NE(log, nullptr);
+  // Two PubAcks of x: the second makes two unindexed commits, so both are indexed and nothing
+  // waits any more.
+  ASSERT_TRUE(log->StoreCommit("counters", 5, "c5", Commit("x", 1, 1, "x1"), false).ok());
+  ASSERT_TRUE(log->StoreCommit("counters", 6, "c6", Commit("x", 2, 1, "x2"), false).ok());
+  // A PubAck below the last position: neither it nor the watermark moves.
+  ASSERT_TRUE(log->StoreCommit("counters", 3, "c3", Commit("y", 1, 1, "y1"), false).ok());
+  log->Close();
+  log = Open(1, LogMode::kReplicated);
+  ASSERT_NE(log, nullptr);
+  auto y = log->ReadEntity("counters", "y", 1, 100);
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  EXPECT_EQ(y->version, 1);
+  auto x = log->State("counters", "x");
+  ASSERT_TRUE(x.ok()) << x.status().ToString();
+  EXPECT_EQ(x->version, 2);
+}
+
 TEST_F(EntityIndex, ACommitThatRollsBackLeavesNothingInTheTail) {
   auto log = Open(1000, LogMode::kReplicated);
   ASSERT_NE(log, nullptr);
