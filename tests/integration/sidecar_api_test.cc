@@ -376,7 +376,7 @@ TEST_F(SidecarApi, MetricsLabelRoutesByTemplate) {
   }
   EXPECT_NE(m.body.find("sidelog_appends_total{stream=\"orders\",result=\"conflict\"}"),
             std::string::npos);
-  // The commit just appended waits in memory for its entity index entry (8,192 may).
+  // The commit just appended waits in memory for its entity index entry (32,768 may).
   EXPECT_EQ(m.body.find("sidelog_stream_unindexed_commits{stream=\"orders\"} 0\n"),
             std::string::npos);
   EXPECT_NE(m.body.find("sidelog_stream_unindexed_commits{stream=\"orders\"} "), std::string::npos);

@@ -48,7 +48,7 @@ struct EventLogOptions {
   // to disk, an entity's many at a time (docs/architecture.md, "Entity index"). Larger: fewer
   // pages written per commit, more memory (about 100 bytes a commit). 0: every group commit
   // writes the entries of its own commits.
-  size_t index_tail_commits = 8192;
+  size_t index_tail_commits = 32768;
   std::string source = "/namespaces/default/services/local";  // CloudEvents source of appends
 };
 
