@@ -477,6 +477,7 @@ void EventLog::Impl::FinishBatch(Batch& b) {
   // Standalone: the watermark follows the last position. Replicated: the follower moves it.
   Status commit = b.begin;
   std::vector<StreamRuntime*> moved;
+  std::set<StreamRuntime*> merged_streams;
   for (auto& [s, h] : b.before) {
     if (options_.mode == LogMode::kStandalone) s->pending_watermark = s->last_position.load();
     bool merged = false;
@@ -486,6 +487,7 @@ void EventLog::Impl::FinishBatch(Batch& b) {
     StreamRuntime* stream = s;
     const bool stored = std::any_of(batch_tail_.begin(), batch_tail_.end(),
                                     [stream](const auto& added) { return added.first == stream; });
+    if (merged) merged_streams.insert(s);
     if (merged || stored || s->last_position.load() != h.last_position ||
         s->pending_watermark != h.watermark) {
       moved.push_back(s);
@@ -495,8 +497,6 @@ void EventLog::Impl::FinishBatch(Batch& b) {
     // Persist the stream heads once per batch.
     for (auto* s : moved) {
       if (!commit.ok()) break;
-      const bool merged = std::any_of(batch_merged_.begin(), batch_merged_.end(),
-                                      [&](const Merged& m) { return m.stream == s; });
       auto& up = db.Cached(
           "UPDATE streams SET last_position = ?, watermark = ?, entities = ?, commits = ?, "
           "events = ?, unindexed_from = ?, index_generation = ? WHERE id = ?");
@@ -506,7 +506,7 @@ void EventLog::Impl::FinishBatch(Batch& b) {
           .Bind(4, s->commits.load())
           .Bind(5, s->events.load())
           .Bind(6, UnindexedFrom(*s))
-          .Bind(7, s->index_generation + (merged ? 1 : 0))
+          .Bind(7, s->index_generation + (merged_streams.count(s) ? 1 : 0))
           .Bind(8, s->id);
       commit = up.Exec();
     }
