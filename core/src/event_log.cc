@@ -724,10 +724,10 @@ int64_t EventLog::Impl::UnindexedFrom(const StreamRuntime& s) const {
 Status EventLog::Impl::LoadTail(sqlite::Db& db, StreamRuntime& s, int64_t unindexed_from) {
   auto& q = db.Cached(
       "SELECT c.position, c.entity, c.first_version, c.last_version FROM commits c WHERE "
-      "c.stream_id = ? AND c.position >= ? AND NOT EXISTS (SELECT 1 FROM entity_commits e "
-      "WHERE e.stream_id = c.stream_id AND e.entity = c.entity AND "
-      "e.last_version = c.last_version) ORDER BY c.position");
-  q.Bind(1, s.id).Bind(2, unindexed_from);
+      "c.key BETWEEN ? AND ? AND NOT EXISTS (SELECT 1 FROM entity_commits e "
+      "WHERE e.stream_id = ? AND e.entity = c.entity AND "
+      "e.last_version = c.last_version) ORDER BY c.key");
+  q.Bind(1, CommitKey(s.id, unindexed_from)).Bind(2, CommitKey(s.id, kMaxPosition)).Bind(3, s.id);
   std::lock_guard<std::mutex> lock(s.tail_mu);
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
@@ -817,9 +817,9 @@ Result<std::optional<AppendResult>> EventLog::Impl::CheckIdempotency(StreamRunti
   std::map<int64_t, Commit> commits;
   auto& c = db.Cached(
       "SELECT first_version, last_version, commit_id, events, first_time FROM commits WHERE "
-      "stream_id = ? AND position = ?");
+      "key = ?");
   for (int64_t position : positions) {
-    c.Bind(1, s.id).Bind(2, position);
+    c.Bind(1, CommitKey(s.id, position));
     if (c.Step() != SQLITE_ROW) {
       c.Reset();
       return sqlite::Error(db, "reading the commit at position " + std::to_string(position));
@@ -1084,17 +1084,16 @@ Result<AppendResult> EventLog::Impl::WriteCommit(StreamRuntime& s, int64_t posit
   for (const auto& e : events) ids.push_back(e.id);
   const bool is_run = IsUuidRun(ids);
   auto& commit = db.Cached(
-      "INSERT INTO commits (stream_id, position, entity, commit_id, first_version, last_version, "
-      "first_time, source, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
-  commit.Bind(1, s.id)
-      .Bind(2, position)
-      .Bind(3, result.entity)
-      .Bind(4, commit_id)
-      .Bind(5, result.from_version)
-      .Bind(6, result.version)
-      .Bind(7, events.front().time)
-      .Bind(8, events.front().source)
-      .Bind(9, EncodeCommitEvents(events, events.front().source, events.front().time, is_run));
+      "INSERT INTO commits (key, entity, commit_id, first_version, last_version, first_time, "
+      "source, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  commit.Bind(1, CommitKey(s.id, position))
+      .Bind(2, result.entity)
+      .Bind(3, commit_id)
+      .Bind(4, result.from_version)
+      .Bind(5, result.version)
+      .Bind(6, events.front().time)
+      .Bind(7, events.front().source)
+      .Bind(8, EncodeCommitEvents(events, events.front().source, events.front().time, is_run));
   if (auto st = commit.Exec(); !st.ok()) return st;
   AddToTail(s, result.entity, {position, result.from_version, result.version});
   auto run = is_run ? StoreIdRun(s, result.entity, position, events) : Result<bool>(false);
@@ -1220,6 +1219,10 @@ Result<AppendResult> EventLog::Impl::StoreOne(StreamRuntime& s, int64_t position
                                               bool from_follower) {
   auto& db = *writer_db_;
   if (events.empty()) return Status::Invalid("a commit needs at least one event");
+  if (position < 1 || position > kMaxPosition) {
+    return Status::Invalid("position " + std::to_string(position) + " is outside 1.." +
+                           std::to_string(kMaxPosition));
+  }
   const std::string& entity_id = events.front().entity;
   auto advance = [&] {
     if (from_follower && position > s.pending_watermark) s.pending_watermark = position;
@@ -1233,10 +1236,9 @@ Result<AppendResult> EventLog::Impl::StoreOne(StreamRuntime& s, int64_t position
     return Status::Internal(
         "stream " + s.name + " diverged at position " + std::to_string(position) + ": " + why, ctx);
   };
-  auto& at = db.Cached(
-      "SELECT commit_id, entity, first_version, last_version FROM commits WHERE stream_id = ? "
-      "AND position = ?");
-  at.Bind(1, s.id).Bind(2, position);
+  auto& at =
+      db.Cached("SELECT commit_id, entity, first_version, last_version FROM commits WHERE key = ?");
+  at.Bind(1, CommitKey(s.id, position));
   if (at.Step() == SQLITE_ROW) {
     std::string stored = at.String(0);
     AppendResult r;

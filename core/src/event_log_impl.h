@@ -19,6 +19,16 @@
 
 namespace sidelog {
 
+// `commits` is keyed by its stream's id and its position in one integer (schema 6), so it is a
+// rowid table: a group commit's rows go at the end of their stream's range, where SQLite adds
+// leaves without rebalancing the ones before them. SQL text that joins on the key spells the
+// 40 out.
+constexpr int kPositionBits = 40;
+constexpr int64_t kMaxPosition = (int64_t{1} << kPositionBits) - 1;
+inline int64_t CommitKey(int64_t stream_id, int64_t position) {
+  return (stream_id << kPositionBits) + position;
+}
+
 struct StreamRuntime {
   int64_t id = 0;
   std::string name;

@@ -72,8 +72,8 @@ Result<bool> EntityCommits::Holds(const StreamRuntime::TailCommit& t) const {
   // committed yet, or a replica's own commit stored before the follower reached it) the
   // row says; the key is all the lookup reads.
   if (t.position <= watermark_) return true;
-  auto& q = db_->Cached("SELECT 1 FROM commits WHERE stream_id = ? AND position = ?");
-  q.Bind(1, stream_->id).Bind(2, t.position);
+  auto& q = db_->Cached("SELECT 1 FROM commits WHERE key = ?");
+  q.Bind(1, CommitKey(stream_->id, t.position));
   const int rc = q.Step();
   q.Reset();
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlite::Error(*db_, "reading " + entity_);
@@ -84,8 +84,8 @@ Result<bool> EntityCommits::VisitTail(const StreamRuntime::TailCommit& t, const 
                                       bool* more) const {
   auto& q = db_->Cached(
       "SELECT first_version, last_version, source, events, first_time FROM commits WHERE "
-      "stream_id = ? AND position = ?");
-  q.Bind(1, stream_->id).Bind(2, t.position);
+      "key = ?");
+  q.Bind(1, CommitKey(stream_->id, t.position));
   const int rc = q.Step();
   if (rc == SQLITE_DONE) {
     q.Reset();
@@ -122,8 +122,8 @@ Status EntityCommits::Forward(int64_t from, const Visit& visit) const {
   if (from <= indexed_head_.first) {
     auto& q = db_->Cached(
         "SELECT c.position, c.first_version, c.last_version, c.source, c.events, c.first_time "
-        "FROM entity_commits e JOIN commits c ON c.stream_id = e.stream_id AND c.position = "
-        "e.position WHERE e.stream_id = ? AND e.entity = ? AND e.last_version >= ? "
+        "FROM entity_commits e JOIN commits c ON c.key = (e.stream_id << 40) + e.position "
+        "WHERE e.stream_id = ? AND e.entity = ? AND e.last_version >= ? "
         "ORDER BY e.last_version");
     q.Bind(1, stream_->id).Bind(2, entity_).Bind(3, from);
     bool more = true;
@@ -149,8 +149,8 @@ Status EntityCommits::Backward(const Visit& visit) const {
   if (indexed_head_.first == 0) return Status::Ok();
   auto& q = db_->Cached(
       "SELECT c.position, c.first_version, c.last_version, c.source, c.events, c.first_time "
-      "FROM entity_commits e JOIN commits c ON c.stream_id = e.stream_id AND c.position = "
-      "e.position WHERE e.stream_id = ? AND e.entity = ? ORDER BY e.last_version DESC");
+      "FROM entity_commits e JOIN commits c ON c.key = (e.stream_id << 40) + e.position "
+      "WHERE e.stream_id = ? AND e.entity = ? ORDER BY e.last_version DESC");
   q.Bind(1, stream_->id).Bind(2, entity_);
   bool more = true;
   return VisitIndexed(q, visit, &more);
@@ -378,8 +378,8 @@ Result<StreamPage> EventLog::Impl::ReadStream(const std::string& stream, int64_t
   for (const auto& t : types) needles.push_back("\"type\":" + Json(t).dump());
   auto& page = db.Cached(
       "SELECT position, entity, first_version, source, events, first_time FROM commits WHERE "
-      "stream_id = ? AND position > ? AND position <= ? ORDER BY position");
-  page.Bind(1, s->id).Bind(2, after).Bind(3, watermark);
+      "key > ? AND key <= ? ORDER BY key");
+  page.Bind(1, CommitKey(s->id, after)).Bind(2, CommitKey(s->id, watermark));
   int rc;
   while ((rc = page.Step()) == SQLITE_ROW) {
     const std::string_view text = page.Text(4);

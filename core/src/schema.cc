@@ -182,6 +182,32 @@ UPDATE streams SET unindexed_from =
   coalesce((SELECT max(position) FROM commits WHERE commits.stream_id = streams.id), 0) + 1;
 DROP INDEX commits_by_entity;
 )sql",
+    // 6: commits is a rowid table keyed by stream_id * 2^40 + position. Keyed by (stream_id,
+    // position) WITHOUT ROWID, a group commit that filled the last leaf had SQLite rebalance it
+    // with its two neighbours, rewriting all three (4 leaf and 2 interior pages per group commit
+    // of 16 appends); a rowid table appends a leaf instead. stream_id and position remain as
+    // virtual columns for reading.
+    R"sql(
+CREATE TABLE commits_v6 (
+  key           INTEGER PRIMARY KEY,  -- stream_id << 40 | position
+  entity        TEXT NOT NULL,
+  commit_id     TEXT NOT NULL,
+  first_version INTEGER NOT NULL,
+  last_version  INTEGER NOT NULL,
+  first_time    INTEGER NOT NULL,
+  source        TEXT NOT NULL,
+  events        TEXT NOT NULL,
+  stream_id     INTEGER GENERATED ALWAYS AS (key >> 40) VIRTUAL,
+  position      INTEGER GENERATED ALWAYS AS (key & 1099511627775) VIRTUAL
+);
+INSERT INTO commits_v6 (key, entity, commit_id, first_version, last_version, first_time, source,
+                        events)
+SELECT (stream_id << 40) + position, entity, commit_id, first_version, last_version, first_time,
+       source, events
+FROM commits ORDER BY stream_id, position;
+DROP TABLE commits;
+ALTER TABLE commits_v6 RENAME TO commits;
+)sql",
 };
 
 }  // namespace

@@ -6,7 +6,7 @@
 namespace sidelog::schema {
 
 // The schema version this build writes.
-constexpr int kVersion = 5;
+constexpr int kVersion = 6;
 
 // Brings the database from its user_version to `target` (kVersion; tests build older files
 // with a lower one), one migration at a time, each in its own transaction. Fails (Internal)

@@ -290,6 +290,24 @@ TEST_F(EntityIndex, AReplicaStoringBelowItsLastPositionKeepsThatCommitFindable) 
   EXPECT_EQ(x->version, 2);
 }
 
+// Positions share commits' integer key with the stream's id (schema 6): one beyond 2^40 - 1
+// would land in the next stream's range, so it is refused and nothing is stored.
+TEST_F(EntityIndex, AReplicatedPositionBeyondTheKeyRangeIsRefused) {
+  auto log = Open(1, LogMode::kReplicated);
+  ASSERT_NE(log, nullptr);
+  const int64_t too_far = int64_t{1} << 40;
+  auto refused = log->StoreCommit("counters", too_far, "c", Commit("a", 1, 1, "a1"), true);
+  EXPECT_EQ(refused.status().code(), Status::Code::kInvalid);
+  EXPECT_NE(refused.status().message().find("outside 1..1099511627775"), std::string::npos)
+      << refused.status().ToString();
+  auto last = log->StoreCommit("counters", too_far - 1, "c", Commit("a", 1, 1, "a1"), true);
+  ASSERT_TRUE(last.ok()) << last.status().ToString();
+  auto read = log->ReadEntity("counters", "a", 1, 100);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  ASSERT_EQ(read->events.size(), 1u);
+  EXPECT_EQ(read->events[0].position, too_far - 1);
+}
+
 TEST_F(EntityIndex, ACommitThatRollsBackLeavesNothingInTheTail) {
   auto log = Open(1000, LogMode::kReplicated);
   ASSERT_NE(log, nullptr);

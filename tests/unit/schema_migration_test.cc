@@ -48,6 +48,12 @@ INSERT INTO events VALUES
   (1, 2, 0, 'o1', 3, 'id-3', 'OrderPaid', 5000, '', '/namespaces/a/services/billing',
    '{"paid":true}', NULL);
 INSERT INTO entities VALUES (1, 'o1', 3, 5000, '', 0);
+INSERT INTO streams VALUES (2, 'payments', 1, 1, 1, 1, 1, NULL);
+INSERT INTO commits VALUES (2, 1, 'p1', 'c3', 1, 1);
+INSERT INTO events VALUES
+  (2, 1, 0, 'p1', 1, 'id-1', 'PaymentReceived', 2000, '', '/namespaces/a/services/billing',
+   '{"amount":10}', NULL);
+INSERT INTO entities VALUES (2, 'p1', 1, 2000, '', 0);
 PRAGMA user_version = 1;
 )sql";
 
@@ -62,7 +68,7 @@ class SchemaMigration : public ::testing::Test {
     EventLogOptions o;
     o.path = dir_.File("log.db");
     o.durability = Durability::kNormal;
-    auto log = EventLog::Open(o, {{"orders", nullptr}});
+    auto log = EventLog::Open(o, {{"orders", nullptr}, {"payments", nullptr}});
     ASSERT_TRUE(log.ok()) << log.status().ToString();
     log_ = std::move(log).value();
   }
@@ -155,6 +161,38 @@ TEST_F(SchemaMigration, MigratedCommitsReplayAndNewOnesFollowThem) {
   EXPECT_EQ(read->events[0].type, "OrderShipped");
 }
 
+// Schema 6 keys commits by stream id and position in one integer: two streams' commits at the
+// same positions stay apart, and each stream's next position follows its own.
+TEST_F(SchemaMigration, EachStreamKeepsItsOwnCommitsAndPositions) {
+  auto payments = log_->ReadStream("payments", 0, 100, {});
+  ASSERT_TRUE(payments.ok()) << payments.status().ToString();
+  ASSERT_EQ(payments->events.size(), 1u);
+  EXPECT_EQ(payments->events[0].type, "PaymentReceived");
+  EXPECT_EQ(payments->events[0].entity, "p1");
+  EXPECT_EQ(payments->events[0].position, 1);
+
+  auto paid = log_->Append(
+      Req("payments", "p1", {Ev("PaymentReceived", {{"amount", 5}})}, ExpectedVersion::Exactly(1)));
+  ASSERT_TRUE(paid.ok()) << paid.status().ToString();
+  EXPECT_EQ(paid->position, 2);
+  auto shipped = log_->Append(Req("orders", "o1", {Ev("OrderShipped")}));
+  ASSERT_TRUE(shipped.ok()) << shipped.status().ToString();
+  EXPECT_EQ(shipped->position, 3);
+
+  auto after_one = log_->ReadStream("payments", 1, 100, {});
+  ASSERT_TRUE(after_one.ok());
+  ASSERT_EQ(after_one->events.size(), 1u);
+  EXPECT_EQ(after_one->events[0].position, 2);
+  auto orders = log_->ReadStream("orders", 0, 100, {});
+  ASSERT_TRUE(orders.ok());
+  ASSERT_EQ(orders->events.size(), 4u);
+  for (const auto& e : orders->events) EXPECT_EQ(e.entity, "o1");
+  auto p1 = log_->ReadEntity("payments", "p1", 1, 100);
+  ASSERT_TRUE(p1.ok());
+  ASSERT_EQ(p1->events.size(), 2u);
+  EXPECT_EQ(p1->events[1].position, 2);
+}
+
 TEST(SchemaMigrationRefusal, ALogFromANewerBuildIsRefused) {
   TempDir dir;
   sqlite3* db = nullptr;
@@ -163,7 +201,7 @@ TEST(SchemaMigrationRefusal, ALogFromANewerBuildIsRefused) {
   sqlite3_close(db);
   EventLogOptions o;
   o.path = dir.File("log.db");
-  auto log = EventLog::Open(o, {{"orders", nullptr}});
+  auto log = EventLog::Open(o, {{"orders", nullptr}, {"payments", nullptr}});
   ASSERT_FALSE(log.ok());
   EXPECT_NE(log.status().message().find("newer than this build"), std::string::npos)
       << log.status().message();
