@@ -106,8 +106,8 @@ void Server::Stop() {
   log_->Close();                                  // queued appends finish and are answered
   api_->WaitForAnswers(std::chrono::seconds(5));  // ...on the HTTP pool
   try {
-    listener_->close().wait();
-    health_->close().wait();
+    if (listener_) listener_->close().wait();  // null when Start failed before opening it
+    if (health_) health_->close().wait();
   } catch (const std::exception& e) {
     log::Warn("closing listeners", {{"error", e.what()}});
   }

@@ -401,5 +401,37 @@ TEST(SidecarConfig, BadConfigExitsWithAClearMessage) {
       << out;
 }
 
+// A sidecar that cannot bind its port (another process holds it) says so and exits 1, after
+// closing what it had opened: no crash on the way out.
+TEST(SidecarConfig, ABusyPortExitsWithAClearMessage) {
+  SidecarProcess proc;
+  const int holder = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(holder, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(proc.port()));
+  ASSERT_EQ(bind(holder, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(holder, 1), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    freopen((proc.dir() + "/out.log").c_str(), "w", stderr);
+    execl(SIDELOG_SIDECAR_BIN, "sidelog-sidecar", "--config",
+          (proc.dir() + "/sidecar.yaml").c_str(), nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  close(holder);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  std::ifstream in(proc.dir() + "/out.log");
+  std::string out((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(out.find("cannot listen on 127.0.0.1:" + std::to_string(proc.port()) +
+                     ": bind: Address already in use"),
+            std::string::npos)
+      << out;
+}
+
 }  // namespace
 }  // namespace sidelog::testing
