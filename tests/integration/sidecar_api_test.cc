@@ -382,8 +382,13 @@ TEST_F(SidecarApi, MetricsLabelRoutesByTemplate) {
   EXPECT_NE(m.body.find("sidelog_stream_unindexed_commits{stream=\"orders\"} "), std::string::npos);
 }
 
-TEST(SidecarConfig, BadConfigExitsWithAClearMessage) {
-  SidecarProcess proc("streams:\n  - name: orders\n    access: admin\n");
+// Runs the sidecar of `proc` to its exit (for configurations it must refuse): the wait status
+// and what it wrote to stderr.
+struct Exited {
+  int status = 0;
+  std::string stderr_text;
+};
+Exited RunToExit(const SidecarProcess& proc) {
   pid_t pid = fork();
   if (pid == 0) {
     freopen((proc.dir() + "/out.log").c_str(), "w", stderr);
@@ -391,14 +396,21 @@ TEST(SidecarConfig, BadConfigExitsWithAClearMessage) {
           (proc.dir() + "/sidecar.yaml").c_str(), nullptr);
     _exit(127);
   }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 2);
+  Exited e;
+  waitpid(pid, &e.status, 0);
   std::ifstream in(proc.dir() + "/out.log");
-  std::string out((std::istreambuf_iterator<char>(in)), {});
-  EXPECT_NE(out.find("streams[0].access: \"admin\" is not one of read, write"), std::string::npos)
-      << out;
+  e.stderr_text.assign(std::istreambuf_iterator<char>(in), {});
+  return e;
+}
+
+TEST(SidecarConfig, BadConfigExitsWithAClearMessage) {
+  SidecarProcess proc("streams:\n  - name: orders\n    access: admin\n");
+  Exited e = RunToExit(proc);
+  ASSERT_TRUE(WIFEXITED(e.status));
+  EXPECT_EQ(WEXITSTATUS(e.status), 2);
+  EXPECT_NE(e.stderr_text.find("streams[0].access: \"admin\" is not one of read, write"),
+            std::string::npos)
+      << e.stderr_text;
 }
 
 // A sidecar that cannot bind its port (another process holds it) says so and exits 1, after
@@ -413,24 +425,14 @@ TEST(SidecarConfig, ABusyPortExitsWithAClearMessage) {
   addr.sin_port = htons(static_cast<uint16_t>(proc.port()));
   ASSERT_EQ(bind(holder, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   ASSERT_EQ(listen(holder, 1), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    freopen((proc.dir() + "/out.log").c_str(), "w", stderr);
-    execl(SIDELOG_SIDECAR_BIN, "sidelog-sidecar", "--config",
-          (proc.dir() + "/sidecar.yaml").c_str(), nullptr);
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
+  Exited e = RunToExit(proc);
   close(holder);
-  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
-  EXPECT_EQ(WEXITSTATUS(status), 1);
-  std::ifstream in(proc.dir() + "/out.log");
-  std::string out((std::istreambuf_iterator<char>(in)), {});
-  EXPECT_NE(out.find("cannot listen on 127.0.0.1:" + std::to_string(proc.port()) +
-                     ": bind: Address already in use"),
+  ASSERT_TRUE(WIFEXITED(e.status)) << "killed by signal " << WTERMSIG(e.status);
+  EXPECT_EQ(WEXITSTATUS(e.status), 1);
+  EXPECT_NE(e.stderr_text.find("cannot listen on 127.0.0.1:" + std::to_string(proc.port()) +
+                               ": bind: Address already in use"),
             std::string::npos)
-      << out;
+      << e.stderr_text;
 }
 
 }  // namespace
