@@ -162,12 +162,10 @@ RawResponse AppendWhenAvailable(const SidecarProcess& p, const std::string& enti
 }
 
 TEST(Replication, NatsKilledUnderLoadLosesAndDuplicatesNothing) {
-  NatsServer nats;
-  nats.Start();
-  SidecarProcess a(kOrders, nats.SidecarConfig(), "orders");
-  SidecarProcess b(kOrders, nats.SidecarConfig(), "orders");
-  a.Start();
-  b.Start();
+  OrdersReplicas replicas;
+  NatsServer& nats = replicas.nats;
+  SidecarProcess& a = replicas.a;
+  SidecarProcess& b = replicas.b;
   std::atomic<bool> stop{false}, faulted{false};
   Outcomes out;
   auto la = Load(a, "a", 3, 400, &stop, &faulted, &out);

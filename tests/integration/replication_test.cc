@@ -13,12 +13,10 @@ namespace sidelog::testing {
 namespace {
 
 TEST(Replication, TwoReplicasAppendingConcurrentlyConverge) {
-  NatsServer nats;
-  nats.Start();
-  SidecarProcess a(kOrders, nats.SidecarConfig(), "orders");
-  SidecarProcess b(kOrders, nats.SidecarConfig(), "orders");
-  a.Start();
-  b.Start();
+  OrdersReplicas replicas;
+  NatsServer& nats = replicas.nats;
+  SidecarProcess& a = replicas.a;
+  SidecarProcess& b = replicas.b;
   std::atomic<int> acked{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
@@ -55,12 +53,10 @@ TEST(Replication, TwoReplicasAppendingConcurrentlyConverge) {
 }
 
 TEST(Replication, ConflictsAcrossReplicasAnswer409AndRetriesReplay) {
-  NatsServer nats;
-  nats.Start();
-  SidecarProcess a(kOrders, nats.SidecarConfig(), "orders");
-  SidecarProcess b(kOrders, nats.SidecarConfig(), "orders");
-  a.Start();
-  b.Start();
+  OrdersReplicas replicas;
+  NatsServer& nats = replicas.nats;
+  SidecarProcess& a = replicas.a;
+  SidecarProcess& b = replicas.b;
   Json first = Events("e-1", 1);
   first["expectedVersion"] = "none";
   auto created = Append(a, "o1", first);
@@ -92,12 +88,10 @@ TEST(Replication, ConflictsAcrossReplicasAnswer409AndRetriesReplay) {
 // and on the one that follows it: a retry with those ids through either replica replays,
 // a part of them conflicts, and reads on both give every id back.
 TEST(Replication, GeneratedIdsReplayThroughEitherReplica) {
-  NatsServer nats;
-  nats.Start();
-  SidecarProcess a(kOrders, nats.SidecarConfig(), "orders");
-  SidecarProcess b(kOrders, nats.SidecarConfig(), "orders");
-  a.Start();
-  b.Start();
+  OrdersReplicas replicas;
+  NatsServer& nats = replicas.nats;
+  SidecarProcess& a = replicas.a;
+  SidecarProcess& b = replicas.b;
   Json body = {{"events", Json::array()}};
   for (int i = 0; i < 4; ++i) body["events"].push_back({{"type", "Bumped"}, {"data", {{"i", i}}}});
   auto created = Append(a, "gen", body);
@@ -173,12 +167,10 @@ TEST(Replication, NatsDownRefusesWritesServesReadsAndRecovers) {
 }
 
 TEST(Replication, ASidecarKilledMidLoadCatchesUpWithoutGaps) {
-  NatsServer nats;
-  nats.Start();
-  SidecarProcess a(kOrders, nats.SidecarConfig(), "orders");
-  SidecarProcess b(kOrders, nats.SidecarConfig(), "orders");
-  a.Start();
-  b.Start();
+  OrdersReplicas replicas;
+  NatsServer& nats = replicas.nats;
+  SidecarProcess& a = replicas.a;
+  SidecarProcess& b = replicas.b;
   std::atomic<bool> stop{false};
   std::atomic<int> acked{0};
   std::thread load([&] {

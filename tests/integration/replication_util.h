@@ -23,6 +23,18 @@ namespace sidelog::testing {
 constexpr const char* kOrders = "streams:\n  - name: orders\n    access: write\n";
 constexpr const char* kOrdersRead = "streams:\n  - name: orders\n    access: read\n";
 
+// A nats-server and two replicas, a and b, of the service that writes orders: all started.
+struct OrdersReplicas {
+  OrdersReplicas() {
+    nats.Start();
+    a.Start();
+    b.Start();
+  }
+  NatsServer nats;
+  SidecarProcess a{kOrders, nats.SidecarConfig(), "orders"};
+  SidecarProcess b{kOrders, nats.SidecarConfig(), "orders"};
+};
+
 inline Json Events(const std::string& id, int i) {
   return {{"events", Json::array({{{"id", id}, {"type", "Bumped"}, {"data", {{"i", i}}}}})}};
 }
