@@ -36,7 +36,8 @@ Status Replicator::Start() {
   // Startup: identities, followers, and a bounded catch-up. NATS being down is not an error:
   // the sidecar serves what its log holds and the monitor keeps trying.
   auto deadline = Clock::now() + std::chrono::milliseconds(options_.startup_catchup_ms);
-  while (!js_->connected() && Clock::now() < deadline) {
+  auto waiting = [&] { return Clock::now() < deadline && !options_.give_up_startup(); };
+  while (!js_->connected() && waiting()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (js_->connected()) {
@@ -52,8 +53,7 @@ Status Replicator::Start() {
         std::lock_guard<std::mutex> lock(followers_mu_);
         target = last_seq_.count(s) ? last_seq_[s] : 0;
       }
-      while (log_->Watermark(s) < target && Clock::now() < deadline &&
-             log_->Health(s) == StreamHealth::kOk) {
+      while (log_->Watermark(s) < target && waiting() && log_->Health(s) == StreamHealth::kOk) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
     }

@@ -34,6 +34,12 @@ int WaitForShutdownSignal() {
   return sig;
 }
 
+bool ShutdownSignalPending() {
+  sigset_t pending;
+  sigpending(&pending);
+  return sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1;
+}
+
 void ExitIfShutdownTakesLonger(std::chrono::seconds limit) {
   std::thread([limit] {
     std::this_thread::sleep_for(limit);

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "sidelog/log.h"
+#include "sidelog/shutdown.h"
 
 namespace sidelog::sidecar {
 
@@ -77,6 +78,7 @@ Status Server::Start() {
     r.ns = config_.ns;
     r.nats = *config_.nats;
     r.publish_timeout_ms = config_.nats->publish_timeout_ms;
+    r.give_up_startup = ShutdownSignalPending;  // SIGTERM during a long startup: stop now
     for (const auto& st : config_.streams) r.streams.push_back(st.name);
     replicator_ = std::make_unique<Replicator>(log_.get(), &metrics_, r);
   }

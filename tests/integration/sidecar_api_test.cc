@@ -3,6 +3,10 @@
 // problem and leave the log unchanged.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <optional>
+#include <thread>
+
 #include "raw_http.h"
 #include "sidecar_process.h"
 
@@ -382,13 +386,16 @@ TEST_F(SidecarApi, MetricsLabelRoutesByTemplate) {
   EXPECT_NE(m.body.find("sidelog_stream_unindexed_commits{stream=\"orders\"} "), std::string::npos);
 }
 
-// Runs the sidecar of `proc` to its exit (for configurations it must refuse): the wait status
-// and what it wrote to stderr.
+// Runs the sidecar of `proc` to its exit (for configurations it must refuse, or until SIGTERM
+// `term_after` its start): the wait status, what it wrote to stderr, and how long it took to
+// exit after the SIGTERM.
 struct Exited {
   int status = 0;
   std::string stderr_text;
+  std::chrono::milliseconds after_term{0};
 };
-Exited RunToExit(const SidecarProcess& proc) {
+Exited RunToExit(const SidecarProcess& proc,
+                 std::optional<std::chrono::milliseconds> term_after = std::nullopt) {
   pid_t pid = fork();
   if (pid == 0) {
     freopen((proc.dir() + "/out.log").c_str(), "w", stderr);
@@ -397,7 +404,15 @@ Exited RunToExit(const SidecarProcess& proc) {
     _exit(127);
   }
   Exited e;
+  auto termed = std::chrono::steady_clock::now();
+  if (term_after) {
+    std::this_thread::sleep_for(*term_after);
+    kill(pid, SIGTERM);
+    termed = std::chrono::steady_clock::now();
+  }
   waitpid(pid, &e.status, 0);
+  e.after_term = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - termed);
   std::ifstream in(proc.dir() + "/out.log");
   e.stderr_text.assign(std::istreambuf_iterator<char>(in), {});
   return e;
@@ -433,6 +448,19 @@ TEST(SidecarConfig, ABusyPortExitsWithAClearMessage) {
                                ": bind: Address already in use"),
             std::string::npos)
       << e.stderr_text;
+}
+
+// With NATS unreachable, a replicated sidecar waits up to 10 s at startup for the connection
+// and its catch-up before it reports ready. A SIGTERM meanwhile ends that wait: the process
+// exits 0 at once instead of after it.
+TEST(SidecarShutdown, ATermDuringTheStartupWaitForNatsExitsAtOnce) {
+  SidecarProcess proc(kTestStreams,
+                      "nats: {url: \"nats://127.0.0.1:" + std::to_string(FreePort()) + "\"}\n");
+  Exited e = RunToExit(proc, std::chrono::milliseconds(500));
+  ASSERT_TRUE(WIFEXITED(e.status)) << "killed by signal " << WTERMSIG(e.status);
+  EXPECT_EQ(WEXITSTATUS(e.status), 0) << e.stderr_text;
+  EXPECT_LT(e.after_term.count(), 5000) << "the startup wait lasts 10 s";
+  EXPECT_NE(e.stderr_text.find("\"msg\":\"stopped\""), std::string::npos) << e.stderr_text;
 }
 
 }  // namespace

@@ -44,6 +44,9 @@ struct ReplicatorOptions {
   int workers = 8;                   // threads for slow paths (conflicts) and posted waits
   int publish_timeout_ms = 5000;
   int startup_catchup_ms = 10000;  // readiness waits at most this long for the catch-up
+  // Polled while Start waits for NATS and the catch-up: true ends the wait (the process is
+  // being stopped).
+  std::function<bool()> give_up_startup = [] { return false; };
 };
 
 struct StreamReplicationStatus {
@@ -65,7 +68,8 @@ class Replicator {
   ~Replicator();
 
   // Connects (NATS may be down: the connection is retried in the background), checks stream
-  // identities, starts the followers and waits, boundedly, for the startup catch-up.
+  // identities, starts the followers and waits, boundedly, for the startup catch-up (less when
+  // options.give_up_startup says so).
   Status Start();
   void Stop();
 

@@ -13,6 +13,10 @@ void BlockShutdownSignals();
 // Waits for SIGTERM or SIGINT (BlockShutdownSignals first); returns the signal number.
 int WaitForShutdownSignal();
 
+// Whether SIGTERM or SIGINT waits to be taken by WaitForShutdownSignal (for long startup work
+// that should give up when the process is asked to stop).
+bool ShutdownSignalPending();
+
 // Ends the process with status 1 (logging why) if it still runs `limit` from now.
 void ExitIfShutdownTakesLonger(std::chrono::seconds limit);
 
