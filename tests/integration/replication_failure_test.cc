@@ -46,6 +46,7 @@ void WaitForAnAckAfterTheFault(Outcomes& out, std::chrono::seconds limit) {
 std::vector<std::thread> Load(const SidecarProcess& p, const std::string& tag, int threads, int max,
                               std::atomic<bool>* stop, std::atomic<bool>* faulted, Outcomes* out) {
   std::vector<std::thread> ts;
+  ts.reserve(threads);
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&p, tag, t, max, stop, faulted, out] {
       for (int i = 0; i < max && !*stop; ++i) {
@@ -414,7 +415,7 @@ TEST(Replication, AReaderFollowingWhileTwoReplicasWriteSeesEveryCommitOnceInOrde
         [&](const std::string& id, const std::string&, const Json& e) {
           sse_ids.push_back(id);
           seen_ids.push_back(e.value("id", ""));
-          return seen_ids.size() < 2 * kPerWriter && in_time();
+          return seen_ids.size() < 2 * static_cast<size_t>(kPerWriter) && in_time();
         },
         in_time);
   });

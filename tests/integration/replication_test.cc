@@ -19,6 +19,7 @@ TEST(Replication, TwoReplicasAppendingConcurrentlyConverge) {
   SidecarProcess& b = replicas.b;
   std::atomic<int> acked{0};
   std::vector<std::thread> threads;
+  threads.reserve(8);
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
       const SidecarProcess& p = t % 2 ? a : b;

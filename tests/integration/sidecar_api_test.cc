@@ -33,7 +33,8 @@ class SidecarApi : public ::testing::Test {
   }
   RawResponse Append(const std::string& entity, const Json& body,
                      std::map<std::string, std::string> headers = {}) {
-    return Post("/v1/streams/orders/entities/" + entity + "/events", body.dump(), headers);
+    return Post("/v1/streams/orders/entities/" + entity + "/events", body.dump(),
+                std::move(headers));
   }
   int64_t StreamEvents() {
     auto r = Get("/v1/streams");
@@ -60,7 +61,7 @@ class SidecarApi : public ::testing::Test {
 };
 SidecarProcess* SidecarApi::proc_ = nullptr;
 
-Json Body(std::vector<Json> events, Json expected = nullptr) {
+Json Body(std::vector<Json> events, const Json& expected = nullptr) {
   Json b = {{"events", events}};
   if (!expected.is_null()) b["expectedVersion"] = expected;
   return b;
