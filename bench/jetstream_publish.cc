@@ -9,7 +9,8 @@
 //        Nats-Expected-Last-Subject-Sequence as the sidecar sends it (each thread owns its
 //        subjects and tracks their last sequence from the acks).
 // async: one thread per publisher pipelines up to 256 publishes (js_PublishMsgAsync); no
-//        expected sequence, since it cannot be known before the previous ack.
+//        expected sequence, since it cannot be known before the previous ack. asyncN: up to
+//        N in flight instead (async16 is what 16 concurrent appends through one sidecar allow).
 // Prints: RESULT <messages/s> <p50 ms> <p99 ms> <errors>   (latencies: sync only, else 0)
 #include <nats/nats.h>
 
@@ -38,10 +39,15 @@ int main(int argc, char** argv) {
   if (argc != 7) {
     std::fprintf(
         stderr,
-        "usage: jetstream_publish URL STREAM SUBJECT_PREFIX PUBLISHERS SECONDS sync|async\n");
+        "usage: jetstream_publish URL STREAM SUBJECT_PREFIX PUBLISHERS SECONDS sync|async|asyncN\n");
     return 2;
   }
-  const std::string url = argv[1], prefix = argv[3], mode = argv[6];
+  const std::string url = argv[1], prefix = argv[3];
+  // "asyncN" is "async" with at most N publishes in flight.
+  const std::string mode_arg = argv[6];
+  const bool async = mode_arg.rfind("async", 0) == 0;
+  const std::string mode = async ? "async" : mode_arg;
+  const int window = async && mode_arg.size() > 5 ? std::atoi(mode_arg.c_str() + 5) : 256;
   const int publishers = std::atoi(argv[4]);
   const double seconds = std::atof(argv[5]);
   natsConnection* nc = nullptr;
@@ -77,7 +83,7 @@ int main(int argc, char** argv) {
       jsCtx* js = nullptr;
       jsOptions jo;
       jsOptions_Init(&jo);
-      if (mode == "async") jo.PublishAsync.MaxPending = 256;
+      if (mode == "async") jo.PublishAsync.MaxPending = window;
       if (natsConnection_JetStream(&js, nc, &jo) != NATS_OK) {
         errors++;
         return;

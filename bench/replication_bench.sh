@@ -88,7 +88,7 @@ echo
 echo "raw JetStream publish from the C client (the same ~350-byte message):"
 printf '  %-44s %10s %9s %9s\n' figure "msgs/s" "p50 ms" "p99 ms"
 for spec in "sync, 1 publisher, expected subject seq:1:sync" "sync, 16 publishers, expected subject seq:16:sync" \
-  "async (256 in flight), 1 publisher:1:async"; do
+  "async (256 in flight), 1 publisher:1:async" "async (16 in flight), 1 publisher:1:async16"; do
   IFS=: read -r name pubs mode <<<"$spec"
   read -r _ rps p50 p99 errs < <("$build/bench/jetstream_publish" "nats://127.0.0.1:$nats_port" \
     RAW_bench "raw.bench." "$pubs" "$secs" "$mode")
