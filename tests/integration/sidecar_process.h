@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -24,17 +25,39 @@
 
 namespace sidelog::testing {
 
-inline int FreePort() {
+// Whether a server could listen on 127.0.0.1:`port` now.
+inline bool CanListenOn(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   close(fd);
-  return ntohs(addr.sin_port);
+  return ok;
+}
+
+// A port for a server the test starts. Not bind(0): that port comes from the kernel's ephemeral
+// range (32768-60999 here), where a test running at the same time (ctest -j) can be given the
+// same port before this test's server binds it, and where every client connection takes its
+// local port. Instead each test process takes ports one after another from its own block of 128
+// below that range, picked by its pid, from an offset picked by the time, skipping ports in use.
+inline int FreePort() {
+  constexpr int kFirst = 16384, kBlocks = 128, kBlock = 128;  // 16384-32767
+  static std::mutex mu;
+  static int block = -1, next = 0;
+  std::lock_guard<std::mutex> lock(mu);
+  if (block < 0) {
+    block = kFirst + static_cast<int>(getpid() % kBlocks) * kBlock;
+    next = static_cast<int>(std::chrono::steady_clock::now().time_since_epoch().count() % kBlock);
+  }
+  for (int tries = 0; tries < kBlock; ++tries) {
+    const int port = block + next;
+    next = (next + 1) % kBlock;
+    if (CanListenOn(port)) return port;
+  }
+  ADD_FAILURE() << "no free port in " << block << "-" << block + kBlock - 1;
+  return 0;
 }
 
 // The streams most tests use: `orders` (write, with rules), `audit` (read only).
