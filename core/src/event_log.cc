@@ -171,7 +171,7 @@ Status EventLog::Impl::OpenDatabase(const std::vector<StreamSpec>& streams) {
     sel.Bind(1, spec.name);
     if (sel.Step() != SQLITE_ROW) return sqlite::Error(w, "reading stream " + spec.name);
     rt->id = sel.Int(0);
-    if (rt->id >= (int64_t{1} << (63 - kPositionBits))) {
+    if (rt->id > kMaxStreamId) {
       sel.Reset();
       return Status::Internal("stream " + spec.name + " has id " + std::to_string(rt->id) +
                               ", beyond the commits key's range");

@@ -21,10 +21,10 @@ namespace sidelog {
 
 // `commits` is keyed by its stream's id and its position in one integer (schema 6), so it is a
 // rowid table: a group commit's rows go at the end of their stream's range, where SQLite adds
-// leaves without rebalancing the ones before them. SQL text that joins on the key spells the
-// 40 out.
+// leaves without rebalancing the ones before them.
 constexpr int kPositionBits = 40;
 constexpr int64_t kMaxPosition = (int64_t{1} << kPositionBits) - 1;
+constexpr int64_t kMaxStreamId = (int64_t{1} << (63 - kPositionBits)) - 1;
 inline int64_t CommitKey(int64_t stream_id, int64_t position) {
   return (stream_id << kPositionBits) + position;
 }
@@ -67,7 +67,7 @@ struct StreamRuntime {
   int64_t tail_dropped_generation = 0;  // commits merged up to this generation left the tail
 
   // Writer only.
-  std::atomic<size_t> tail_unmerged{0};  // read by Stats  // tail commits not in entity_commits
+  std::atomic<size_t> tail_unmerged{0};  // tail commits not in entity_commits (Stats reads it)
   // Entities with unmerged commits, in the order their oldest unmerged commit was stored,
   // each with a position no unmerged commit stored since is below (the watermark then plus
   // one, or that commit's position if lower: a commit stored later is above the watermark at

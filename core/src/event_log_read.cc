@@ -122,10 +122,10 @@ Status EntityCommits::Forward(int64_t from, const Visit& visit) const {
   if (from <= indexed_head_.first) {
     auto& q = db_->Cached(
         "SELECT c.position, c.first_version, c.last_version, c.source, c.events, c.first_time "
-        "FROM entity_commits e JOIN commits c ON c.key = (e.stream_id << 40) + e.position "
+        "FROM entity_commits e JOIN commits c ON c.key = ? + e.position "
         "WHERE e.stream_id = ? AND e.entity = ? AND e.last_version >= ? "
         "ORDER BY e.last_version");
-    q.Bind(1, stream_->id).Bind(2, entity_).Bind(3, from);
+    q.Bind(1, CommitKey(stream_->id, 0)).Bind(2, stream_->id).Bind(3, entity_).Bind(4, from);
     bool more = true;
     if (auto s = VisitIndexed(q, visit, &more); !s.ok() || !more) return s;
   }
@@ -149,9 +149,9 @@ Status EntityCommits::Backward(const Visit& visit) const {
   if (indexed_head_.first == 0) return Status::Ok();
   auto& q = db_->Cached(
       "SELECT c.position, c.first_version, c.last_version, c.source, c.events, c.first_time "
-      "FROM entity_commits e JOIN commits c ON c.key = (e.stream_id << 40) + e.position "
+      "FROM entity_commits e JOIN commits c ON c.key = ? + e.position "
       "WHERE e.stream_id = ? AND e.entity = ? ORDER BY e.last_version DESC");
-  q.Bind(1, stream_->id).Bind(2, entity_);
+  q.Bind(1, CommitKey(stream_->id, 0)).Bind(2, stream_->id).Bind(3, entity_);
   bool more = true;
   return VisitIndexed(q, visit, &more);
 }
