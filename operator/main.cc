@@ -1,5 +1,5 @@
-// sidelog-operator: reconciles Sidelog's custom resources (EventStream today) against the
-// Kubernetes API and NATS JetStream.
+// sidelog-operator: reconciles Sidelog's custom resources (EventStream, EventService) against
+// the Kubernetes API and NATS JetStream.
 //
 //   sidelog-operator --nats URL [--kubeconfig FILE] [--namespace NS] [flags]
 //
@@ -19,6 +19,8 @@
 //   --lease-duration D, --renew-deadline D, --retry-period D   default 15s, 10s, 2s
 //   --resync-period D            default 30s: drift is repaired within this period
 //   --workers N                  concurrent reconciles per kind (default 4)
+//   --dependency-cycles allow|warn|deny   EventServices that depend on each other in a
+//                                cycle: ignored, listed with a Warning (default), or refused
 //   --log-level LEVEL            debug, info (default), warn, error
 //
 // SIGTERM or SIGINT: finish the reconciles in flight, release the Lease, exit 0.
@@ -111,7 +113,7 @@ int main(int argc, char** argv) {
              "  --nats-token --nats-tls-ca --nats-tls-cert --nats-tls-key --health-listen\n"
              "  --leader-elect --leader-election-namespace --leader-election-id --identity\n"
              "  --lease-duration --renew-deadline --retry-period --resync-period --workers\n"
-             "  --log-level   (see docs/operator.md)\n";
+             "  --dependency-cycles allow|warn|deny --log-level   (see docs/operator.md)\n";
       return 0;
     }
     std::string value;
@@ -130,6 +132,9 @@ int main(int argc, char** argv) {
     } else if (a == "--leader-elect") {
       if (value != "true" && value != "false") Fail("--leader-elect takes true or false");
       o.leader_elect = value == "true";
+    } else if (a == "--dependency-cycles") {
+      if (!op::ParseCyclePolicy(value, &o.dependency_cycles))
+        Fail("--dependency-cycles takes allow, warn or deny");
     } else if (a == "--workers") {
       o.controller.workers = std::atoi(value.c_str());
       if (o.controller.workers < 1 || o.controller.workers > 64) Fail("--workers must be 1-64");

@@ -121,18 +121,12 @@ std::string CanonicalContent(const std::string& type, const Json& data, const Me
   return j.dump();
 }
 
-std::string CommitId(const std::string& stream, const std::string& entity,
-                     const std::vector<std::string>& event_ids) {
-  std::string input;
-  input.reserve(stream.size() + entity.size() + 40 * event_ids.size());
-  input.append(stream).push_back('\0');
-  input.append(entity).push_back('\0');
-  for (const auto& id : event_ids) input.append(id).push_back('\0');
+std::string Sha256Hex(const std::string& bytes) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   // Fetched once: EVP_sha256() makes OpenSSL 3 look the algorithm up on every digest.
   static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  EVP_Digest(input.data(), input.size(), digest, &len, kSha256 ? kSha256 : EVP_sha256(), nullptr);
+  EVP_Digest(bytes.data(), bytes.size(), digest, &len, kSha256 ? kSha256 : EVP_sha256(), nullptr);
   static const char* kHex = "0123456789abcdef";
   std::string out;
   out.reserve(2 * static_cast<std::string::size_type>(len));
@@ -142,6 +136,16 @@ std::string CommitId(const std::string& stream, const std::string& entity,
     out += kHex[b & 15];
   }
   return out;
+}
+
+std::string CommitId(const std::string& stream, const std::string& entity,
+                     const std::vector<std::string>& event_ids) {
+  std::string input;
+  input.reserve(stream.size() + entity.size() + 40 * event_ids.size());
+  input.append(stream).push_back('\0');
+  input.append(entity).push_back('\0');
+  for (const auto& id : event_ids) input.append(id).push_back('\0');
+  return Sha256Hex(input);
 }
 
 namespace {

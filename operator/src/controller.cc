@@ -12,7 +12,9 @@ Controller::Controller(std::string kind, Informer* informer, Reconciler* reconci
       metrics_(metrics),
       options_(options),
       queue_(options.queue) {
-  informer_->AddHandler([this](const std::string& key) { queue_.Add(key); });
+  informer_->AddHandler([this](const ObjectEvent& event) {
+    if (ChangesMoreThanStatus(event)) queue_.Add(ObjectKey(*event.object));
+  });
   metrics_->OnScrape([this] {
     metrics_
         ->GetGauge("sidelog_operator_queue_depth", "Keys waiting to be reconciled, by kind.",
@@ -22,6 +24,16 @@ Controller::Controller(std::string kind, Informer* informer, Reconciler* reconci
 }
 
 Controller::~Controller() { Stop(); }
+
+void Controller::Watches(Informer* informer, Mapper map) {
+  informer->AddHandler([this, map = std::move(map)](const ObjectEvent& event) {
+    for (const auto& key : map(event)) queue_.Add(key);
+  });
+}
+
+void Controller::EnqueueAll() {
+  for (const auto& key : informer_->Keys()) queue_.Add(key);
+}
 
 void Controller::Start() {
   for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { Work(); });
@@ -41,7 +53,7 @@ void Controller::Stop() {
 void Controller::Resync() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, options_.resync_period, [this] { return stop_.load(); })) {
-    for (const auto& key : informer_->Keys()) queue_.Add(key);
+    EnqueueAll();
   }
 }
 

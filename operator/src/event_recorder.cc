@@ -8,7 +8,7 @@ namespace {
 const ResourceType kEvents{"", "v1", "events", "Event", true};
 }
 
-EventRecorder::EventRecorder(KubeClient* client, std::string component, std::string instance)
+EventRecorder::EventRecorder(KubeApi* client, std::string component, std::string instance)
     : client_(client), component_(std::move(component)), instance_(std::move(instance)) {}
 
 void EventRecorder::Record(const Json& object, const std::string& type, const std::string& reason,

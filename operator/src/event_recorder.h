@@ -14,14 +14,14 @@ namespace sidelog::op {
 class EventRecorder {
  public:
   // `instance` names this operator process (its leader-election identity).
-  EventRecorder(KubeClient* client, std::string component, std::string instance);
+  EventRecorder(KubeApi* client, std::string component, std::string instance);
 
   // `type` is "Normal" or "Warning"; `object` the full object the event is about.
   void Record(const Json& object, const std::string& type, const std::string& reason,
               const std::string& message);
 
  private:
-  KubeClient* client_;
+  KubeApi* client_;
   const std::string component_;
   const std::string instance_;
 };

@@ -111,45 +111,17 @@ Result<JetStreamConfig> DesiredJetStream(const std::string& ns, const std::strin
   return c;
 }
 
-EventStreamReconciler::EventStreamReconciler(KubeClient* client, Informer* informer, JetStream* js,
+EventStreamReconciler::EventStreamReconciler(KubeApi* client, Informer* informer, JetStream* js,
                                              EventRecorder* recorder)
     : client_(client), informer_(informer), js_(js), recorder_(recorder) {}
 
-// resourceVersions are opaque to clients, except that the API server hands out etcd
-// revisions; when both parse as numbers the larger is the later, else the cache wins.
-Json EventStreamReconciler::Freshest(const std::string& key, const Json& cached) {
-  std::lock_guard<std::mutex> lock(written_mu_);
-  auto it = written_.find(key);
-  if (it == written_.end()) return cached;
-  auto rv = [](const Json& o) -> uint64_t {
-    const std::string text = o["metadata"].value("resourceVersion", "");
-    char* end = nullptr;
-    uint64_t v = std::strtoull(text.c_str(), &end, 10);
-    return (text.empty() || *end) ? 0 : v;
-  };
-  const uint64_t mine = rv(it->second), theirs = rv(cached);
-  if (mine == 0 || theirs == 0 || theirs >= mine ||
-      it->second["metadata"].value("uid", "") != cached["metadata"].value("uid", "")) {
-    written_.erase(it);  // the cache has caught up (or the object was replaced)
-    return cached;
-  }
-  return it->second;
-}
-
-void EventStreamReconciler::Remember(const Json& written) {
-  if (!written.is_object() || !written.contains("metadata")) return;
-  std::lock_guard<std::mutex> lock(written_mu_);
-  written_[ObjectKey(written)] = written;
-}
-
 Result<ReconcileResult> EventStreamReconciler::Reconcile(const std::string& key) {
+  // The informer returns our own last write when its watch has not caught up yet: without
+  // that, a reconcile queued by our finalizer patch could lack the status we just wrote, and
+  // take a stream it had just created for one it found (Adopted).
   auto cached = informer_->Get(key);
-  if (!cached) {
-    std::lock_guard<std::mutex> lock(written_mu_);
-    written_.erase(key);
-    return ReconcileResult{};  // deleted; the finalizer did the cleanup
-  }
-  Json object = Freshest(key, *cached);
+  if (!cached) return ReconcileResult{};  // deleted; the finalizer did the cleanup
+  Json object = *cached;
   if (object["metadata"].contains("deletionTimestamp")) return Finalize(object);
   if (!HasFinalizer(object)) {
     auto updated = SetFinalizer(object, true);
@@ -276,7 +248,6 @@ Status EventStreamReconciler::WriteStatus(const Json& object, const Condition& r
   auto r = client_->MergePatch(kEventStreams, meta.value("namespace", ""), meta.value("name", ""),
                                {{"status", status}}, "status");
   if (!r.ok()) return r.status();
-  Remember(*r);
   if (transition) {
     recorder_->Record(object, ready.status == "True" ? "Normal" : "Warning", ready.reason,
                       ready.message);
@@ -299,10 +270,8 @@ Result<Json> EventStreamReconciler::SetFinalizer(const Json& object, bool presen
   Json patch = {
       {"metadata",
        {{"finalizers", finalizers}, {"resourceVersion", meta.value("resourceVersion", "")}}}};
-  auto r = client_->MergePatch(kEventStreams, meta.value("namespace", ""), meta.value("name", ""),
-                               patch);
-  if (r.ok()) Remember(*r);
-  return r;
+  return client_->MergePatch(kEventStreams, meta.value("namespace", ""), meta.value("name", ""),
+                             patch);
 }
 
 Result<ReconcileResult> EventStreamReconciler::Finalize(const Json& object) {

@@ -18,9 +18,6 @@
 
 #include "conditions.h"
 #include "controller.h"
-
-#include <map>
-#include <mutex>
 #include "event_recorder.h"
 #include "informer.h"
 #include "sidelog/jetstream.h"
@@ -38,7 +35,8 @@ Result<JetStreamConfig> DesiredJetStream(const std::string& ns, const std::strin
 
 class EventStreamReconciler : public Reconciler {
  public:
-  EventStreamReconciler(KubeClient* client, Informer* informer, JetStream* js,
+  // `client` is the Manager's (writes are observed by `informer`).
+  EventStreamReconciler(KubeApi* client, Informer* informer, JetStream* js,
                         EventRecorder* recorder);
 
   Result<ReconcileResult> Reconcile(const std::string& key) override;
@@ -52,17 +50,8 @@ class EventStreamReconciler : public Reconciler {
   // condition changes status or reason.
   Status WriteStatus(const Json& object, const Condition& ready, const Json& js_status);
   Result<Json> SetFinalizer(const Json& object, bool present);
-  // The object to reconcile: the cached one, or the one our last write returned when the
-  // cache has not caught up with that write yet. Without this, a reconcile queued by our own
-  // finalizer patch could read a cache that lacks the status we just wrote, and take a stream
-  // it had just created for one it found (Adopted).
-  Json Freshest(const std::string& key, const Json& cached);
-  void Remember(const Json& written);
 
-  std::mutex written_mu_;
-  std::map<std::string, Json> written_;  // key -> the object our last write returned
-
-  KubeClient* client_;
+  KubeApi* client_;
   Informer* informer_;
   JetStream* js_;
   EventRecorder* recorder_;

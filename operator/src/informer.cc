@@ -19,8 +19,36 @@ int WatchTimeoutSeconds() {
 
 }  // namespace
 
-Informer::Informer(KubeClient* client, ResourceType type, std::string ns, Metrics* metrics)
-    : client_(client), type_(std::move(type)), ns_(std::move(ns)), metrics_(metrics) {}
+bool ChangesMoreThanStatus(const ObjectEvent& event) {
+  if (event.type != ObjectEvent::Type::kModified || !event.old_object) return true;
+  const Json& a = (*event.old_object)["metadata"];
+  const Json& b = (*event.object)["metadata"];
+  for (const char* field : {"generation", "labels", "annotations", "finalizers",
+                            "ownerReferences", "deletionTimestamp", "uid"}) {
+    const bool ha = a.contains(field), hb = b.contains(field);
+    if (ha != hb || (ha && a[field] != b[field])) return true;
+  }
+  // Objects without a generation (core kinds such as ConfigMap): any change of their content.
+  if (!b.contains("generation")) {
+    Json x = *event.old_object, y = *event.object;
+    x.erase("status");
+    y.erase("status");
+    x["metadata"].erase("resourceVersion");
+    y["metadata"].erase("resourceVersion");
+    x["metadata"].erase("managedFields");
+    y["metadata"].erase("managedFields");
+    return x != y;
+  }
+  return false;
+}
+
+Informer::Informer(KubeApi* client, ResourceType type, std::string ns, Selector selector,
+                   Metrics* metrics)
+    : client_(client),
+      type_(std::move(type)),
+      ns_(std::move(ns)),
+      selector_(std::move(selector)),
+      metrics_(metrics) {}
 
 Informer::~Informer() { Stop(); }
 
@@ -41,10 +69,25 @@ bool Informer::WaitForSync(std::chrono::milliseconds timeout) {
   return cv_.wait_for(lock, timeout, [this] { return synced_.load() || stop_.load(); }) && synced_;
 }
 
+void Informer::ForgetObservedLocked(const std::string& key, const Json* cached) const {
+  auto it = observed_.find(key);
+  if (it == observed_.end()) return;
+  const Json& mine = *it->second;
+  const uint64_t rv_mine = ResourceVersionOf(mine);
+  const uint64_t rv_cached = cached ? ResourceVersionOf(*cached) : 0;
+  if (!cached || rv_mine == 0 || rv_cached == 0 || rv_cached >= rv_mine ||
+      mine["metadata"].value("uid", "") != (*cached)["metadata"].value("uid", "")) {
+    observed_.erase(it);  // the cache has caught up, or the object was replaced or deleted
+  }
+}
+
 std::shared_ptr<const Json> Informer::Get(const std::string& key) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = cache_.find(key);
-  return it == cache_.end() ? nullptr : it->second;
+  std::shared_ptr<const Json> cached = it == cache_.end() ? nullptr : it->second;
+  ForgetObservedLocked(key, cached.get());
+  auto mine = observed_.find(key);
+  return mine == observed_.end() ? cached : mine->second;
 }
 
 std::vector<std::string> Informer::Keys() const {
@@ -55,8 +98,36 @@ std::vector<std::string> Informer::Keys() const {
   return keys;
 }
 
-void Informer::Notify(const std::string& key) {
-  for (const auto& h : handlers_) h(key);
+std::vector<std::shared_ptr<const Json>> Informer::List(const std::string& ns) const {
+  std::vector<std::string> keys;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Keys sort by namespace first: the namespace's objects are one range.
+    auto it = ns.empty() ? cache_.begin() : cache_.lower_bound(ns + "/");
+    for (; it != cache_.end(); ++it) {
+      if (!ns.empty() && it->first.compare(0, ns.size() + 1, ns + "/") != 0) break;
+      keys.push_back(it->first);
+    }
+  }
+  std::vector<std::shared_ptr<const Json>> out;
+  out.reserve(keys.size());
+  for (const auto& k : keys) {
+    if (auto o = Get(k)) out.push_back(std::move(o));
+  }
+  return out;
+}
+
+void Informer::Observe(const Json& written) {
+  if (!written.is_object() || !written.contains("metadata")) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string key = ObjectKey(written);
+  auto it = cache_.find(key);
+  if (it != cache_.end() && ResourceVersionOf(*it->second) >= ResourceVersionOf(written)) return;
+  observed_[key] = std::make_shared<const Json>(written);
+}
+
+void Informer::Notify(const ObjectEvent& event) {
+  for (const auto& h : handlers_) h(event);
 }
 
 bool Informer::Sleep(std::chrono::milliseconds d) {
@@ -67,9 +138,10 @@ bool Informer::Sleep(std::chrono::milliseconds d) {
 
 Status Informer::ListAll(std::string* resource_version) {
   std::map<std::string, std::shared_ptr<const Json>> fresh;
-  std::string cont;
+  ListOptions options;
+  options.selector = selector_;
   do {
-    auto page = client_->List(type_, ns_, 500, cont);
+    auto page = client_->List(type_, ns_, options);
     if (!page.ok()) return page.status();
     for (auto& item : (*page)["items"]) {
       // List items carry no kind; add it so that every cached object looks the same.
@@ -79,29 +151,47 @@ Status Informer::ListAll(std::string* resource_version) {
       fresh[key] = std::make_shared<const Json>(std::move(item));
     }
     const Json& meta = (*page)["metadata"];
-    cont = meta.value("continue", "");
+    options.continue_token = meta.value("continue", "");
     // A paged list is consistent at the first page's version.
-    if (resource_version->empty() || cont.empty())
+    if (resource_version->empty() || options.continue_token.empty())
       *resource_version = meta.value("resourceVersion", "");
-  } while (!cont.empty() && !stop_);
+  } while (!options.continue_token.empty() && !stop_);
 
-  std::vector<std::string> changed;
+  std::vector<ObjectEvent> changes;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [k, v] : cache_) {
-      if (!fresh.count(k)) changed.push_back(k);  // deleted while we were not watching
+      if (!fresh.count(k)) changes.push_back({ObjectEvent::Type::kDeleted, nullptr, v});
     }
-    for (const auto& [k, v] : fresh) changed.push_back(k);
+    for (const auto& [k, v] : fresh) {
+      auto old = cache_.find(k);
+      if (old == cache_.end()) {
+        changes.push_back({ObjectEvent::Type::kAdded, nullptr, v});
+      } else if ((*old->second)["metadata"].value("resourceVersion", "") !=
+                 (*v)["metadata"].value("resourceVersion", "")) {
+        changes.push_back({ObjectEvent::Type::kModified, old->second, v});
+      }
+    }
     cache_ = std::move(fresh);
+    for (auto it = observed_.begin(); it != observed_.end();) {
+      auto next = std::next(it);
+      auto c = cache_.find(it->first);
+      ForgetObservedLocked(it->first, c == cache_.end() ? nullptr : c->second.get());
+      it = next;
+    }
     synced_ = true;
   }
   cv_.notify_all();
-  for (const auto& k : changed) Notify(k);
+  for (const auto& e : changes) Notify(e);
   return Status::Ok();
 }
 
 Status Informer::WatchFrom(std::string* resource_version) {
-  return client_->Watch(type_, ns_, *resource_version, WatchTimeoutSeconds(), [&](WatchEvent& ev) {
+  WatchOptions options;
+  options.selector = selector_;
+  options.resource_version = *resource_version;
+  options.timeout_seconds = WatchTimeoutSeconds();
+  return client_->Watch(type_, ns_, options, [&](WatchEvent& ev) {
     if (stop_) return false;
     const Json& meta = ev.object["metadata"];
     std::string rv = meta.value("resourceVersion", "");
@@ -110,16 +200,31 @@ Status Informer::WatchFrom(std::string* resource_version) {
       return true;
     }
     std::string key = ObjectKey(ev.object);
+    ObjectEvent event{ObjectEvent::Type::kAdded, nullptr, nullptr};
     {
       std::lock_guard<std::mutex> lock(mu_);
+      auto old = cache_.find(key);
       if (ev.type == "DELETED") {
-        cache_.erase(key);
+        event.type = ObjectEvent::Type::kDeleted;
+        event.object = old != cache_.end() ? old->second
+                                           : std::make_shared<const Json>(std::move(ev.object));
+        if (old != cache_.end()) cache_.erase(old);
+        observed_.erase(key);
       } else {
-        cache_[key] = std::make_shared<const Json>(std::move(ev.object));
+        auto object = std::make_shared<const Json>(std::move(ev.object));
+        if (old != cache_.end()) {
+          event.type = ObjectEvent::Type::kModified;
+          event.old_object = old->second;
+          old->second = object;
+        } else {
+          cache_[key] = object;
+        }
+        event.object = object;
+        ForgetObservedLocked(key, object.get());
       }
     }
     if (!rv.empty()) *resource_version = rv;
-    Notify(key);
+    Notify(event);
     return true;
   });
 }

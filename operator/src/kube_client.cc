@@ -96,6 +96,23 @@ void SplitKey(const std::string& key, std::string* ns, std::string* name) {
   }
 }
 
+uint64_t ResourceVersionOf(const Json& object) {
+  const std::string text = object["metadata"].value("resourceVersion", "");
+  char* end = nullptr;
+  uint64_t v = std::strtoull(text.c_str(), &end, 10);
+  return (text.empty() || *end) ? 0 : v;
+}
+
+Json ControllerReference(const Json& owner) {
+  const Json& m = owner.at("metadata");
+  return {{"apiVersion", owner.value("apiVersion", "")},
+          {"kind", owner.value("kind", "")},
+          {"name", m.value("name", "")},
+          {"uid", m.value("uid", "")},
+          {"controller", true},
+          {"blockOwnerDeletion", true}};
+}
+
 // metav1.MicroTime is core's event time format; metav1.Time drops the fraction.
 std::string KubeTimeNow() { return FormatTime(NowMicros()).substr(0, 19) + "Z"; }
 std::string KubeMicroTimeNow() { return FormatTime(NowMicros()); }
@@ -202,10 +219,22 @@ Result<Json> KubeClient::Get(const ResourceType& type, const std::string& ns,
   return impl_->Send(methods::GET, type.Path(ns, name), nullptr, "");
 }
 
-Result<Json> KubeClient::List(const ResourceType& type, const std::string& ns, int limit,
-                              const std::string& continue_token) {
-  std::string q = type.Path(ns) + "?limit=" + std::to_string(limit);
-  if (!continue_token.empty()) q += "&continue=" + Escape(continue_token);
+namespace {
+
+std::string SelectorQuery(const Selector& s) {
+  std::string q;
+  if (!s.labels.empty()) q += "&labelSelector=" + Escape(s.labels);
+  if (!s.fields.empty()) q += "&fieldSelector=" + Escape(s.fields);
+  return q;
+}
+
+}  // namespace
+
+Result<Json> KubeClient::List(const ResourceType& type, const std::string& ns,
+                              const ListOptions& options) {
+  std::string q = type.Path(ns) + "?limit=" + std::to_string(options.limit);
+  if (!options.continue_token.empty()) q += "&continue=" + Escape(options.continue_token);
+  q += SelectorQuery(options.selector);
   return impl_->Send(methods::GET, q, nullptr, "");
 }
 
@@ -229,18 +258,30 @@ Result<Json> KubeClient::MergePatch(const ResourceType& type, const std::string&
                      "application/merge-patch+json");
 }
 
+Result<Json> KubeClient::Apply(const ResourceType& type, const Json& object,
+                               const std::string& subresource) {
+  const Json& m = object.at("metadata");
+  // JSON is YAML, so the apply body may be JSON under the YAML content type.
+  return impl_->Send(methods::PATCH,
+                     type.Path(m.value("namespace", ""), m.value("name", ""), subresource) +
+                         "?fieldManager=" + kFieldManager + "&force=true",
+                     &object, "application/apply-patch+yaml");
+}
+
 Status KubeClient::Delete(const ResourceType& type, const std::string& ns,
                           const std::string& name) {
   return impl_->Send(methods::DEL, type.Path(ns, name), nullptr, "").status();
 }
 
 Status KubeClient::Watch(const ResourceType& type, const std::string& ns,
-                         const std::string& resource_version, int timeout_seconds,
-                         const std::function<bool(WatchEvent&)>& fn) {
+                         const WatchOptions& options, const std::function<bool(WatchEvent&)>& fn) {
   if (impl_->stopped) return Status::Unavailable("the Kubernetes client is shut down");
+  const int timeout_seconds = options.timeout_seconds;
   std::string q = type.Path(ns) + "?watch=1&allowWatchBookmarks=true&timeoutSeconds=" +
                   std::to_string(timeout_seconds);
-  if (!resource_version.empty()) q += "&resourceVersion=" + Escape(resource_version);
+  if (!options.resource_version.empty())
+    q += "&resourceVersion=" + Escape(options.resource_version);
+  q += SelectorQuery(options.selector);
   const std::string what = "watch " + type.Path(ns);
   try {
     // Its own client: the response streams for minutes, and the timeout restarts at every

@@ -1,12 +1,14 @@
-// KubeClient: JSON over HTTPS to the Kubernetes API, on cpprestsdk. Requests block the calling
-// thread (call it from worker, informer or election threads, never from a cpprestsdk
-// callback). Errors are Status values, typed by HTTP code:
+// KubeApi: the Kubernetes API as the operator uses it. KubeClient speaks it over HTTPS to a
+// real API server; tests of reconcilers use FakeKubeApi (tests/operator/fake_kube_api.h).
+//
+// Requests block the calling thread (call them from worker, informer or election threads,
+// never from a cpprestsdk callback). Errors are Status values, typed by HTTP code:
 //   404 NotFound, 409 Conflict (AlreadyExists or a stale resourceVersion), 410 Gone,
 //   422 Invalid, 403/401 Forbidden, 429 and 5xx Unavailable with retry_after_seconds from
 //   Retry-After, a connection failure Unavailable.
 // The message is the API server's own (its Status object's message).
 //
-// Thread-safe.
+// Implementations are thread-safe.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -46,38 +48,94 @@ struct WatchEvent {
   Json object;
 };
 
-class KubeClient {
+// Which objects a list or watch returns: label and field selectors as kubectl takes them
+// ("app=x,tier!=db", "metadata.name=y"); empty selects everything.
+struct Selector {
+  std::string labels;
+  std::string fields;
+  bool empty() const { return labels.empty() && fields.empty(); }
+  bool operator==(const Selector& o) const { return labels == o.labels && fields == o.fields; }
+};
+
+struct ListOptions {
+  Selector selector;
+  int limit = 500;             // objects per page
+  std::string continue_token;  // the previous page's metadata.continue
+};
+
+struct WatchOptions {
+  Selector selector;
+  std::string resource_version;  // watch from here (empty: from now)
+  int timeout_seconds = 300;     // the server ends the watch after about this long
+};
+
+// The field manager of every server-side apply the operator makes.
+inline constexpr const char* kFieldManager = "sidelog-operator";
+
+class KubeApi {
+ public:
+  virtual ~KubeApi() = default;
+
+  virtual Result<Json> Get(const ResourceType& type, const std::string& ns,
+                           const std::string& name) = 0;
+  // One page of a list; the list's metadata carries resourceVersion and continue.
+  virtual Result<Json> List(const ResourceType& type, const std::string& ns,
+                            const ListOptions& options = {}) = 0;
+  virtual Result<Json> Create(const ResourceType& type, const std::string& ns,
+                              const Json& object) = 0;
+  // PUT of the whole object, guarded by its metadata.resourceVersion (Conflict when stale).
+  virtual Result<Json> Update(const ResourceType& type, const Json& object,
+                              const std::string& subresource = "") = 0;
+  // A JSON merge patch (RFC 7386). A metadata.resourceVersion in the patch makes it
+  // conditional.
+  virtual Result<Json> MergePatch(const ResourceType& type, const std::string& ns,
+                                  const std::string& name, const Json& patch,
+                                  const std::string& subresource = "") = 0;
+  // Server-side apply of `object` (a whole intent: apiVersion, kind, metadata.name, and the
+  // fields this operator owns) as field manager kFieldManager, forcing conflicts: the
+  // operator owns what it applies. Creates the object when it does not exist.
+  virtual Result<Json> Apply(const ResourceType& type, const Json& object,
+                             const std::string& subresource = "") = 0;
+  virtual Status Delete(const ResourceType& type, const std::string& ns,
+                        const std::string& name) = 0;
+
+  // Watches (with bookmarks), calling `fn` for each event until `fn` returns false (Ok), the
+  // server ends the watch after about options.timeout_seconds (Ok), the version is too old
+  // (Gone: relist), or the connection fails (Unavailable).
+  virtual Status Watch(const ResourceType& type, const std::string& ns,
+                       const WatchOptions& options,
+                       const std::function<bool(WatchEvent&)>& fn) = 0;
+
+  // Cancels every request in flight and refuses new ones (Unavailable). For shutdown.
+  virtual void Shutdown() = 0;
+};
+
+// KubeApi over HTTPS, on cpprestsdk.
+class KubeClient : public KubeApi {
  public:
   explicit KubeClient(KubeConfig config);
-  ~KubeClient();
+  ~KubeClient() override;
   KubeClient(const KubeClient&) = delete;
   KubeClient& operator=(const KubeClient&) = delete;
 
   const KubeConfig& config() const { return config_; }
 
-  Result<Json> Get(const ResourceType& type, const std::string& ns, const std::string& name);
-  // One page of a list (limit objects, from `continue_token`); the list's metadata carries
-  // resourceVersion and continue.
-  Result<Json> List(const ResourceType& type, const std::string& ns, int limit = 500,
-                    const std::string& continue_token = "");
-  Result<Json> Create(const ResourceType& type, const std::string& ns, const Json& object);
-  // PUT of the whole object, guarded by its metadata.resourceVersion (Conflict when stale).
+  Result<Json> Get(const ResourceType& type, const std::string& ns,
+                   const std::string& name) override;
+  Result<Json> List(const ResourceType& type, const std::string& ns,
+                    const ListOptions& options = {}) override;
+  Result<Json> Create(const ResourceType& type, const std::string& ns,
+                      const Json& object) override;
   Result<Json> Update(const ResourceType& type, const Json& object,
-                      const std::string& subresource = "");
-  // A JSON merge patch (RFC 7386). A metadata.resourceVersion in the patch makes it
-  // conditional.
+                      const std::string& subresource = "") override;
   Result<Json> MergePatch(const ResourceType& type, const std::string& ns, const std::string& name,
-                          const Json& patch, const std::string& subresource = "");
-  Status Delete(const ResourceType& type, const std::string& ns, const std::string& name);
-
-  // Watches from `resource_version` (with bookmarks), calling `fn` for each event until `fn`
-  // returns false (Ok), the server ends the watch after about `timeout_seconds` (Ok), the
-  // version is too old (Gone: relist), or the connection fails (Unavailable).
-  Status Watch(const ResourceType& type, const std::string& ns, const std::string& resource_version,
-               int timeout_seconds, const std::function<bool(WatchEvent&)>& fn);
-
-  // Cancels every request in flight and refuses new ones (Unavailable). For shutdown.
-  void Shutdown();
+                          const Json& patch, const std::string& subresource = "") override;
+  Result<Json> Apply(const ResourceType& type, const Json& object,
+                     const std::string& subresource = "") override;
+  Status Delete(const ResourceType& type, const std::string& ns, const std::string& name) override;
+  Status Watch(const ResourceType& type, const std::string& ns, const WatchOptions& options,
+               const std::function<bool(WatchEvent&)>& fn) override;
+  void Shutdown() override;
 
  private:
   struct Impl;
@@ -89,6 +147,15 @@ class KubeClient {
 std::string ObjectKey(const Json& object);
 // Splits "ns/name" (or "name").
 void SplitKey(const std::string& key, std::string* ns, std::string* name);
+
+// metadata.resourceVersion as a number, or 0 when it is not one. resourceVersions are opaque
+// to clients, but the API server hands out etcd revisions: of two versions of one object, the
+// larger number is the later.
+uint64_t ResourceVersionOf(const Json& object);
+
+// The ownerReference that makes `owner` the controller of an object (garbage collection
+// deletes the object with its owner).
+Json ControllerReference(const Json& owner);
 
 // Now as RFC 3339 with seconds (metav1.Time) or microseconds (metav1.MicroTime).
 std::string KubeTimeNow();

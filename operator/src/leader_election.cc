@@ -9,7 +9,7 @@ namespace {
 const ResourceType kLeases{"coordination.k8s.io", "v1", "leases", "Lease", true};
 }
 
-LeaderElector::LeaderElector(KubeClient* client, LeaderElectionOptions options)
+LeaderElector::LeaderElector(KubeApi* client, LeaderElectionOptions options)
     : client_(client), options_(std::move(options)) {}
 
 bool LeaderElector::Sleep(std::chrono::milliseconds d) {

@@ -33,7 +33,7 @@ struct LeaderElectionOptions {
 
 class LeaderElector {
  public:
-  LeaderElector(KubeClient* client, LeaderElectionOptions options);
+  LeaderElector(KubeApi* client, LeaderElectionOptions options);
 
   // Campaigns until this process leads, then calls `on_started` and renews until Stop or until
   // leadership is lost; then calls `on_stopped(lost)`, where lost is false after Stop. On Stop
@@ -49,7 +49,7 @@ class LeaderElector {
   void Release();
   bool Sleep(std::chrono::milliseconds d);  // false when stopped
 
-  KubeClient* client_;
+  KubeApi* client_;
   const LeaderElectionOptions options_;
   std::atomic<bool> leader_{false};
   std::atomic<bool> stop_{false};

@@ -18,8 +18,6 @@ Status Operator::Start() {
   if (!kube.ok()) return kube.status();
   if (options_.election.ns.empty()) options_.election.ns = kube->default_namespace;
   client_ = std::make_unique<KubeClient>(*kube);
-  recorder_ = std::make_unique<EventRecorder>(client_.get(), "sidelog-operator",
-                                              options_.election.identity);
 
   auto& connected =
       metrics_.GetGauge("sidelog_operator_nats_connected", "1 while connected to NATS.");
@@ -27,9 +25,7 @@ Status Operator::Start() {
     connected.Set(up ? 1 : 0);
     log::Info(up ? "connected to NATS" : "disconnected from NATS", {{"url", options_.nats.url}});
     // Back from an outage: look at every stream now rather than at the next retry.
-    if (up && running_) {
-      for (const auto& key : streams_informer_->Keys()) streams_controller_->queue().Add(key);
-    }
+    if (up && running_) streams_controller_->EnqueueAll();
   });
   if (!js.ok()) return js.status();
   js_ = std::move(*js);
@@ -72,22 +68,34 @@ Status Operator::Start() {
 void Operator::StartControllers() {
   log::Info("starting controllers",
             {{"namespace", options_.watch_namespace.empty() ? "*" : options_.watch_namespace}});
-  streams_informer_ =
-      std::make_unique<Informer>(client_.get(), kEventStreams, options_.watch_namespace, &metrics_);
-  streams_reconciler_ = std::make_unique<EventStreamReconciler>(
-      client_.get(), streams_informer_.get(), js_.get(), recorder_.get());
+  manager_ = std::make_unique<Manager>(client_.get(), options_.watch_namespace, &metrics_);
+  KubeApi* writer = manager_->client();
+  recorder_ = std::make_unique<EventRecorder>(writer, "sidelog-operator", options_.election.identity);
+
+  Informer* streams = manager_->InformerFor(kEventStreams);
+  streams_reconciler_ =
+      std::make_unique<EventStreamReconciler>(writer, streams, js_.get(), recorder_.get());
   streams_controller_ =
-      std::make_unique<Controller>("EventStream", streams_informer_.get(),
-                                   streams_reconciler_.get(), &metrics_, options_.controller);
-  streams_controller_->Start();
-  streams_informer_->Start();
+      manager_->AddController(kEventStreams, streams_reconciler_.get(), options_.controller);
+
+  EventServiceOptions service_options;
+  service_options.cycles = options_.dependency_cycles;
+  service_options.sidecar.nats = options_.nats;
+  services_reconciler_ = std::make_unique<EventServiceReconciler>(
+      writer, manager_->InformerFor(kEventServices), streams,
+      manager_->InformerFor(kConfigMaps, {"app.kubernetes.io/managed-by=sidelog-operator", ""}),
+      recorder_.get(), service_options);
+  services_reconciler_->WatchDependencies(
+      manager_->AddController(kEventServices, services_reconciler_.get(), options_.controller));
+
+  manager_->Start();
   running_ = true;
 }
 
 bool Operator::Ready() const {
   // A standby is ready: it is doing its job, which is waiting.
   if (!running_) return elector_ && !elector_->IsLeader();
-  return streams_informer_->HasSynced();
+  return manager_->Ready();
 }
 
 void Operator::Serve(const http_request& request) {
@@ -106,13 +114,13 @@ void Operator::Serve(const http_request& request) {
 }
 
 void Operator::Stop() {
-  if (streams_controller_) streams_controller_->Stop();  // in-flight reconciles finish
+  if (manager_) manager_->StopControllers();  // in-flight reconciles finish
   if (elector_) elector_->Stop();
   if (elector_thread_.joinable()) elector_thread_.join();  // releases the Lease
   running_ = false;
   js_.reset();  // no more NATS callbacks
   if (client_) client_->Shutdown();
-  if (streams_informer_) streams_informer_->Stop();
+  if (manager_) manager_->Stop();
   if (health_) {
     try {
       health_->close().wait();
@@ -120,9 +128,9 @@ void Operator::Stop() {
     }
     health_.reset();
   }
-  streams_controller_.reset();
+  manager_.reset();
+  services_reconciler_.reset();
   streams_reconciler_.reset();
-  streams_informer_.reset();
 }
 
 }  // namespace sidelog::op

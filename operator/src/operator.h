@@ -1,8 +1,9 @@
 // Operator: the sidelog-operator process. It owns the Kubernetes client, the JetStream
-// connection, the health listener (/healthz, /readyz, /metrics), leader election, and one
-// informer + controller per kind it reconciles (today: EventStream).
+// connection, the health listener (/healthz, /readyz, /metrics), leader election, and the
+// Manager that runs a controller per kind it reconciles (EventStream, EventService) on shared
+// informers.
 //
-// Only the leader runs informers and controllers; a standby campaigns and answers probes.
+// Only the leader runs the Manager; a standby campaigns and answers probes.
 // Losing the Lease ends the process (exit 1), as controller-runtime does: a fresh start is the
 // simplest way to be sure no reconcile of the old term is still running.
 #pragma once
@@ -16,10 +17,11 @@
 
 #include "controller.h"
 #include "event_recorder.h"
+#include "eventservice_reconciler.h"
 #include "eventstream_reconciler.h"
-#include "informer.h"
 #include "kube_client.h"
 #include "leader_election.h"
+#include "manager.h"
 #include "sidelog/config.h"
 #include "sidelog/jetstream.h"
 #include "sidelog/metrics.h"
@@ -34,6 +36,7 @@ struct OperatorOptions {
   bool leader_elect = true;
   LeaderElectionOptions election;  // ns empty: the config's default namespace
   ControllerOptions controller;
+  CyclePolicy dependency_cycles = CyclePolicy::kWarn;
 };
 
 class Operator {
@@ -60,10 +63,11 @@ class Operator {
   std::unique_ptr<web::http::experimental::listener::http_listener> health_;
   std::unique_ptr<LeaderElector> elector_;
   std::thread elector_thread_;
-  std::unique_ptr<Informer> streams_informer_;
+  std::unique_ptr<Manager> manager_;
   std::unique_ptr<EventStreamReconciler> streams_reconciler_;
-  std::unique_ptr<Controller> streams_controller_;
-  std::atomic<bool> running_{false};  // controllers started
+  std::unique_ptr<EventServiceReconciler> services_reconciler_;
+  Controller* streams_controller_ = nullptr;
+  std::atomic<bool> running_{false};  // the manager is started
 };
 
 }  // namespace sidelog::op

@@ -61,6 +61,9 @@ Result<StoredEvent> FromCloudEvent(const Json& cloud_event);
 // canonical JSON (sorted keys, no whitespace).
 std::string CanonicalContent(const std::string& type, const Json& data, const Metadata& metadata);
 
+// Lowercase hex SHA-256 of `bytes`.
+std::string Sha256Hex(const std::string& bytes);
+
 // The commit id: lowercase hex SHA-256 over the stream, the entity and the ordered event ids,
 // each followed by a NUL byte. Part of the wire format (Nats-Msg-Id).
 std::string CommitId(const std::string& stream, const std::string& entity,
