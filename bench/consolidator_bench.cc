@@ -74,7 +74,7 @@ std::string ConfigYaml(const std::string& target, const std::string& sidecar_url
          "schema: \"" +
          kSchema +
          "\"\n"
-         "handlers:\n  - on: payments/PaymentReceived\n    sql: \"" +
+         "handlers:\n  - event: payments/PaymentReceived\n    sql: \"" +
          kHandler + "\"\n";
 }
 
@@ -297,7 +297,7 @@ void Lag(const std::string& dir, int rate, int seconds) {
           "}\nlisten: 127.0.0.1:0\nsources: [{stream: payments}]\ntarget:\n  sqlite: {path: " + db +
           "}\nbatch: {maxEvents: 500, maxDelay: 5ms}\n"
           "schema: \"CREATE TABLE IF NOT EXISTS seen (n INTEGER PRIMARY KEY)\"\n"
-          "handlers:\n  - on: payments/PaymentReceived\n    sql: \"INSERT INTO seen (n) VALUES "
+          "handlers:\n  - event: payments/PaymentReceived\n    sql: \"INSERT INTO seen (n) VALUES "
           "(:data.n)\"\n",
       "lag");
   if (!config.ok()) {

@@ -232,6 +232,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   log::Init("consolidator", level.empty() ? config->log_level : level);
+  LogConfigWarnings(config->warnings);
   crossplat::threadpool::initialize_with_threads(static_cast<size_t>(threads));
   if (command == "rebuild") return RunRebuild(*config, signals);
   return Serve(std::move(config).value(), signals, listen);

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "server.h"
+#include "sidelog/config.h"
 #include "sidelog/log.h"
 #include "sidelog/shutdown.h"
 
@@ -94,6 +95,7 @@ int main(int argc, char** argv) {
   }
   if (standalone) config->nats.reset();
   log::Init("sidecar", config->log_level);
+  LogConfigWarnings(config->warnings);
 
   BlockShutdownSignals();  // before any thread starts
 

@@ -9,7 +9,6 @@
 
 #include "event_parameter.h"
 #include "sidelog/duration.h"
-#include "sidelog/log.h"
 #include "sidelog/names.h"
 #include "sql_template.h"
 
@@ -282,7 +281,7 @@ class Parser {
     if (it == root().end() || it->is_null()) return Error("/handlers", "is required");
     if (!it->is_array() || it->empty() || it->size() > 128) {
       return Error("/handlers",
-                   "must be a list of 1 to 128 handlers, like [{on: orders/OrderPlaced, "
+                   "must be a list of 1 to 128 handlers, like [{event: orders/OrderPlaced, "
                    "sql: \"INSERT ...\"}]");
     }
     std::vector<std::string> streams;
@@ -290,23 +289,41 @@ class Parser {
     for (size_t i = 0; i < it->size(); ++i) {
       const Json& h = (*it)[i];
       std::string p = "/handlers/" + std::to_string(i);
-      if (auto st = Keys(h, p, {"on", "sql"}); !st.ok()) return st;
+      Json current = h;  // without the deprecated `on`, which is checked below
+      if (current.is_object()) current.erase("on");
+      if (auto st = Keys(current, p, {"event", "sql"}); !st.ok()) return st;
       HandlerConfig hc;
       hc.pointer = p;
-      std::string on;
-      if (auto st = String(h, p, "on", &on, true); !st.ok()) return st;
-      auto slash = on.find('/');
-      if (slash == std::string::npos) {
-        return Error(p + "/on", "\"" + on + "\" must be <stream>/<Type>, like orders/OrderPlaced");
+      // `on` is the deprecated name of `event`; errors name the key as written.
+      const char* key = "event";
+      if (h.contains("on")) {
+        if (h.contains("event")) {
+          return Error(p + "/on", "is the deprecated name of event: give only event");
+        }
+        key = "on";
+        c_.warnings.push_back(c_.doc.Warning(
+            p + "/on",
+            "on is deprecated, write event: YAML 1.1 readers such as kubectl take a bare on for "
+            "the boolean true"));
       }
-      hc.stream = on.substr(0, slash);
-      hc.type = on.substr(slash + 1);
+      const std::string field = p + "/" + key;
+      std::string event;
+      if (auto st = String(h, p, key, &event); !st.ok()) return st;
+      if (event.empty()) {
+        return Error(field, "is required: <stream>/<Type>, like orders/OrderPlaced");
+      }
+      auto slash = event.find('/');
+      if (slash == std::string::npos) {
+        return Error(field, "\"" + event + "\" must be <stream>/<Type>, like orders/OrderPlaced");
+      }
+      hc.stream = event.substr(0, slash);
+      hc.type = event.substr(slash + 1);
       if (std::find(streams.begin(), streams.end(), hc.stream) == streams.end()) {
-        return Error(p + "/on", "\"" + on + "\" names stream " + hc.stream +
-                                    ", which is not a source (sources: " + Join(streams) + ")");
+        return Error(field, "\"" + event + "\" names stream " + hc.stream +
+                                ", which is not a source (sources: " + Join(streams) + ")");
       }
       if (!ValidateEventType(hc.type).ok()) {
-        return Error(p + "/on",
+        return Error(field,
                      "\"" + hc.type + "\" is not an event type ([A-Za-z][A-Za-z0-9._-]{0,127})");
       }
       if (auto st = String(h, p, "sql", &hc.sql, true); !st.ok()) return st;
@@ -328,8 +345,9 @@ class Parser {
         bool listed = std::find(src.types.begin(), src.types.end(), h.type) != src.types.end();
         if (!src.types_configured && !listed) src.types.push_back(h.type);
         if (src.types_configured && !listed) {
-          log::Warn("a handler's type is not in its source's types, so it never runs",
-                    {{"handler", h.stream + "/" + h.type}, {"types", src.types}});
+          c_.warnings.push_back(c_.doc.Warning(
+              h.pointer, "the handler's type " + h.type + " is not in the types of source " +
+                             src.stream + " (" + Join(src.types) + "), so it never runs"));
         }
       }
     }

@@ -14,7 +14,7 @@
 //     # or postgres: {connection: "host=...", connectionEnv: VAR, schema: order_summary}
 //   schema: |                        # idempotent DDL, run at every start
 //     CREATE TABLE IF NOT EXISTS ...
-//   handlers: [{on: orders/OrderCreated, sql: "INSERT ..."}]
+//   handlers: [{event: orders/OrderCreated, sql: "INSERT ..."}]   # `on`: a deprecated alias
 //   queries: {order: "SELECT ... WHERE id = :id"}
 //   batch: {maxEvents: 500, maxDelay: 1s}
 //   onError: stop                    # or skip (dead-letter the event and go on)
@@ -88,6 +88,9 @@ struct ConsolidatorConfig {
   OnError on_error = OnError::kStop;
   // With PostgreSQL, more than one: the others are standbys waiting for the advisory lock.
   int replicas = 1;
+  // What loads but should change (a handler's deprecated `on`, a handler whose type its source
+  // does not read): the program logs them (LogConfigWarnings) once logging is set up.
+  std::vector<ConfigWarning> warnings;
 
   // The parsed file, so errors found later (SQL that does not prepare) still say file:line.
   YamlDocument doc;
@@ -101,8 +104,9 @@ struct ConsolidatorConfig {
   Status SqlError(const std::string& pointer, int sql_line, const std::string& message) const;
 };
 
-// Reads and validates a config file: unknown fields, names, handler `on` naming a listed
+// Reads and validates a config file: unknown fields, names, handler `event` naming a listed
 // source, parameter names, SQL that does not tokenize. Invalid with "file:line: field: message".
+// A handler's `on` is accepted as a deprecated alias of `event`, with a warning.
 // Whether the SQL prepares is checked later, against the target (Projection::Open).
 Result<ConsolidatorConfig> LoadConsolidatorConfig(const std::string& path);
 // The same from text; `origin` names it in messages.

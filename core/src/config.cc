@@ -3,6 +3,7 @@
 #include <set>
 
 #include "sidelog/duration.h"
+#include "sidelog/log.h"
 #include "sidelog/names.h"
 #include "sidelog/yaml.h"
 
@@ -238,6 +239,9 @@ class Parser {
         return Error(p + "/entity" + field, message);
       }
       sc.rules = *rules;
+      for (const auto& d : sc.rules->deprecations()) {
+        c.warnings.push_back(doc_.Warning(p + "/entity" + d.field, d.message));
+      }
       c.streams.push_back(std::move(sc));
     }
     return c;
@@ -271,6 +275,12 @@ Result<SidecarConfig> LoadSidecarConfig(const std::string& path) {
 Result<NatsConfig> ParseNatsConfig(const YamlDocument& doc, const Json& node,
                                    const std::string& pointer, bool allow_create_streams) {
   return Parser(doc).Nats(node, pointer, allow_create_streams);
+}
+
+void LogConfigWarnings(const std::vector<ConfigWarning>& warnings) {
+  for (const auto& w : warnings) {
+    log::Warn(w.message, {{"file", w.file}, {"line", w.line}, {"field", w.field}});
+  }
 }
 
 }  // namespace sidelog

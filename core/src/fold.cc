@@ -225,6 +225,34 @@ Json* SlotFor(Json* root, const Pointer& path, std::string* why) {
   return &(*parent)[path.back()];
 }
 
+// Rewrites deprecated spellings in `spec` to the current ones and records each: a transition's
+// `on` becomes `event`. Invalid when a transition has both. Shapes that do not fit are left for
+// Compile to refuse.
+Status Normalize(Json* spec, std::vector<Rules::Deprecation>* deprecations) {
+  auto m = spec->find("stateMachine");
+  if (m == spec->end() || !m->is_object()) return Status::Ok();
+  auto transitions = m->find("transitions");
+  if (transitions == m->end() || !transitions->is_array()) return Status::Ok();
+  for (size_t i = 0; i < transitions->size(); ++i) {
+    Json& t = (*transitions)[i];
+    if (!t.is_object()) continue;
+    auto on = t.find("on");
+    if (on == t.end()) continue;
+    const std::string field = "/stateMachine/transitions/" + std::to_string(i) + "/on";
+    if (t.contains("event")) {
+      return FieldError(field, "is the deprecated name of event: give only event");
+    }
+    Json value = std::move(*on);
+    t.erase("on");
+    t["event"] = std::move(value);
+    deprecations->push_back(
+        {field,
+         "on is deprecated, write event: YAML 1.1 readers such as kubectl take a bare on for the "
+         "boolean true"});
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::shared_ptr<const Rules> Rules::Default() {
@@ -239,6 +267,7 @@ Result<std::shared_ptr<const Rules>> Rules::Compile(const Json& entity) {
   auto rules = std::make_shared<Rules>();
   Json spec = entity.is_null() ? Json::object() : entity;
   if (auto s = CheckKeys(spec, "", {"reducers", "stateMachine", "schemas"}); !s.ok()) return s;
+  if (auto s = Normalize(&spec, &rules->deprecations_); !s.ok()) return s;
   rules->spec_ = spec;
 
   if (auto r = spec.find("reducers"); r != spec.end() && !r->is_null()) {
@@ -274,21 +303,22 @@ Result<std::shared_ptr<const Rules>> Rules::Compile(const Json& entity) {
     auto transitions = m->find("transitions");
     if (transitions == m->end() || !transitions->is_array() || transitions->empty()) {
       return FieldError("/stateMachine/transitions",
-                        "is required: a non-empty list of "
-                        "{on, from, to}");
+                        "is required: a non-empty list of {event, from, to}");
     }
     std::set<std::pair<std::string, std::string>> seen;
     for (size_t i = 0; i < transitions->size(); ++i) {
       const Json& t = (*transitions)[i];
       std::string field = "/stateMachine/transitions/" + std::to_string(i);
-      if (auto s = CheckKeys(t, field, {"on", "from", "to"}); !s.ok()) return s;
+      if (auto s = CheckKeys(t, field, {"event", "from", "to"}); !s.ok()) return s;
       Transition tr;
-      auto on = t.find("on");
-      if (on == t.end() || !on->is_string()) {
-        return FieldError(field + "/on", "is required: the event type that triggers it");
+      auto event = t.find("event");
+      if (event == t.end() || !event->is_string()) {
+        return FieldError(field + "/event", "is required: the event type that triggers it");
       }
-      tr.on = on->get<std::string>();
-      if (auto s = ValidateEventType(tr.on); !s.ok()) return FieldError(field + "/on", s.message());
+      tr.event = event->get<std::string>();
+      if (auto s = ValidateEventType(tr.event); !s.ok()) {
+        return FieldError(field + "/event", s.message());
+      }
       auto from = t.find("from");
       if (from == t.end()) return FieldError(field + "/from", "is required: a list of states");
       if (from->is_string()) {
@@ -309,12 +339,12 @@ Result<std::shared_ptr<const Rules>> Rules::Compile(const Json& entity) {
       }
       tr.to = to->get<std::string>();
       for (const auto& f : tr.from) {
-        if (!seen.insert({tr.on, f}).second) {
-          return FieldError(field, "a second transition on " + tr.on + " from state \"" + f +
+        if (!seen.insert({tr.event, f}).second) {
+          return FieldError(field, "a second transition on " + tr.event + " from state \"" + f +
                                        "\" makes the state machine ambiguous");
         }
       }
-      rules->transitions_[tr.on].push_back(std::move(tr));
+      rules->transitions_[tr.event].push_back(std::move(tr));
     }
   }
 
@@ -336,7 +366,8 @@ Result<std::shared_ptr<const Rules>> Rules::Compile(const Json& entity) {
     }
   }
 
-  // The hash covers the canonical spec and the fold semantics' version.
+  // The hash covers the canonical spec (deprecated spellings replaced) and the fold semantics'
+  // version.
   rules->hash_ = CommitId("rules-v1", spec.dump(), {});
   return std::shared_ptr<const Rules>(std::move(rules));
 }

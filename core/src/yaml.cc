@@ -105,19 +105,22 @@ std::string DottedPointer(const std::string& ptr) {
   return out;
 }
 
-Status YamlDocument::Error(const std::string& ptr, const std::string& message) const {
-  // The nearest ancestor that has a line.
+int YamlDocument::LineOf(const std::string& ptr) const {
   std::string p = ptr;
-  int line = 0;
   for (;;) {
     auto it = lines.find(p);
-    if (it != lines.end()) {
-      line = it->second;
-      break;
-    }
-    if (p.empty()) break;
+    if (it != lines.end()) return it->second;
+    if (p.empty()) return 0;
     p = p.substr(0, p.rfind('/'));
   }
+}
+
+ConfigWarning YamlDocument::Warning(const std::string& ptr, const std::string& message) const {
+  return {origin, LineOf(ptr), DottedPointer(ptr), message};
+}
+
+Status YamlDocument::Error(const std::string& ptr, const std::string& message) const {
+  const int line = LineOf(ptr);
   std::string where = origin + (line > 0 ? ":" + std::to_string(line) : "");
   std::string field = DottedPointer(ptr);
   ErrorContext ctx;

@@ -20,13 +20,13 @@ target:
 schema: |
   CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, total REAL);
 handlers:
-  - on: orders/OrderCreated
+  - event: orders/OrderCreated
     sql: INSERT INTO orders (id, total) VALUES (:entity, 0)
-  - on: orders/ItemAdded
+  - event: orders/ItemAdded
     sql: |
       UPDATE orders SET total = total + :data.item.price WHERE id = :entity;
       UPDATE orders SET total = total WHERE id = :entity
-  - on: customers/CustomerRenamed
+  - event: customers/CustomerRenamed
     sql: UPDATE orders SET total = total WHERE id = :meta.correlationid
 queries:
   order: SELECT * FROM orders WHERE id = :id
@@ -82,9 +82,63 @@ TEST(ConsolidatorConfig, LoadsTheShopExample) {
 }
 
 TEST(ConsolidatorConfig, HandlerOnAnUnknownSourceNamesFileLineAndSources) {
-  std::string msg = ErrorOf(With("on: customers/CustomerRenamed", "on: billing/Paid"));
-  EXPECT_EQ(msg.rfind("cons.yaml:18: handlers[2].on:", 0), 0u) << msg;
+  std::string msg = ErrorOf(With("event: customers/CustomerRenamed", "event: billing/Paid"));
+  EXPECT_EQ(msg.rfind("cons.yaml:18: handlers[2].event:", 0), 0u) << msg;
   EXPECT_NE(msg.find("not a source (sources: orders, customers)"), std::string::npos) << msg;
+}
+
+TEST(ConsolidatorConfig, AGoodConfigHasNoWarnings) {
+  auto c = ParseConsolidatorConfig(kGood, "cons.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_TRUE(c->warnings.empty());
+}
+
+TEST(ConsolidatorConfig, AHandlerWithoutEventNamesTheField) {
+  std::string msg = ErrorOf(With("  - event: orders/ItemAdded\n    sql:", "  - sql:"));
+  EXPECT_EQ(msg.rfind("cons.yaml:14: handlers[1].event: is required: <stream>/<Type>", 0), 0u)
+      << msg;
+}
+
+// `on` still loads from a local file, so configs written before `event` keep working, and each
+// use is a warning naming the file, the line and the field.
+TEST(ConsolidatorConfig, OnInAHandlerIsADeprecatedAliasWithAWarning) {
+  auto c =
+      ParseConsolidatorConfig(With("event: orders/ItemAdded", "on: orders/ItemAdded"), "cons.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  ASSERT_EQ(c->handlers.size(), 3u);
+  EXPECT_EQ(c->handlers[1].stream, "orders");
+  EXPECT_EQ(c->handlers[1].type, "ItemAdded");
+  ASSERT_EQ(c->warnings.size(), 1u);
+  EXPECT_EQ(c->warnings[0].file, "cons.yaml");
+  EXPECT_EQ(c->warnings[0].line, 14);
+  EXPECT_EQ(c->warnings[0].field, "handlers[1].on");
+  EXPECT_NE(c->warnings[0].message.find("write event"), std::string::npos)
+      << c->warnings[0].message;
+  // Errors in an aliased handler name the key as written.
+  std::string msg = ErrorOf(With("event: orders/ItemAdded", "on: billing/Paid"));
+  EXPECT_EQ(msg.rfind("cons.yaml:14: handlers[1].on: \"billing/Paid\" names stream billing", 0), 0u)
+      << msg;
+}
+
+TEST(ConsolidatorConfig, AHandlerWithBothOnAndEventIsRefused) {
+  std::string msg =
+      ErrorOf(With("event: orders/ItemAdded", "event: orders/ItemAdded\n    on: orders/ItemAdded"));
+  EXPECT_EQ(msg.rfind("cons.yaml:15: handlers[1].on: is the deprecated name of event: give only "
+                      "event",
+                      0),
+            0u)
+      << msg;
+}
+
+TEST(ConsolidatorConfig, AHandlerForATypeItsSourceDoesNotReadIsAWarning) {
+  auto c = ParseConsolidatorConfig(
+      With("types: [CustomerRenamed, CustomerRegistered]", "types: [CustomerRegistered]"),
+      "cons.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  ASSERT_EQ(c->warnings.size(), 1u);
+  EXPECT_EQ(c->warnings[0].line, 18);
+  EXPECT_EQ(c->warnings[0].field, "handlers[2]");
+  EXPECT_NE(c->warnings[0].message.find("never runs"), std::string::npos) << c->warnings[0].message;
 }
 
 TEST(ConsolidatorConfig, UnknownParameterNameNamesFileLineAndAllowedForms) {

@@ -233,11 +233,11 @@ TEST_P(ConsolidatorIT, AHandlerErrorStopsItsSourceAtTheEventAndAFixedConfigResum
            "(qty > 0));\n"
            "  CREATE TABLE IF NOT EXISTS customers (id TEXT PRIMARY KEY);\n"
            "handlers:\n"
-           "  - on: orders/ItemAdded\n"
+           "  - event: orders/ItemAdded\n"
            "    sql: " +
            item_sql +
            "\n"
-           "  - on: customers/CustomerRegistered\n"
+           "  - event: customers/CustomerRegistered\n"
            "    sql: INSERT INTO customers (id) VALUES (:entity)\n"
            "queries:\n"
            "  items: SELECT count(*) AS n, sum(qty) AS qty FROM items\n"
@@ -303,7 +303,7 @@ TEST_P(ConsolidatorIT, OnErrorSkipDeadLettersTheEventAndGoesOn) {
                 "schema: CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, qty INTEGER NOT "
                 "NULL CHECK (qty > 0))\n"
                 "handlers:\n"
-                "  - {on: orders/ItemAdded, sql: 'INSERT INTO items (id, qty) VALUES (:id, "
+                "  - {event: orders/ItemAdded, sql: 'INSERT INTO items (id, qty) VALUES (:id, "
                 ":data.qty)'}\n"
                 "queries:\n"
                 "  items: SELECT count(*) AS n FROM items\n"

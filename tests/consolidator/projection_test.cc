@@ -33,9 +33,9 @@ class ProjectionTest : public ::testing::Test {
            "  CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, total INTEGER NOT NULL\n"
            "    CHECK (total < 1000));\n"
            "handlers:\n"
-           "  - on: orders/Created\n"
+           "  - event: orders/Created\n"
            "    sql: INSERT INTO orders (id, total) VALUES (:entity, 0)\n"
-           "  - on: orders/Added\n"
+           "  - event: orders/Added\n"
            "    sql: |\n"
            "      UPDATE orders SET total = total + :data.amount WHERE id = :entity;\n" +
            extra_handler;

@@ -30,7 +30,7 @@ class QueriesTest : public ::testing::Test {
         "schema: CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, n INTEGER,"
         " price REAL, note TEXT)\n"
         "handlers:\n"
-        "  - on: orders/Created\n"
+        "  - event: orders/Created\n"
         "    sql: INSERT INTO orders VALUES (:entity, :version, :data.price, :data.note)\n"
         "queries:\n" +
         queries_yaml;

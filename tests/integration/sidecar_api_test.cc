@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "raw_http.h"
@@ -427,6 +428,30 @@ TEST(SidecarConfig, BadConfigExitsWithAClearMessage) {
   EXPECT_NE(e.stderr_text.find("streams[0].access: \"admin\" is not one of read, write"),
             std::string::npos)
       << e.stderr_text;
+}
+
+// A local config that still names a transition's event with `on` starts, enforces the
+// transition, and logs at startup a warning naming the file, the line and the field.
+TEST(SidecarConfig, ADeprecatedOnStartsAndIsLoggedAsAWarning) {
+  std::string streams = kTestStreams;
+  streams.replace(streams.find("{event: Paid"), 7, "{on:");
+  SidecarProcess proc(streams);
+  proc.Start();
+  auto paid = RawRequest(proc.port(), "POST", "/v1/streams/orders/entities/o1/events",
+                         R"({"events":[{"type":"Paid","data":{"amount":1}}]})");
+  EXPECT_EQ(paid.status, 422) << "Paid is allowed only from created: " << paid.body;
+  Json warning;
+  std::istringstream lines(proc.Log());
+  for (std::string line; std::getline(lines, line);) {
+    auto j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.value("level", "") == "warn") warning = j;
+  }
+  ASSERT_TRUE(warning.is_object()) << proc.Log();
+  EXPECT_EQ(warning["file"], proc.dir() + "/sidecar.yaml");
+  EXPECT_EQ(warning["field"], "streams[0].entity.stateMachine.transitions[1].on");
+  EXPECT_TRUE(warning["line"].is_number_integer());
+  EXPECT_NE(warning.value("msg", "").find("write event"), std::string::npos) << warning.dump();
+  proc.Kill(SIGTERM);
 }
 
 // A sidecar that cannot bind its port (another process holds it) says so and exits 1, after

@@ -73,8 +73,8 @@ streams:
       stateMachine:
         initial: new
         transitions:
-          - {on: Created, from: [new], to: created}
-          - {on: Paid, from: [created], to: paid}
+          - {event: Created, from: [new], to: created}
+          - {event: Paid, from: [created], to: paid}
       schemas:
         Created: {type: object, required: [customerId]}
   - name: audit

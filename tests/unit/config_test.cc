@@ -24,7 +24,7 @@ streams:
         initial: new
         strict: true
         transitions:
-          - {on: PaymentReceived, from: [new, partial], to: partial}
+          - {event: PaymentReceived, from: [new, partial], to: partial}
       schemas:
         PaymentReceived: {type: object, required: [amount]}
   - name: orders
@@ -51,6 +51,66 @@ TEST(Config, LoadsTheDesignExample) {
   // YAML scalars keep their JSON types; quoted scalars stay strings.
   EXPECT_EQ(c->streams[0].entity["reducers"]["Flagged"][0]["value"], "yes");
   EXPECT_TRUE(c->streams[0].entity["stateMachine"]["strict"].is_boolean());
+}
+
+TEST(Config, CurrentRulesLoadWithoutWarnings) {
+  auto c = ParseSidecarConfig(kGood, "billing.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_TRUE(c->warnings.empty());
+}
+
+// `on` still loads from a local file, so configs written before `event` keep working, and each
+// use is a warning naming the file, the line and the field.
+constexpr const char* kWithOn = R"(streams:
+  - name: payments
+    access: write
+    entity:
+      stateMachine:
+        initial: new
+        transitions:
+          - {event: PaymentRequested, from: [new], to: requested}
+          - {on: PaymentReceived, from: [requested], to: received}
+)";
+
+TEST(Config, OnInATransitionIsADeprecatedAliasWithAWarning) {
+  auto c = ParseSidecarConfig(kWithOn, "billing.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  const auto& rules = *c->streams[0].rules;
+  EntityState s = rules.Initial();
+  ASSERT_TRUE(rules.Apply(&s, "PaymentRequested", Json::object(), Rules::Mode::kAppend).ok());
+  ASSERT_TRUE(rules.Apply(&s, "PaymentReceived", Json::object(), Rules::Mode::kAppend).ok());
+  EXPECT_EQ(s.status, "received");
+  ASSERT_EQ(c->warnings.size(), 1u);
+  EXPECT_EQ(c->warnings[0].file, "billing.yaml");
+  EXPECT_EQ(c->warnings[0].line, 9);
+  EXPECT_EQ(c->warnings[0].field, "streams[0].entity.stateMachine.transitions[1].on");
+  EXPECT_NE(c->warnings[0].message.find("write event"), std::string::npos)
+      << c->warnings[0].message;
+}
+
+TEST(Config, RulesWrittenWithOnHashAsTheSameRulesWrittenWithEvent) {
+  std::string with_event = kWithOn;
+  with_event.replace(with_event.find("{on:"), 4, "{event:");
+  auto a = ParseSidecarConfig(kWithOn, "a.yaml");
+  auto b = ParseSidecarConfig(with_event, "b.yaml");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(b->warnings.empty());
+  EXPECT_EQ(a->streams[0].rules->hash(), b->streams[0].rules->hash())
+      << "snapshots made under either spelling stay valid under the other";
+}
+
+TEST(Config, WarningsAreLoggedWithFileLineAndField) {
+  auto c = ParseSidecarConfig(kWithOn, "billing.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  ::testing::internal::CaptureStderr();
+  LogConfigWarnings(c->warnings);
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  auto line = Json::parse(logged.substr(0, logged.find('\n')));
+  EXPECT_EQ(line["level"], "warn");
+  EXPECT_EQ(line["file"], "billing.yaml");
+  EXPECT_EQ(line["line"], 9);
+  EXPECT_EQ(line["field"], "streams[0].entity.stateMachine.transitions[1].on");
+  EXPECT_NE(line["msg"].get<std::string>().find("write event"), std::string::npos) << logged;
 }
 
 TEST(Config, StandaloneWithoutNats) {
@@ -141,11 +201,20 @@ INSTANTIATE_TEST_SUITE_P(
             "svc.yaml:4: streams[0].entity.stateMachine.initial: is required"},
         BadCase{"transition_without_to",
                 "streams:\n  - name: a\n    entity:\n      stateMachine:\n        initial: n\n"
-                "        transitions:\n          - {on: A, from: [n]}\n",
+                "        transitions:\n          - {event: A, from: [n]}\n",
                 "svc.yaml:7: streams[0].entity.stateMachine.transitions[0].to: is required"},
+        BadCase{"transition_without_event",
+                "streams:\n  - name: a\n    entity:\n      stateMachine:\n        initial: n\n"
+                "        transitions:\n          - {from: [n], to: m}\n",
+                "svc.yaml:7: streams[0].entity.stateMachine.transitions[0].event: is required"},
+        BadCase{"transition_with_on_and_event",
+                "streams:\n  - name: a\n    entity:\n      stateMachine:\n        initial: n\n"
+                "        transitions:\n          - {event: A, on: A, from: [n], to: m}\n",
+                "svc.yaml:7: streams[0].entity.stateMachine.transitions[0].on: is the deprecated "
+                "name of event: give only event"},
         BadCase{"strict_not_bool",
                 "streams:\n  - name: a\n    entity:\n      stateMachine:\n        initial: n\n"
-                "        strict: \"yes\"\n        transitions: [{on: A, from: [n], to: m}]\n",
+                "        strict: \"yes\"\n        transitions: [{event: A, from: [n], to: m}]\n",
                 "svc.yaml:6: streams[0].entity.stateMachine.strict: must be true or false"},
         BadCase{"schema_not_object",
                 "streams:\n  - name: a\n    entity:\n      schemas:\n        X: [1]\n",

@@ -23,8 +23,8 @@ constexpr const char* kOrderRules = R"({
     "OrderDeleted": [{"op": "delete"}]
   },
   "stateMachine": {"initial": "new", "strict": false, "transitions": [
-    {"on": "OrderCreated", "from": ["new"], "to": "created"},
-    {"on": "OrderPaid", "from": ["created"], "to": "paid"}]},
+    {"event": "OrderCreated", "from": ["new"], "to": "created"},
+    {"event": "OrderPaid", "from": ["created"], "to": "paid"}]},
   "schemas": {"OrderCreated": {"type": "object", "required": ["customerId"]}}
 })";
 

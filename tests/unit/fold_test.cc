@@ -125,9 +125,9 @@ TEST(Reducers, ReplayNeverFailsAndSkipsOpsThatNoLongerFit) {
 
 TEST(StateMachine, EnforcesTransitionsAtAppend) {
   auto rules = MustCompile(R"({"stateMachine":{"initial":"new","strict":true,"transitions":[
-      {"on":"OrderCreated","from":["new"],"to":"created"},
-      {"on":"OrderPaid","from":["created"],"to":"paid"},
-      {"on":"OrderCancelled","from":["created","paid"],"to":"cancelled"}]}})");
+      {"event":"OrderCreated","from":["new"],"to":"created"},
+      {"event":"OrderPaid","from":["created"],"to":"paid"},
+      {"event":"OrderCancelled","from":["created","paid"],"to":"cancelled"}]}})");
   EntityState s = rules->Initial();
   EXPECT_EQ(s.status, "new");
   auto st = rules->Apply(&s, "OrderPaid", Json::object(), Mode::kAppend);
@@ -146,7 +146,7 @@ TEST(StateMachine, EnforcesTransitionsAtAppend) {
 
 TEST(StateMachine, NonStrictLetsUnnamedTypesPassInAnyState) {
   auto rules = MustCompile(R"({"stateMachine":{"initial":"new","strict":false,"transitions":[
-      {"on":"OrderCreated","from":["new"],"to":"created"}]}})");
+      {"event":"OrderCreated","from":["new"],"to":"created"}]}})");
   EntityState s = rules->Initial();
   ASSERT_TRUE(rules->Apply(&s, "CommentAdded", Json::object(), Mode::kAppend).ok());
   EXPECT_EQ(s.status, "new");
@@ -186,9 +186,15 @@ TEST(Compile, BrokenRulesNameTheirField) {
           {R"({"reducers":{"9A":[]}})", "/reducers/9A"},
           {R"({"stateMachine":{"transitions":[]}})", "/stateMachine/initial"},
           {R"({"stateMachine":{"initial":"new"}})", "/stateMachine/transitions"},
-          {R"({"stateMachine":{"initial":"new","transitions":[{"on":"A","to":"x"}]}})",
+          {R"({"stateMachine":{"initial":"new","transitions":[{"event":"A","to":"x"}]}})",
            "/stateMachine/transitions/0/from"},
-          {R"({"stateMachine":{"initial":"new","transitions":[{"on":"A","from":["new"],"to":"x"},{"on":"A","from":["new"],"to":"y"}]}})",
+          {R"({"stateMachine":{"initial":"new","transitions":[{"from":["new"],"to":"x"}]}})",
+           "/stateMachine/transitions/0/event"},
+          {R"({"stateMachine":{"initial":"new","transitions":[{"event":true,"from":["new"],"to":"x"}]}})",
+           "/stateMachine/transitions/0/event"},
+          {R"({"stateMachine":{"initial":"new","transitions":[{"event":"A","from":["new"],"to":"x","then":1}]}})",
+           "/stateMachine/transitions/0/then"},
+          {R"({"stateMachine":{"initial":"new","transitions":[{"event":"A","from":["new"],"to":"x"},{"event":"A","from":["new"],"to":"y"}]}})",
            "/stateMachine/transitions/1"},
           {R"({"schemas":{"A":5}})", "/schemas/A"},
           {R"({"schemas":{"A":{"type":"nonsense"}}})", "/schemas/A"},
@@ -197,6 +203,55 @@ TEST(Compile, BrokenRulesNameTheirField) {
     ASSERT_FALSE(r.ok()) << c.json;
     EXPECT_EQ(r.status().context().rule, c.field) << c.json << " -> " << r.status().message();
   }
+}
+
+TEST(Compile, ATransitionWithoutEventSaysWhatIsMissing) {
+  auto r = Rules::Compile(Json::parse(
+      R"({"stateMachine":{"initial":"new","transitions":[{"from":["new"],"to":"x"}]}})"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "/stateMachine/transitions/0/event: is required: the event type that triggers it");
+}
+
+TEST(Compile, OnIsADeprecatedAliasOfEventInTransitions) {
+  auto rules = MustCompile(R"({"stateMachine":{"initial":"new","transitions":[
+      {"event":"OrderCreated","from":["new"],"to":"created"},
+      {"on":"OrderPaid","from":["created"],"to":"paid"}]}})");
+  EntityState s = rules->Initial();
+  ASSERT_TRUE(rules->Apply(&s, "OrderCreated", Json::object(), Mode::kAppend).ok());
+  ASSERT_TRUE(rules->Apply(&s, "OrderPaid", Json::object(), Mode::kAppend).ok());
+  EXPECT_EQ(s.status, "paid");
+  ASSERT_EQ(rules->deprecations().size(), 1u);
+  EXPECT_EQ(rules->deprecations()[0].field, "/stateMachine/transitions/1/on");
+  EXPECT_NE(rules->deprecations()[0].message.find("write event"), std::string::npos)
+      << rules->deprecations()[0].message;
+  EXPECT_EQ(rules->spec()["stateMachine"]["transitions"][1],
+            Json::parse(R"({"event":"OrderPaid","from":["created"],"to":"paid"})"));
+}
+
+TEST(Compile, CurrentRulesHaveNoDeprecations) {
+  auto rules = MustCompile(R"({"stateMachine":{"initial":"new","transitions":[
+      {"event":"OrderCreated","from":["new"],"to":"created"}]}})");
+  EXPECT_TRUE(rules->deprecations().empty());
+}
+
+TEST(Compile, ATransitionWithBothOnAndEventIsRefused) {
+  auto r = Rules::Compile(Json::parse(R"({"stateMachine":{"initial":"new","transitions":[
+      {"event":"A","on":"A","from":["new"],"to":"x"}]}})"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kInvalid);
+  EXPECT_EQ(r.status().context().rule, "/stateMachine/transitions/0/on");
+  EXPECT_NE(r.status().message().find("give only event"), std::string::npos)
+      << r.status().message();
+}
+
+TEST(Compile, RulesWrittenWithOnHashAsTheSameRulesWrittenWithEvent) {
+  auto with_on = MustCompile(R"({"stateMachine":{"initial":"new","transitions":[
+      {"on":"A","from":["new"],"to":"x"}]}})");
+  auto with_event = MustCompile(R"({"stateMachine":{"initial":"new","transitions":[
+      {"event":"A","from":["new"],"to":"x"}]}})");
+  EXPECT_EQ(with_on->hash(), with_event->hash());
+  EXPECT_EQ(with_on->spec(), with_event->spec());
 }
 
 TEST(Compile, HashDependsOnRulesOnly) {

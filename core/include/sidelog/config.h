@@ -68,11 +68,14 @@ struct SidecarConfig {
   LimitsConfig limits;
   SseConfig sse;
   std::vector<StreamConfig> streams;
+  // Deprecated spellings found while loading, such as a transition's `on`: the program logs
+  // them (LogConfigWarnings) once logging is set up.
+  std::vector<ConfigWarning> warnings;
 
   const StreamConfig* FindStream(const std::string& name) const;
 };
 
-// Parses YAML text; `origin` names it in errors (a file name).
+// Parses YAML text; `origin` names it in errors and warnings (a file name).
 Result<SidecarConfig> ParseSidecarConfig(const std::string& yaml, const std::string& origin);
 // Reads and parses a file.
 Result<SidecarConfig> LoadSidecarConfig(const std::string& path);
@@ -82,5 +85,8 @@ Result<SidecarConfig> LoadSidecarConfig(const std::string& path);
 // programs' configs (the consolidator's). Errors name the file, line and field.
 Result<NatsConfig> ParseNatsConfig(const YamlDocument& doc, const Json& node,
                                    const std::string& pointer, bool allow_create_streams);
+
+// Logs each warning at level warn: its message, with the file, line and field.
+void LogConfigWarnings(const std::vector<ConfigWarning>& warnings);
 
 }  // namespace sidelog

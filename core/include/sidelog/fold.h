@@ -3,7 +3,8 @@
 //
 //  - Reducers per event type: merge (RFC 7386, the default), set, unset, increment, append,
 //    delete; paths are RFC 6901 pointers into the state, `from` points into the event's data.
-//  - An optional state machine (initial state, transitions, strict) enforced at append.
+//  - An optional state machine (initial state, transitions {event, from, to}, strict) enforced
+//    at append.
 //  - Optional JSON Schemas per event type, enforced at append.
 //
 // Rules are checked at append only (Mode::kAppend). Folding stored events (Mode::kReplay) never
@@ -35,9 +36,21 @@ class Rules {
  public:
   enum class Mode { kAppend, kReplay };
 
+  // A deprecated spelling that Compile accepted. `field` is a JSON pointer into `entity`
+  // (e.g. "/stateMachine/transitions/0/on"); `message` says what to write instead.
+  struct Deprecation {
+    std::string field;
+    std::string message;
+  };
+
   // Compiles `entity` = {reducers?, stateMachine?, schemas?} (null or {} means no rules).
   // On error the status is Invalid, its message names the field, and context().rule holds the
   // field as a JSON pointer into `entity` (e.g. "/reducers/ItemAdded/0/op").
+  //
+  // A transition may name its event type with `on`, a deprecated alias of `event` (YAML 1.1
+  // readers such as kubectl take a bare `on` for the boolean true). The rules then read as if
+  // written with `event`: spec() and hash() are the same, and deprecations() lists each use.
+  // A transition with both `on` and `event` is Invalid.
   static Result<std::shared_ptr<const Rules>> Compile(const Json& entity);
 
   // No rules at all: every event merges its data.
@@ -45,7 +58,10 @@ class Rules {
 
   // Hex SHA-256 of the canonical rules: snapshots are keyed by it.
   const std::string& hash() const { return hash_; }
+  // The rules as declared, with deprecated spellings replaced (`on` written as `event`).
   const Json& spec() const { return spec_; }
+  // The deprecated spellings in the declared rules, in order; empty for current ones.
+  const std::vector<Deprecation>& deprecations() const { return deprecations_; }
   bool has_state_machine() const { return has_state_machine_; }
   const std::string& initial_status() const { return initial_; }
 
@@ -63,7 +79,7 @@ class Rules {
 
   struct Op;
   struct Transition {
-    std::string on;
+    std::string event;  // the event type
     std::vector<std::string> from;
     std::string to;
   };
@@ -77,6 +93,7 @@ class Rules {
 
   Json spec_;
   std::string hash_;
+  std::vector<Deprecation> deprecations_;
   std::map<std::string, std::vector<Op>> reducers_;
   bool has_state_machine_ = false;
   bool strict_ = false;
