@@ -43,7 +43,7 @@ assert_eq "the orders sidecar port defaults to 4380" "4380" "$(get evsvc/orders 
 assert_eq "the billing sidecar log level defaults to info" "info" "$(get evsvc/billing '{.spec.sidecar.logLevel}')"
 assert_eq "order-summary's delivery is pull" "pull" "$(get cons/order-summary '{.spec.delivery}')"
 assert_eq "order-summary has 1 replica by default" "1" "$(get cons/order-summary '{.spec.replicas}')"
-assert_eq "order-summary keeps its 9 handlers" "9" "$(get cons/order-summary '{.spec.handlers[*].on}' | wc -w | tr -d ' ')"
+assert_eq "order-summary keeps its 9 handlers" "9" "$(get cons/order-summary '{.spec.handlers[*].event}' | wc -w | tr -d ' ')"
 
 # Mutable fields change; storage does not (see invalid/evs-storage-immutable.yaml).
 assert_ok "orders' replicas can change" kubectl patch -n shop evs/orders --type=merge -p '{"spec":{"replicas":3}}'
