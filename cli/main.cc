@@ -1,7 +1,9 @@
 // sidelog: the command-line client of a Sidelog sidecar ($SIDELOG_URL, default
-// http://127.0.0.1:4380), and of a consolidator for rebuilds ($SIDELOG_CONSOLIDATOR_URL). Prints
-// readable tables by default and JSON with -o json; exits 1 with the problem's detail when the
-// sidecar refuses, 3 when it cannot be reached, 2 on bad usage.
+// http://127.0.0.1:4380), of a consolidator for rebuilds ($SIDELOG_CONSOLIDATOR_URL), and of the
+// cluster's custom resources for `graph`. Prints readable tables by default and JSON with
+// -o json; exits 1 with the problem's detail when the sidecar refuses, 3 when it cannot be
+// reached, 2 on bad usage. Installed as kubectl-sidelog it is a kubectl plugin
+// (`kubectl sidelog graph`), which behaves the same.
 #include <cpprest/uri.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "client.h"
+#include "graph.h"
 
 namespace {
 
@@ -40,6 +43,10 @@ const char* kUsage = R"(usage: sidelog [-o table|json] COMMAND ...
   rebuild [--consolidator URL] [--wait false]
                                rebuild a consolidator's read model from position 0 and swap it
                                in, showing progress until it is done (--wait false: just ask)
+  graph [-n NAMESPACE] [-f FILE_OR_DIR]... [--format mermaid|dot|svg|png] [-o FILE]
+        [--cycles allow|warn|deny]
+                               the dependency graph of a namespace's EventServices, from the
+                               cluster or from manifests (sidelog graph --help)
 
 environment: SIDELOG_URL (default http://127.0.0.1:4380), SIDELOG_CONSOLIDATOR_URL (default
 http://127.0.0.1:4390)
@@ -55,8 +62,8 @@ struct Args {
   bool Has(const std::string& name) const { return flags.count(name) > 0; }
 };
 
-[[noreturn]] void UsageError(const std::string& msg) {
-  std::cerr << "sidelog: " << msg << "\n\n" << kUsage;
+[[noreturn]] void UsageError(const std::string& msg, const char* usage = kUsage) {
+  std::cerr << "sidelog: " << msg << "\n\n" << usage;
   std::exit(2);
 }
 
@@ -351,6 +358,38 @@ int Rebuild(const Args& a, bool json_out) {
   return 0;
 }
 
+int Graph(const Args& a) {
+  auto usage_error = [](const std::string& msg) { UsageError(msg, sidelog::cli::kGraphUsage); };
+  if (a.positional.size() != 1) usage_error("graph takes no arguments, got " + a.positional[1]);
+  for (const auto& [name, values] : a.flags) {
+    if (name != "namespace" && name != "file" && name != "format" && name != "output" &&
+        name != "cycles" && name != "kubeconfig") {
+      usage_error("graph has no flag --" + name);
+    }
+  }
+  sidelog::cli::GraphOptions o;
+  o.ns = a.Flag("namespace");
+  if (a.Has("file")) o.files = a.flags.at("file");
+  o.kubeconfig = a.Flag("kubeconfig");
+  o.format = a.Flag("format", "mermaid");
+  if (o.format != "mermaid" && o.format != "dot" && o.format != "svg" && o.format != "png") {
+    usage_error("--format must be mermaid, dot, svg or png, got " + o.format);
+  }
+  o.output = a.Flag("output");
+  if (o.format == "png" && (o.output.empty() || o.output == "-")) {
+    usage_error("--format png needs -o FILE");
+  }
+  if (a.Has("cycles") && !sidelog::op::ParseCyclePolicy(a.Flag("cycles"), &o.cycles)) {
+    usage_error("--cycles must be allow, warn or deny, got " + a.Flag("cycles"));
+  }
+  return sidelog::cli::RunGraph(o);
+}
+
+// Short flags that take a value in a command (as kubectl spells them), by their long names.
+const std::map<std::string, std::map<std::string, std::string>> kShortFlags = {
+    {"graph", {{"-n", "namespace"}, {"-f", "file"}, {"-o", "output"}}},
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -358,11 +397,19 @@ int main(int argc, char** argv) {
   bool json_out = false;
   for (int i = 1; i < argc; ++i) {
     std::string s = argv[i];
-    if (s == "-h" || s == "--help" || s == "help") {
-      std::cout << kUsage;
+    const bool graph = !a.positional.empty() && a.positional[0] == "graph";
+    const char* usage = graph ? sidelog::cli::kGraphUsage : kUsage;
+    if (s == "-h" || s == "--help" || (s == "help" && !graph)) {
+      std::cout << usage;
       return 0;
     }
-    if (s == "-o") {
+    auto command_flags =
+        a.positional.empty() ? kShortFlags.end() : kShortFlags.find(a.positional[0]);
+    if (command_flags != kShortFlags.end() && command_flags->second.count(s) > 0) {
+      const std::string& name = command_flags->second.at(s);
+      if (i + 1 >= argc) UsageError(s + " needs a value", usage);
+      a.flags[name].push_back(argv[++i]);
+    } else if (s == "-o") {
       if (i + 1 >= argc) UsageError("-o needs table or json");
       std::string o = argv[++i];
       if (o != "json" && o != "table") UsageError("-o must be table or json");
@@ -375,7 +422,7 @@ int main(int argc, char** argv) {
         value = name.substr(eq + 1);
         name = name.substr(0, eq);
       } else {
-        if (i + 1 >= argc) UsageError("--" + name + " needs a value");
+        if (i + 1 >= argc) UsageError("--" + name + " needs a value", usage);
         value = argv[++i];
       }
       a.flags[name].push_back(value);
@@ -395,5 +442,6 @@ int main(int argc, char** argv) {
   if (cmd == "streams") return Streams(c, json_out);
   if (cmd == "status") return StatusCmd(c, json_out);
   if (cmd == "rebuild") return Rebuild(a, json_out);
+  if (cmd == "graph") return Graph(a);
   UsageError("unknown command " + cmd);
 }
