@@ -25,9 +25,15 @@ std::vector<Json> Objects(const std::vector<std::shared_ptr<const Json>>& list) 
   return out;
 }
 
+// The CRD's bound on status.dependencies and status.dependents.
+constexpr size_t kMaxListedServices = 256;
+
 Json DependencyList(const std::vector<Dependency>& deps) {
   Json out = Json::array();
-  for (const auto& d : deps) out.push_back({{"service", d.service}, {"streams", d.streams}});
+  for (const auto& d : deps) {
+    if (out.size() == kMaxListedServices) break;
+    out.push_back({{"service", d.service}, {"streams", d.streams}});
+  }
   return out;
 }
 

@@ -11,19 +11,7 @@ start_nats
 
 # The operator runs as the ServiceAccount of deploy/rbac/operator.yaml, with a token file in its
 # kubeconfig: RBAC that misses a rule fails this test, and the token file path is exercised.
-ensure_namespace sidelog-system
-assert_ok "the operator's RBAC applies" kubectl apply -f "$ROOT/deploy/rbac/operator.yaml"
-kubectl create token sidelog-operator -n sidelog-system --duration=1h >"$WORK/token"
-server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
-ca=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')
-cat >"$WORK/kubeconfig" <<YAML
-apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "$server", certificate-authority: "$ca"}}]
-users: [{name: operator, user: {tokenFile: "$WORK/token"}}]
-contexts: [{name: operator, context: {cluster: c, user: operator}}]
-current-context: operator
-YAML
+assert_ok "the operator's RBAC applies" operator_kubeconfig
 SA=system:serviceaccount:sidelog-system:sidelog-operator
 assert_eq "least privilege: it may not read Secrets" "no" "$(kubectl auth can-i list secrets --as=$SA 2>/dev/null || true)"
 assert_eq "least privilege: it may not delete EventStreams" "no" "$(kubectl auth can-i delete eventstreams.sidelog.dev --as=$SA 2>/dev/null || true)"

@@ -8,6 +8,9 @@
 #   start_operator ID [FLAGS...]   starts an operator with identity ID, health on a free port
 #                           (OPERATOR_HEALTH[ID]), logs in $WORK/operator-ID.log
 #   kill_operator ID [SIGNAL]
+#   operator_kubeconfig     applies deploy/rbac/operator.yaml and writes $WORK/kubeconfig with a
+#                           token of its ServiceAccount (start_operator ... --kubeconfig it),
+#                           so a missing or excess RBAC rule fails the test
 #   js ARGS...              sidelog-jetstream-tool against this nats-server
 #   wait_until DESC SECONDS CMD...  passes when CMD succeeds within SECONDS (polls every 0.2 s)
 #   ready_of NS NAME        prints "<Ready status>/<reason>" of an EventStream
@@ -110,6 +113,23 @@ metric() {
 }
 
 js() { "$JS_TOOL" --nats "$NATS_URL" "$@"; }
+
+operator_kubeconfig() {
+  ensure_namespace sidelog-system
+  kubectl apply -f "$ROOT/deploy/rbac/operator.yaml" >/dev/null
+  kubectl create token sidelog-operator -n sidelog-system --duration=1h >"$WORK/token"
+  local server ca
+  server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
+  ca=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')
+  cat >"$WORK/kubeconfig" <<YAML
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "$server", certificate-authority: "$ca"}}]
+users: [{name: operator, user: {tokenFile: "$WORK/token"}}]
+contexts: [{name: operator, context: {cluster: c, user: operator}}]
+current-context: operator
+YAML
+}
 
 wait_until() {
   local desc=$1 secs=$2; shift 2
