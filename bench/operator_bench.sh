@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Operator benchmark: apply N EventStreams at once (default 500) and time until every one is
 # Ready, with the operator's peak RSS and CPU over the run. The ceiling is how long the API
-# server takes to accept the N objects (kubectl apply alone).
+# server takes to accept the N objects (kubectl apply alone). Then, in namespaces of their own,
+# 100 and 200 EventServices at once (a chain: each produces its stream and consumes the one
+# before), timed until every one is Ready, to show how resolution scales with the namespace.
 #
 #   bench/operator_bench.sh BUILD_DIR [N]
 #
@@ -37,7 +39,7 @@ nats-server -js -sd "$work/nats" -a 127.0.0.1 -p "$port" >"$work/nats.log" 2>&1 
 nats_pid=$!
 health=$((port + 1))
 sleep 0.5
-"$build/operator/sidelog-operator" --nats "nats://127.0.0.1:$port" --namespace bench \
+"$build/operator/sidelog-operator" --nats "nats://127.0.0.1:$port" \
   --health-listen "127.0.0.1:$health" --leader-election-namespace default --log-level warn \
   >"$work/operator.log" 2>&1 &
 op_pid=$!
@@ -78,3 +80,51 @@ awk -v n="$n" -v t0="$t0" -v ta="$t_applied" -v tr="$t_ready" -v c0="$cpu0" -v c
   printf "operator RSS before / after / peak:  %.1f / %.1f / %.1f MiB   (target < 50 MB)\n", r0 / 1024, r1 / 1024, hwm / 1024
   printf "reconciles:                          %d (%.1f per stream)\n", rec, rec / n
 }'
+
+# EventServices: M in one namespace, each producing s<i> and consuming s<i-1>.
+now() { date +%s.%N; }
+ready_count() {  # KIND NS
+  k get "$1" -n "$2" -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true
+}
+wait_all_ready() {  # KIND NS COUNT T0
+  while [ "$(ready_count "$1" "$2")" -lt "$3" ]; do
+    if awk -v a="$(now)" -v b="$4" 'BEGIN {exit !(a - b > 300)}'; then
+      echo "not all $1 Ready after 300 s ($(ready_count "$1" "$2") of $3)"; exit 1
+    fi
+    sleep 0.25
+  done
+}
+svc_reconciles() {
+  curl -fsS "http://127.0.0.1:$health/metrics" | awk '/^sidelog_operator_reconciles_total\{kind="EventService"/ {s += $2} END {print s + 0}'
+}
+for m in 100 200; do
+  ns=svc-$m
+  k create namespace "$ns" >/dev/null
+  for i in $(seq 1 "$m"); do
+    printf -- '---\napiVersion: sidelog.dev/v1alpha1\nkind: EventStream\nmetadata: {name: s%04d, namespace: %s}\nspec: {}\n' "$i" "$ns"
+  done >"$work/streams-$m.yaml"
+  for i in $(seq 1 "$m"); do
+    printf -- '---\napiVersion: sidelog.dev/v1alpha1\nkind: EventService\nmetadata: {name: svc%04d, namespace: %s}\nspec:\n  produces: [s%04d]\n' "$i" "$ns" "$i"
+    [ "$i" -gt 1 ] && printf '  consumes: [{stream: s%04d}]\n' "$((i - 1))"
+  done >"$work/services-$m.yaml"
+  k apply -f "$work/streams-$m.yaml" >/dev/null
+  wait_all_ready evs "$ns" "$m" "$(now)"
+  rec0=$(svc_reconciles)
+  cpu0=$(cpu_ticks)
+  t0=$(now)
+  k apply -f "$work/services-$m.yaml" >/dev/null
+  t_applied=$(now)
+  wait_all_ready evsvc "$ns" "$m" "$t0"
+  t_ready=$(now)
+  cpu1=$(cpu_ticks)
+  rec1=$(svc_reconciles)
+  awk -v m="$m" -v t0="$t0" -v ta="$t_applied" -v tr="$t_ready" -v c0="$cpu0" -v c1="$cpu1" \
+    -v hz="$hz" -v rec="$((rec1 - rec0))" 'BEGIN {
+    printf "EventServices in one namespace:      %d (a chain of dependencies)\n", m
+    printf "  ceiling: kubectl apply alone:      %.1f s\n", ta - t0
+    printf "  all Ready after:                   %.1f s\n", tr - t0
+    printf "  operator CPU:                      %.1f s (%.1f ms per service)\n", (c1 - c0) / hz, 1000 * (c1 - c0) / hz / m
+    printf "  reconciles:                        %d (%.1f per service)\n", rec, rec / m
+  }'
+done
+echo "operator RSS at the end:             $(awk '/VmRSS/ {printf "%.1f MiB", $2 / 1024}' "/proc/$op_pid/status")"
