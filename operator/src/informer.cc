@@ -123,7 +123,9 @@ void Informer::Observe(const Json& written) {
   std::string key = ObjectKey(written);
   auto it = cache_.find(key);
   if (it != cache_.end() && ResourceVersionOf(*it->second) >= ResourceVersionOf(written)) return;
-  observed_[key] = std::make_shared<const Json>(written);
+  Json copy = written;
+  copy["metadata"].erase("managedFields");
+  observed_[key] = std::make_shared<const Json>(std::move(copy));
 }
 
 void Informer::Notify(const ObjectEvent& event) {
@@ -147,6 +149,7 @@ Status Informer::ListAll(std::string* resource_version) {
       // List items carry no kind; add it so that every cached object looks the same.
       item["apiVersion"] = type_.ApiVersion();
       item["kind"] = type_.kind;
+      item["metadata"].erase("managedFields");  // bulky, and no reconciler reads them
       std::string key = ObjectKey(item);  // before the move below
       fresh[key] = std::make_shared<const Json>(std::move(item));
     }
@@ -200,6 +203,7 @@ Status Informer::WatchFrom(std::string* resource_version) {
       return true;
     }
     std::string key = ObjectKey(ev.object);
+    ev.object["metadata"].erase("managedFields");
     ObjectEvent event{ObjectEvent::Type::kAdded, nullptr, nullptr};
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -3,7 +3,8 @@
 // It lists (in pages), then watches from the list's resourceVersion with bookmarks, so a
 // reconnect resumes where it stopped; a 410 Gone (the version fell out of etcd's window) makes
 // it relist. Connection failures retry with exponential backoff (200 ms to 30 s). A selector
-// narrows what it lists and watches.
+// narrows what it lists and watches. Cached objects carry no metadata.managedFields (bulky,
+// and nothing here reads them).
 //
 // Every change is reported to the handlers as an ObjectEvent that carries the object before
 // and after, so a handler can tell a spec change from a status update, and map an object to
