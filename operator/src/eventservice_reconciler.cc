@@ -41,8 +41,7 @@ Json DependencyList(const std::vector<Dependency>& deps) {
 std::vector<std::string> ListedStreams(const Json& spec) {
   std::vector<std::string> out;
   for (const auto& p : spec.value("produces", Json::array())) out.push_back(p.get<std::string>());
-  for (const auto& c : spec.value("consumes", Json::array()))
-    out.push_back(c.value("stream", ""));
+  for (const auto& c : spec.value("consumes", Json::array())) out.push_back(c.value("stream", ""));
   return out;
 }
 
@@ -60,8 +59,7 @@ struct EventServiceReconciler::Resolved {
 
 EventServiceReconciler::EventServiceReconciler(KubeApi* client, Informer* services,
                                                Informer* streams, Informer* config_maps,
-                                               EventRecorder* recorder,
-                                               EventServiceOptions options)
+                                               EventRecorder* recorder, EventServiceOptions options)
     : client_(client),
       services_(services),
       streams_(streams),
@@ -167,13 +165,13 @@ EventServiceReconciler::Resolved EventServiceReconciler::Resolve(
     r.dependencies.reason = "Resolved";
     std::vector<std::string> deps;
     for (const auto& d : res.dependencies) deps.push_back(d.service);
-    r.dependencies.message = "every listed stream exists; " +
-                             (deps.empty() ? std::string("depends on no other service")
-                                           : "depends on " + Join(deps));
+    r.dependencies.message =
+        "every listed stream exists; " +
+        (deps.empty() ? std::string("depends on no other service") : "depends on " + Join(deps));
     if (!r.cycles.empty()) {
       r.dependencies.message +=
-          "; dependency cycle " + Join(r.cycles, "; ") + " (allowed, --dependency-cycles=" +
-          CyclePolicyName(options_.cycles) + ")";
+          "; dependency cycle " + Join(r.cycles, "; ") +
+          " (allowed, --dependency-cycles=" + CyclePolicyName(options_.cycles) + ")";
     }
   } else {
     r.dependencies.status = "False";
@@ -193,8 +191,8 @@ Result<ReconcileResult> EventServiceReconciler::Reconcile(const std::string& key
   std::string ns, name;
   SplitKey(key, &ns, &name);
 
-  const DependencyGraph graph = DependencyGraph::FromObjects(Objects(streams_->List(ns)),
-                                                             Objects(services_->List(ns)));
+  const DependencyGraph graph =
+      DependencyGraph::FromObjects(Objects(streams_->List(ns)), Objects(services_->List(ns)));
   Resolved r = Resolve(service, graph);
   const std::string yaml = RenderSidecarConfig(service, r.streams, options_.sidecar);
   const Json config_map = SidecarConfigMap(service, yaml);
@@ -265,7 +263,8 @@ Status EventServiceReconciler::WriteStatus(const Json& service, const Resolved& 
   } else {
     status["cycles"] = r.cycles;
   }
-  if (!r.config_map.empty()) status["sidecarConfig"] = {{"configMap", r.config_map}, {"hash", r.hash}};
+  if (!r.config_map.empty())
+    status["sidecarConfig"] = {{"configMap", r.config_map}, {"hash", r.hash}};
   if (status == before) return Status::Ok();
 
   // A merge patch replaces lists whole, and null removes a field.
@@ -284,8 +283,7 @@ Status EventServiceReconciler::WriteStatus(const Json& service, const Resolved& 
                {"reason", r.dependencies.reason},
                {"message", r.dependencies.message}});
   }
-  if (!r.cycles.empty() && Json(r.cycles) != prev_cycles &&
-      options_.cycles == CyclePolicy::kWarn) {
+  if (!r.cycles.empty() && Json(r.cycles) != prev_cycles && options_.cycles == CyclePolicy::kWarn) {
     recorder_->Record(service, "Warning", "DependencyCycle",
                       "dependency cycle " + Join(r.cycles, "; ") +
                           " (allowed; the operator runs with --dependency-cycles=warn)");

@@ -23,8 +23,8 @@ bool ChangesMoreThanStatus(const ObjectEvent& event) {
   if (event.type != ObjectEvent::Type::kModified || !event.old_object) return true;
   const Json& a = (*event.old_object)["metadata"];
   const Json& b = (*event.object)["metadata"];
-  for (const char* field : {"generation", "labels", "annotations", "finalizers",
-                            "ownerReferences", "deletionTimestamp", "uid"}) {
+  for (const char* field : {"generation", "labels", "annotations", "finalizers", "ownerReferences",
+                            "deletionTimestamp", "uid"}) {
     const bool ha = a.contains(field), hb = b.contains(field);
     if (ha != hb || (ha && a[field] != b[field])) return true;
   }
@@ -150,7 +150,7 @@ Status Informer::ListAll(std::string* resource_version) {
       item["apiVersion"] = type_.ApiVersion();
       item["kind"] = type_.kind;
       item["metadata"].erase("managedFields");  // bulky, and no reconciler reads them
-      std::string key = ObjectKey(item);  // before the move below
+      std::string key = ObjectKey(item);        // before the move below
       fresh[key] = std::make_shared<const Json>(std::move(item));
     }
     const Json& meta = (*page)["metadata"];
@@ -210,8 +210,8 @@ Status Informer::WatchFrom(std::string* resource_version) {
       auto old = cache_.find(key);
       if (ev.type == "DELETED") {
         event.type = ObjectEvent::Type::kDeleted;
-        event.object = old != cache_.end() ? old->second
-                                           : std::make_shared<const Json>(std::move(ev.object));
+        event.object =
+            old != cache_.end() ? old->second : std::make_shared<const Json>(std::move(ev.object));
         if (old != cache_.end()) cache_.erase(old);
         observed_.erase(key);
       } else {

@@ -52,8 +52,7 @@ class Informer {
 
   // Watches `type` in namespace `ns` (every namespace when empty) that `selector` selects.
   // `metrics` may be null.
-  Informer(KubeApi* client, ResourceType type, std::string ns, Selector selector,
-           Metrics* metrics);
+  Informer(KubeApi* client, ResourceType type, std::string ns, Selector selector, Metrics* metrics);
   ~Informer();
 
   void AddHandler(Handler fn);  // before Start

@@ -102,8 +102,7 @@ class KubeApi {
   // Watches (with bookmarks), calling `fn` for each event until `fn` returns false (Ok), the
   // server ends the watch after about options.timeout_seconds (Ok), the version is too old
   // (Gone: relist), or the connection fails (Unavailable).
-  virtual Status Watch(const ResourceType& type, const std::string& ns,
-                       const WatchOptions& options,
+  virtual Status Watch(const ResourceType& type, const std::string& ns, const WatchOptions& options,
                        const std::function<bool(WatchEvent&)>& fn) = 0;
 
   // Cancels every request in flight and refuses new ones (Unavailable). For shutdown.
@@ -124,8 +123,7 @@ class KubeClient : public KubeApi {
                    const std::string& name) override;
   Result<Json> List(const ResourceType& type, const std::string& ns,
                     const ListOptions& options = {}) override;
-  Result<Json> Create(const ResourceType& type, const std::string& ns,
-                      const Json& object) override;
+  Result<Json> Create(const ResourceType& type, const std::string& ns, const Json& object) override;
   Result<Json> Update(const ResourceType& type, const Json& object,
                       const std::string& subresource = "") override;
   Result<Json> MergePatch(const ResourceType& type, const std::string& ns, const std::string& name,

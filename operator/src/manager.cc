@@ -27,15 +27,13 @@ class Manager::ObservingClient : public KubeApi {
   }
   Result<Json> MergePatch(const ResourceType& type, const std::string& ns, const std::string& name,
                           const Json& patch, const std::string& subresource) override {
-    return Observed(type, "patch", subresource,
-                    c_->MergePatch(type, ns, name, patch, subresource));
+    return Observed(type, "patch", subresource, c_->MergePatch(type, ns, name, patch, subresource));
   }
   Result<Json> Apply(const ResourceType& type, const Json& object,
                      const std::string& subresource) override {
     return Observed(type, "apply", subresource, c_->Apply(type, object, subresource));
   }
-  Status Delete(const ResourceType& type, const std::string& ns,
-                const std::string& name) override {
+  Status Delete(const ResourceType& type, const std::string& ns, const std::string& name) override {
     Count(type, "delete", "");
     return c_->Delete(type, ns, name);
   }
@@ -48,17 +46,17 @@ class Manager::ObservingClient : public KubeApi {
  private:
   void Count(const ResourceType& type, const char* verb, const std::string& subresource) {
     m_->metrics_
-        ->GetCounter("sidelog_operator_api_writes_total",
-                     "Writes to the Kubernetes API, by verb and resource (status writes are "
-                     "resource <plural>/status).",
-                     {{"verb", verb},
-                      {"resource", subresource.empty() ? type.plural
-                                                       : type.plural + "/" + subresource}})
+        ->GetCounter(
+            "sidelog_operator_api_writes_total",
+            "Writes to the Kubernetes API, by verb and resource (status writes are "
+            "resource <plural>/status).",
+            {{"verb", verb},
+             {"resource", subresource.empty() ? type.plural : type.plural + "/" + subresource}})
         .Inc();
   }
 
-  Result<Json> Observed(const ResourceType& type, const char* verb,
-                        const std::string& subresource, Result<Json> answer) {
+  Result<Json> Observed(const ResourceType& type, const char* verb, const std::string& subresource,
+                        Result<Json> answer) {
     Count(type, verb, subresource);
     if (!answer.ok()) return answer;
     for (const auto& informer : m_->informers_) {
@@ -90,15 +88,15 @@ Informer* Manager::InformerFor(const ResourceType& type, const Selector& selecto
     }
   }
   // Cluster-scoped kinds are watched everywhere; namespaced ones in the manager's namespace.
-  informers_.push_back(std::make_unique<Informer>(client_, type, type.namespaced ? ns_ : "",
-                                                  selector, metrics_));
+  informers_.push_back(
+      std::make_unique<Informer>(client_, type, type.namespaced ? ns_ : "", selector, metrics_));
   return informers_.back().get();
 }
 
 Controller* Manager::AddController(const ResourceType& type, Reconciler* reconciler,
                                    ControllerOptions options) {
-  controllers_.push_back(std::make_unique<Controller>(type.kind, InformerFor(type), reconciler,
-                                                      metrics_, options));
+  controllers_.push_back(
+      std::make_unique<Controller>(type.kind, InformerFor(type), reconciler, metrics_, options));
   return controllers_.back().get();
 }
 

@@ -70,7 +70,8 @@ void Operator::StartControllers() {
             {{"namespace", options_.watch_namespace.empty() ? "*" : options_.watch_namespace}});
   manager_ = std::make_unique<Manager>(client_.get(), options_.watch_namespace, &metrics_);
   KubeApi* writer = manager_->client();
-  recorder_ = std::make_unique<EventRecorder>(writer, "sidelog-operator", options_.election.identity);
+  recorder_ =
+      std::make_unique<EventRecorder>(writer, "sidelog-operator", options_.election.identity);
 
   Informer* streams = manager_->InformerFor(kEventStreams);
   streams_reconciler_ =

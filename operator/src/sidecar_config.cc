@@ -17,7 +17,7 @@ bool NeedsQuotes(const std::string& s) {
   std::string lower = s;
   std::transform(lower.begin(), lower.end(), lower.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  static const char* kWords[] = {"y",   "n",     "yes", "no", "on", "off", "true",
+  static const char* kWords[] = {"y",     "n",    "yes", "no",   "on",    "off", "true",
                                  "false", "null", "~",   ".inf", "-.inf", ".nan"};
   for (const char* w : kWords) {
     if (lower == w) return true;

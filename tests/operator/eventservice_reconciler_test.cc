@@ -33,8 +33,8 @@ class EventServiceTest : public ::testing::Test {
     o.sidecar.nats.url = "nats://nats.sidelog-system:4222";
     reconciler_ = std::make_unique<EventServiceReconciler>(
         manager_->client(), manager_->InformerFor(kEventServices),
-        manager_->InformerFor(kEventStreams), manager_->InformerFor(kConfigMaps),
-        recorder_.get(), o);
+        manager_->InformerFor(kEventStreams), manager_->InformerFor(kConfigMaps), recorder_.get(),
+        o);
     ControllerOptions c;
     c.resync_period = std::chrono::hours(1);
     reconciler_->WatchDependencies(manager_->AddController(kEventServices, reconciler_.get(), c));
@@ -85,8 +85,7 @@ class EventServiceTest : public ::testing::Test {
     return names;
   }
   Status AddService(const std::string& name, Json spec) {
-    return api_.Create(kEventServices, "shop", Object("EventService", "shop", name, spec))
-        .status();
+    return api_.Create(kEventServices, "shop", Object("EventService", "shop", name, spec)).status();
   }
   Status AddStream(const std::string& name, Json spec = Json::object()) {
     return api_.Create(kEventStreams, "shop", Object("EventStream", "shop", name, spec)).status();
@@ -149,12 +148,14 @@ TEST_F(EventServiceTest, TheShopsServicesAreReadyWithTheirDependencies) {
 
 TEST_F(EventServiceTest, AMissingStreamIsStreamNotFoundAndLeftOutUntilItIsCreated) {
   CreateShop();
-  ASSERT_TRUE(AddService("audit", {{"consumes", {{{"stream", "ghost"}}, {{"stream", "ledger"}},
-                                                 {{"stream", "payments"}}}}})
-                  .ok());
-  Start();
   ASSERT_TRUE(
-      WaitFor([&] { return ConditionIs("audit", "DependenciesResolved", "False/StreamNotFound"); }));
+      AddService(
+          "audit",
+          {{"consumes", {{{"stream", "ghost"}}, {{"stream", "ledger"}}, {{"stream", "payments"}}}}})
+          .ok());
+  Start();
+  ASSERT_TRUE(WaitFor(
+      [&] { return ConditionIs("audit", "DependenciesResolved", "False/StreamNotFound"); }));
   EXPECT_EQ(Condition("audit", "Ready"), "False/StreamNotFound");
   const std::string msg = Message("audit", "DependenciesResolved");
   EXPECT_NE(msg.find("ghost, ledger"), std::string::npos) << msg;
@@ -169,8 +170,8 @@ TEST_F(EventServiceTest, AMissingStreamIsStreamNotFoundAndLeftOutUntilItIsCreate
   EXPECT_EQ(StreamNames("audit"), (std::vector<std::string>{"ghost", "ledger", "payments"}));
 
   ASSERT_TRUE(api_.Delete(kEventStreams, "shop", "ledger").ok());
-  ASSERT_TRUE(
-      WaitFor([&] { return ConditionIs("audit", "DependenciesResolved", "False/StreamNotFound"); }));
+  ASSERT_TRUE(WaitFor(
+      [&] { return ConditionIs("audit", "DependenciesResolved", "False/StreamNotFound"); }));
   EXPECT_EQ(StreamNames("audit"), (std::vector<std::string>{"ghost", "payments"}));
 }
 
@@ -184,7 +185,8 @@ TEST_F(EventServiceTest, ASecondProducerOfASingleStreamAloneGetsProducerConflict
   EXPECT_NE(Message("rogue", "DependenciesResolved").find("produced by EventService orders"),
             std::string::npos)
       << Message("rogue", "DependenciesResolved");
-  EXPECT_EQ(StreamNames("rogue"), std::vector<std::string>{}) << "the conflicting stream is left out";
+  EXPECT_EQ(StreamNames("rogue"), std::vector<std::string>{})
+      << "the conflicting stream is left out";
   EXPECT_EQ(Condition("orders", "DependenciesResolved"), "True/Resolved");
   EXPECT_EQ(Condition("billing", "Ready"), "True/ConfigRendered");
   // billing depends on the keeper, not on the rogue.
@@ -218,12 +220,14 @@ TEST_F(EventServiceTest, ACycleIsListedAndWarnedAboutByDefault) {
   EXPECT_TRUE(WaitFor([&] {
     auto events = api_.List({"", "v1", "events", "Event", true}, "shop");
     for (const auto& e : (*events)["items"])
-      if (e.value("reason", "") == "DependencyCycle" && e.value("type", "") == "Warning") return true;
+      if (e.value("reason", "") == "DependencyCycle" && e.value("type", "") == "Warning")
+        return true;
     return false;
   }));
 
   // Breaking the cycle clears the list.
-  ASSERT_TRUE(api_.MergePatch(kEventServices, "shop", "b", {{"spec", {{"consumes", nullptr}}}}).ok());
+  ASSERT_TRUE(
+      api_.MergePatch(kEventServices, "shop", "b", {{"spec", {{"consumes", nullptr}}}}).ok());
   EXPECT_TRUE(WaitFor([&] { return !Service("a")["status"].contains("cycles"); }))
       << Service("a").dump(2);
 }
@@ -236,14 +240,15 @@ TEST_F(EventServiceTest, ACycleOfThreeIsCycleDetectedWhenCyclesAreDenied) {
   ASSERT_TRUE(AddService("d", {{"consumes", {{{"stream", "x"}}}}}).ok());
   Start(CyclePolicy::kDeny);
   for (const char* s : {"a", "b", "c"}) {
-    EXPECT_TRUE(WaitFor(
-        [&] { return ConditionIs(s, "DependenciesResolved", "False/CycleDetected"); }))
-        << s;
+    EXPECT_TRUE(WaitFor([&] {
+      return ConditionIs(s, "DependenciesResolved", "False/CycleDetected");
+    })) << s;
   }
   EXPECT_NE(Message("a", "DependenciesResolved").find("a -> c -> b -> a"), std::string::npos)
       << Message("a", "DependenciesResolved");
   EXPECT_EQ(Condition("a", "Ready"), "False/CycleDetected");
-  EXPECT_EQ(StreamNames("a"), (std::vector<std::string>{"x", "z"})) << "a cycle leaves no stream out";
+  EXPECT_EQ(StreamNames("a"), (std::vector<std::string>{"x", "z"}))
+      << "a cycle leaves no stream out";
   EXPECT_TRUE(WaitFor([&] { return ConditionIs("d", "Ready", "True/ConfigRendered"); }))
       << "a service that only consumes from the cycle is not in it";
 }
@@ -270,18 +275,21 @@ TEST_F(EventServiceTest, ChangingAStreamsReducersRerendersEveryServiceThatListsI
   ASSERT_TRUE(api_.MergePatch(kEventStreams, "shop", "orders",
                               {{"status", {{"jetStream", {{"events", 5}}}}}}, "status")
                   .ok());
-  ASSERT_TRUE(api_.MergePatch(kEventStreams, "shop", "orders",
-                              {{"spec", {{"entity", {{"reducers", {{"OrderShipped",
-                                                                    {{{"op", "set"},
-                                                                      {"path", "/shipped"},
-                                                                      {"value", true}}}}}}}}}}})
-                  .ok());
+  ASSERT_TRUE(
+      api_.MergePatch(kEventStreams, "shop", "orders",
+                      {{"spec",
+                        {{"entity",
+                          {{"reducers",
+                            {{"OrderShipped",
+                              {{{"op", "set"}, {"path", "/shipped"}, {"value", true}}}}}}}}}}})
+          .ok());
   ASSERT_TRUE(WaitFor([&] { return HashOf("billing") != billing && HashOf("orders") != orders; }));
   auto config = RenderedConfig("billing");
   ASSERT_TRUE(config.ok());
   EXPECT_TRUE(config->streams[1].entity["reducers"].contains("OrderShipped"));
   EXPECT_EQ(api_.Writes("apply", "configmaps"), applies + 2) << "one apply per changed config";
-  EXPECT_TRUE(WaitFor([&] { return Service("billing")["status"]["sidecarConfig"]["hash"] == HashOf("billing"); }));
+  EXPECT_TRUE(WaitFor(
+      [&] { return Service("billing")["status"]["sidecarConfig"]["hash"] == HashOf("billing"); }));
 }
 
 TEST_F(EventServiceTest, AnUnchangedServiceIsReconciledWithoutWrites) {

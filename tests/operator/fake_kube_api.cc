@@ -94,15 +94,16 @@ Json FakeKubeApi::StoreLocked(const ResourceType& type, Json object, const Json*
   meta["resourceVersion"] = std::to_string(++rv_);
   const std::string key = KeyOf(meta.value("namespace", ""), meta.value("name", ""));
   // A deleting object whose last finalizer went is gone.
-  const bool gone = meta.contains("deletionTimestamp") &&
-                    meta.value("finalizers", Json::array()).empty();
+  const bool gone =
+      meta.contains("deletionTimestamp") && meta.value("finalizers", Json::array()).empty();
   auto& kind = objects_[KindOf(type)];
   if (gone) {
     kind.erase(key);
   } else {
     kind[key] = object;
   }
-  changes_.push_back({rv_, KindOf(type), gone ? "DELETED" : (before ? "MODIFIED" : "ADDED"), object});
+  changes_.push_back(
+      {rv_, KindOf(type), gone ? "DELETED" : (before ? "MODIFIED" : "ADDED"), object});
   cv_.notify_all();
   return object;
 }
@@ -196,15 +197,15 @@ Status FakeKubeApi::Delete(const ResourceType& type, const std::string& ns,
   auto it = kind.find(KeyOf(ns, name));
   if (it == kind.end()) return Status::NotFound(type.plural + " \"" + name + "\" not found");
   Json o = it->second;
-  if (!o["metadata"].contains("deletionTimestamp")) o["metadata"]["deletionTimestamp"] = KubeTimeNow();
+  if (!o["metadata"].contains("deletionTimestamp"))
+    o["metadata"]["deletionTimestamp"] = KubeTimeNow();
   const Json before = it->second;
   StoreLocked(type, std::move(o), &before);
   return Status::Ok();
 }
 
 Status FakeKubeApi::Watch(const ResourceType& type, const std::string& ns,
-                          const WatchOptions& options,
-                          const std::function<bool(WatchEvent&)>& fn) {
+                          const WatchOptions& options, const std::function<bool(WatchEvent&)>& fn) {
   std::unique_lock<std::mutex> lock(mu_);
   uint64_t from = options.resource_version.empty() ? rv_ : std::stoull(options.resource_version);
   const auto deadline =

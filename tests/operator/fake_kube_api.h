@@ -26,8 +26,7 @@ class FakeKubeApi : public KubeApi {
                    const std::string& name) override;
   Result<Json> List(const ResourceType& type, const std::string& ns,
                     const ListOptions& options = {}) override;
-  Result<Json> Create(const ResourceType& type, const std::string& ns,
-                      const Json& object) override;
+  Result<Json> Create(const ResourceType& type, const std::string& ns, const Json& object) override;
   Result<Json> Update(const ResourceType& type, const Json& object,
                       const std::string& subresource = "") override;
   Result<Json> MergePatch(const ResourceType& type, const std::string& ns, const std::string& name,

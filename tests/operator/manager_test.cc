@@ -32,8 +32,8 @@ class CountingReconciler : public Reconciler {
     if (client_) {
       std::string ns, name;
       SplitKey(key, &ns, &name);
-      auto r = client_->MergePatch(kWidgets, ns, name,
-                                   {{"status", {{"seen", ++writes_}}}}, "status");
+      auto r =
+          client_->MergePatch(kWidgets, ns, name, {{"status", {{"seen", ++writes_}}}}, "status");
       if (!r.ok()) return r.status();
     }
     return ReconcileResult{};
@@ -165,9 +165,9 @@ TEST(Manager, ChangesOfAnotherKindAreMappedToTheKeysThatCare) {
   ASSERT_TRUE(WaitFor([&] { return r.Count("ns/owner") == 4; }));
   m.Stop();
   std::lock_guard<std::mutex> lock(mu);
-  EXPECT_EQ(seen, (std::vector<ObjectEvent::Type>{ObjectEvent::Type::kAdded,
-                                                  ObjectEvent::Type::kModified,
-                                                  ObjectEvent::Type::kDeleted}));
+  EXPECT_EQ(seen,
+            (std::vector<ObjectEvent::Type>{ObjectEvent::Type::kAdded, ObjectEvent::Type::kModified,
+                                            ObjectEvent::Type::kDeleted}));
   EXPECT_EQ(old_values, std::set<std::string>{"1"}) << "a modification carries the old object";
 }
 

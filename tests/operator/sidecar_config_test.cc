@@ -106,8 +106,9 @@ TEST(SidecarConfig, TheHashFollowsTheContent) {
 }
 
 TEST(ToYaml, QuotesWhatYamlWouldReadAsSomethingElse) {
-  const Json v = {{"words", {"on", "off", "yes", "No", "true", "null", "~", "", "1.5", "42",
-                             "12:30", "#x", "plain", "/a/b", "nats://h:1"}}};
+  const Json v = {{"words",
+                   {"on", "off", "yes", "No", "true", "null", "~", "", "1.5", "42", "12:30", "#x",
+                    "plain", "/a/b", "nats://h:1"}}};
   const std::string yaml = ToYaml(v);
   auto back = ParseYaml(yaml, "round-trip");
   ASSERT_TRUE(back.ok()) << back.status().message();
