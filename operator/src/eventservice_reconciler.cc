@@ -85,17 +85,45 @@ void EventServiceReconciler::WatchDependencies(Controller* controller) {
     const Json& m = (*e.object)["metadata"];
     return listing(m.value("namespace", ""), m.value("name", ""));
   });
-  // A service appears, goes or changes what it lists: the others of its namespace, whose
-  // dependencies, dependents, conflicts or cycles may change with it.
+  // A service appears, goes or changes what it lists: the others whose resolution may change
+  // with it. Those that list a stream it lists (before or after the change: dependencies,
+  // dependents, conflicts), and those on a cycle through it (before: their status.cycles name
+  // it; after: the namespace's graph finds them).
   controller->Watches(services_, [this](const ObjectEvent& e) {
-    std::vector<std::string> keys;
-    if (!ChangesMoreThanStatus(e)) return keys;
-    const std::string self = ObjectKey(*e.object);
-    for (const auto& s : services_->List((*e.object)["metadata"].value("namespace", ""))) {
-      std::string k = ObjectKey(*s);
-      if (k != self) keys.push_back(std::move(k));
+    std::set<std::string> keys;
+    if (!ChangesMoreThanStatus(e)) return std::vector<std::string>{};
+    const Json& meta = (*e.object)["metadata"];
+    const std::string ns = meta.value("namespace", "");
+    const std::string self = meta.value("name", "");
+    std::set<std::string> streams;
+    for (const auto* o : {e.old_object.get(), e.object.get()}) {
+      if (!o) continue;
+      for (auto& s : ListedStreams(o->value("spec", Json::object()))) streams.insert(std::move(s));
     }
-    return keys;
+    const auto services = services_->List(ns);
+    for (const auto& s : services) {
+      const std::string name = (*s)["metadata"].value("name", "");
+      if (name == self) continue;
+      bool shares = false;
+      for (const auto& l : ListedStreams(s->value("spec", Json::object())))
+        shares = shares || streams.count(l) > 0;
+      // "a -> b -> a": the names between the arrows.
+      for (const auto& c : s->value("status", Json::object()).value("cycles", Json::array())) {
+        const std::string text = " " + c.get<std::string>() + " ";
+        shares = shares || text.find(" " + self + " ") != std::string::npos;
+      }
+      if (shares) keys.insert(ns + "/" + name);
+    }
+    if (e.type != ObjectEvent::Type::kDeleted) {
+      const DependencyGraph graph =
+          DependencyGraph::FromObjects(Objects(streams_->List(ns)), Objects(services));
+      if (const ServiceResolution* r = graph.Find(self)) {
+        for (const auto& cycle : r->cycles)
+          for (const auto& member : cycle)
+            if (member != self) keys.insert(ns + "/" + member);
+      }
+    }
+    return std::vector<std::string>(keys.begin(), keys.end());
   });
   // Its ConfigMap is edited or deleted: the owner renders it again.
   controller->Watches(config_maps_, [](const ObjectEvent& e) {
