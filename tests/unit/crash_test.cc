@@ -69,7 +69,14 @@ TEST(CrashSafety, Sigkill_LosesNoAcknowledgedAppend) {
       AppendForever(dir, index_tail, fds[1]);
     }
     close(fds[1]);
-    // Let it run for a random while, then kill it mid-write.
+    // Wait for its first acknowledgement (a loaded machine may take a while to get there), let
+    // it run for a random while more, then kill it mid-write.
+    std::string buf;
+    char chunk[4096];
+    ssize_t n;
+    while (buf.find('\n') == std::string::npos && (n = read(fds[0], chunk, sizeof chunk)) > 0) {
+      buf.append(chunk, static_cast<size_t>(n));
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 300));
     kill(pid, SIGKILL);
     int status = 0;
@@ -77,9 +84,6 @@ TEST(CrashSafety, Sigkill_LosesNoAcknowledgedAppend) {
     ASSERT_TRUE(WIFSIGNALED(status)) << "the child exited by itself with " << WEXITSTATUS(status);
 
     std::set<std::string> acked;
-    std::string buf;
-    char chunk[4096];
-    ssize_t n;
     while ((n = read(fds[0], chunk, sizeof chunk)) > 0) buf.append(chunk, static_cast<size_t>(n));
     close(fds[0]);
     for (size_t start = 0, nl; (nl = buf.find('\n', start)) != std::string::npos; start = nl + 1) {
