@@ -120,3 +120,19 @@ Call with (dict "image" .Values.x.image "defaultTag" "...").
 {{- define "sidelog.operator.healthPort" -}}
 8081
 {{- end }}
+
+{{/* The security contexts of the helm test pods: the "restricted" Pod Security Standard. */}}
+{{- define "sidelog.test.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "sidelog.test.securityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end }}
