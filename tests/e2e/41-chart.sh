@@ -226,6 +226,29 @@ assert_eq "tolerations" '[{"key": "dedicated", "operator": "Exists"}]' "$(field 
 assert_eq "pod labels" "a" "$(field Deployment "$FULL-operator" spec.template.metadata.labels.team <<<"$OUT")"
 assert_eq "pod annotations" '{"x": "y"}' "$(field Deployment "$FULL-operator" spec.template.metadata.annotations <<<"$OUT")"
 
+echo "# the values shown in docs/install.md"
+snippets=$WORK/doc-values
+mkdir -p "$snippets"
+python3 - "$ROOT/docs/install.md" "$CHART/values.yaml" "$snippets" <<'PY'
+import re, sys, yaml
+doc, values, out = sys.argv[1:4]
+keys = set(yaml.safe_load(open(values)))
+n = 0
+for block in re.findall(r"^```yaml\n(.*?)^```", open(doc).read(), re.S | re.M):
+    v = yaml.safe_load(block)
+    if isinstance(v, dict) and set(v) <= keys:  # a values file, not a Kubernetes object
+        n += 1
+        open(f"{out}/{n}.yaml", "w").write(block)
+PY
+count=$(find "$snippets" -name '*.yaml' | wc -l)
+assert_eq "docs/install.md shows values files" "yes" "$([ "$count" -ge 2 ] && echo yes || echo "only $count")"
+for f in "$snippets"/*.yaml; do
+  assert_ok "the values of docs/install.md block $(basename "$f" .yaml) render" render -f "$f"
+  assert_ok "and the API server accepts them" \
+    bash -c 'set -o pipefail; "$1" template "$2" "$3" -n "$4" -f "$5" | "$6" apply --dry-run=server -f -' \
+    _ "$HELM" "$REL" "$CHART" "$NS" "$f" "$KUBECTL"
+done
+
 echo "# the ServiceMonitor (rendered only, its CRD is not installed here)"
 assert_ok "metrics.serviceMonitor.enabled=true without monitoring.coreos.com/v1" render --set metrics.serviceMonitor.enabled=true
 assert_not_contains "renders no ServiceMonitor" "$(kinds <<<"$OUT")" "ServiceMonitor"
