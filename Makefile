@@ -17,5 +17,5 @@ e2e:
 	scripts/e2e
 
 cluster:
-	scripts/controlplane up
-	@scripts/controlplane env
+	scripts/cluster up
+	@scripts/cluster env

@@ -77,6 +77,21 @@ assert_eq() {
   if [ "$2" = "$3" ]; then pass "$1"; else fail "$1 (expected '$2', got '$3')"; fi
 }
 
+# wait_until DESCRIPTION SECONDS CMD...: passes when CMD succeeds within SECONDS (polls every
+# 0.2 s), fails showing CMD's last output otherwise.
+wait_until() {
+  local desc=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs)) out=
+  while :; do
+    if out=$("$@" 2>&1); then pass "$desc"; return 0; fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      fail "$desc (not within ${secs}s: $*)" "$out"
+      return 0
+    fi
+    sleep 0.2
+  done
+}
+
 # ensure_crds: installs crds/ and waits until every CRD is established. Idempotent, so each test
 # can call it and run alone.
 ensure_crds() {

@@ -12,7 +12,6 @@
 #                           token of its ServiceAccount (start_operator ... --kubeconfig it),
 #                           so a missing or excess RBAC rule fails the test
 #   js ARGS...              sidelog-jetstream-tool against this nats-server
-#   wait_until DESC SECONDS CMD...  passes when CMD succeeds within SECONDS (polls every 0.2 s)
 #   ready_of NS NAME        prints "<Ready status>/<reason>" of an EventStream
 
 BUILD=${SIDELOG_BUILD_DIR:-build}
@@ -131,18 +130,6 @@ current-context: operator
 YAML
 }
 
-wait_until() {
-  local desc=$1 secs=$2; shift 2
-  local deadline=$((SECONDS + secs)) out=
-  while :; do
-    if out=$("$@" 2>&1); then pass "$desc"; return 0; fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      fail "$desc (not within ${secs}s: $*)" "$out"
-      return 0
-    fi
-    sleep 0.2
-  done
-}
 
 ready_of() {
   kubectl get evs -n "$1" "$2" \
