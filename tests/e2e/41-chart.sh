@@ -369,25 +369,7 @@ assert_eq "it may not delete EventStreams" "no" "$(can delete eventstreams.sidel
 assert_eq "it may not read Secrets" "no" "$(can list secrets -n "$NS")"
 
 echo "# the operator runs with the Deployment's flags, as the chart's ServiceAccount"
-# sa_kubeconfig SERVICEACCOUNT DIR: DIR/kubeconfig with a token of NS's SERVICEACCOUNT, and the
-# files of a pod's service-account mount (DIR/token, DIR/ca.crt).
-sa_kubeconfig() {
-  local sa=$1 dir=$2 server ca
-  mkdir -p "$dir"
-  kubectl create token "$sa" -n "$NS" --duration=1h >"$dir/token"
-  server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
-  ca=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')
-  cp "$ca" "$dir/ca.crt"
-  cat >"$dir/kubeconfig" <<YAML
-apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "$server", certificate-authority: "$dir/ca.crt"}}]
-users: [{name: u, user: {tokenFile: "$dir/token"}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-YAML
-}
-assert_ok "a token of the operator's ServiceAccount" sa_kubeconfig "$FULL-operator" "$WORK/operator-sa"
+assert_ok "a token of the operator's ServiceAccount" sa_kubeconfig "$NS" "$FULL-operator" "$WORK/operator-sa"
 start_nats
 # The Deployment's args, with the pod's environment filled in; the NATS URL and the health
 # listener are this machine's, and it watches only the release namespace.
@@ -418,7 +400,7 @@ TSA=system:serviceaccount:$NS:$FULL-test
 assert_eq "the test may create EventStreams in the release namespace" "yes" "$(kubectl auth can-i create eventstreams.sidelog.dev -n "$NS" --as="$TSA" 2>/dev/null || true)"
 assert_eq "but not elsewhere" "no" "$(kubectl auth can-i create eventstreams.sidelog.dev -n default --as="$TSA" 2>/dev/null || true)"
 assert_eq "and may not patch them" "no" "$(kubectl auth can-i patch eventstreams.sidelog.dev -n "$NS" --as="$TSA" 2>/dev/null || true)"
-assert_ok "a token of the test ServiceAccount" sa_kubeconfig "$FULL-test" "$WORK/test-sa"
+assert_ok "a token of the test ServiceAccount" sa_kubeconfig "$NS" "$FULL-test" "$WORK/test-sa"
 script=$(field Pod "$FULL-test-eventstream" 'spec.containers.0.command.2' <<<"$tests")
 env_of() { field Pod "$FULL-test-eventstream" "spec.containers.0.env[name=$1].value" <<<"$tests"; }
 assert_eq "the test runs its script with the configured shell" "/bin/sh -c" \

@@ -8,6 +8,7 @@
 #   start_operator ID [FLAGS...]   starts an operator with identity ID, health on a free port
 #                           (OPERATOR_HEALTH[ID]), logs in $WORK/operator-ID.log
 #   kill_operator ID [SIGNAL]
+#   sa_kubeconfig NS SA DIR writes DIR/kubeconfig with a token of ServiceAccount SA
 #   operator_kubeconfig     applies deploy/rbac/operator.yaml and writes $WORK/kubeconfig with a
 #                           token of its ServiceAccount (start_operator ... --kubeconfig it),
 #                           so a missing or excess RBAC rule fails the test
@@ -113,21 +114,29 @@ metric() {
 
 js() { "$JS_TOOL" --nats "$NATS_URL" "$@"; }
 
+# sa_kubeconfig NS SERVICEACCOUNT DIR: DIR/kubeconfig with a token of that ServiceAccount (in
+# a token file), and the files of a pod's service-account mount (DIR/token, DIR/ca.crt).
+sa_kubeconfig() {
+  local ns=$1 sa=$2 dir=$3 server ca
+  mkdir -p "$dir"
+  kubectl create token "$sa" -n "$ns" --duration=1h >"$dir/token"
+  server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
+  ca=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')
+  cp "$ca" "$dir/ca.crt"
+  cat >"$dir/kubeconfig" <<YAML
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "$server", certificate-authority: "$dir/ca.crt"}}]
+users: [{name: u, user: {tokenFile: "$dir/token"}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+YAML
+}
+
 operator_kubeconfig() {
   ensure_namespace sidelog-system
   kubectl apply -f "$ROOT/deploy/rbac/operator.yaml" >/dev/null
-  kubectl create token sidelog-operator -n sidelog-system --duration=1h >"$WORK/token"
-  local server ca
-  server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
-  ca=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')
-  cat >"$WORK/kubeconfig" <<YAML
-apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "$server", certificate-authority: "$ca"}}]
-users: [{name: operator, user: {tokenFile: "$WORK/token"}}]
-contexts: [{name: operator, context: {cluster: c, user: operator}}]
-current-context: operator
-YAML
+  sa_kubeconfig sidelog-system sidelog-operator "$WORK"
 }
 
 
