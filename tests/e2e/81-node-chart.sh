@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The Helm chart installed into the real node: the operator (two replicas, leader election) and
+# NATS with JetStream run in their pods from the images built offline, `helm test` passes, and
+# the shop's EventStreams and EventServices are reconciled by the operator in its pod, which
+# creates their JetStream streams in the NATS pod.
+source "$(dirname "$0")/lib.sh"
+REL=sidelog
+SYS=sidelog-system
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sidelog-e2e-chart.XXXXXX")
+# The shop's namespace goes while the operator still runs: it removes its EventStreams'
+# finalizers. Whatever is left after that loses its finalizers by hand.
+delete_shop() {
+  kubectl delete namespace shop-node --timeout=60s >/dev/null 2>&1 && return 0
+  for evs in $(kubectl get evs -n shop-node -o name 2>/dev/null); do
+    kubectl patch -n shop-node "$evs" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+  done
+  kubectl wait --for=delete namespace/shop-node --timeout=60s >/dev/null 2>&1 || true
+}
+cleanup() {
+  delete_shop
+  helm uninstall "$REL" -n "$SYS" --wait --timeout 60s >/dev/null 2>&1 || true
+  kubectl delete pvc --all -n "$SYS" --wait=false >/dev/null 2>&1 || true
+  kubectl delete pv sidelog-e2e-nats --wait=false >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap '_rc=$?; cleanup; (exit $_rc); _on_exit' EXIT
+
+# The node has no volume provisioner: a hostPath volume for NATS's claim, owned by its user.
+mkdir -p "$WORK/nats"
+chown 65532:65532 "$WORK/nats"
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: sidelog-e2e-nats}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Delete
+  hostPath: {path: $WORK/nats, type: Directory}
+YAML
+
+echo "# helm install"
+assert_ok "helm install --wait (operator and NATS Ready in their pods)" \
+  helm install "$REL" "$ROOT/charts/sidelog" -n "$SYS" --create-namespace --wait --timeout 180s
+assert_contains "NOTES.txt says what to do next" "$OUT" "kubectl"
+assert_eq "two operator pods are Ready" "2" \
+  "$(kubectl get pods -n "$SYS" -l app.kubernetes.io/component=operator -o jsonpath='{range .items[*]}{.status.containerStatuses[0].ready}{"\n"}{end}' | grep -c true)"
+assert_eq "the NATS pod is Ready" "true" \
+  "$(kubectl get pods -n "$SYS" -l app.kubernetes.io/component=nats -o jsonpath='{.items[0].status.containerStatuses[0].ready}')"
+holds_lease() {
+  local leader; leader=$(kubectl get lease -n "$SYS" -o jsonpath='{.items[0].spec.holderIdentity}')
+  [ -n "$leader" ] && kubectl get pods -n "$SYS" -o name | grep -q "pod/$leader\$"
+}
+wait_until "one of them holds the Lease" 30 holds_lease
+assert_ok "helm test passes" helm test "$REL" -n "$SYS" --timeout 120s
+assert_contains "both test hooks succeeded" "$OUT" "Succeeded"
+
+echo "# the shop, reconciled by the operator in its pod"
+shop() { sed "s/namespace: shop/namespace: shop-node/" "$ROOT/examples/shop/k8s/$1"; }
+kubectl wait --for=delete namespace/shop-node --timeout=60s >/dev/null 2>&1 || true
+kubectl create namespace shop-node >/dev/null
+assert_ok "the shop's streams apply" kubectl apply -f <(shop streams.yaml)
+assert_ok "the shop's services apply" kubectl apply -f <(shop services.yaml)
+assert_ok "every EventStream is Ready within 60 s" kubectl wait -n shop-node evs --all --for=condition=Ready --timeout=60s
+assert_eq "orders' JetStream stream was created by the operator" "Created" \
+  "$(kubectl get evs -n shop-node orders -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}')"
+assert_eq "named after the namespace and stream" "SIDELOG_shop-node_orders" \
+  "$(kubectl get evs -n shop-node orders -o jsonpath='{.status.jetStream.name}')"
+assert_ok "every EventService is Ready within 60 s" kubectl wait -n shop-node evsvc --all --for=condition=Ready --timeout=60s
+assert_contains "billing's rendered config names the chart's NATS" \
+  "$(kubectl get configmap -n shop-node sidelog-billing -o jsonpath='{.data.sidecar\.yaml}')" "$REL-nats"
+
+echo "# two app pods, each with its sidecar (declared in the manifest until injection exists)"
+TAG=$("$ROOT/scripts/images" --list | awk '$1 == "sidelog/sidecar" {print $2}')
+app_pod() {  # NAME SERVICE SCRIPT
+  cat <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: $1, namespace: shop-node, labels: {app: $1}}
+spec:
+  terminationGracePeriodSeconds: 2
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+  initContainers:
+    - name: sidelog
+      image: docker.io/sidelog/sidecar:$TAG
+      imagePullPolicy: IfNotPresent
+      restartPolicy: Always
+      args: [--config, /etc/sidelog/sidecar.yaml]
+      startupProbe: {httpGet: {path: /readyz, port: 4381}, periodSeconds: 1, failureThreshold: 60}
+      securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+      volumeMounts: [{name: config, mountPath: /etc/sidelog}, {name: data, mountPath: /var/lib/sidelog}]
+  containers:
+    - name: app
+      image: docker.io/sidelog/test-app:$TAG
+      imagePullPolicy: IfNotPresent
+      env: [{name: SIDELOG_URL, value: "http://127.0.0.1:4380"}]
+      command: [sh, -c, '$3']
+      securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+  volumes:
+    - {name: config, configMap: {name: sidelog-$2}}
+    - {name: data, emptyDir: {}}
+YAML
+}
+assert_ok "the orders app pod applies" kubectl apply -f <(app_pod orders-app orders \
+  'curl -fsS -X POST localhost:4380/v1/streams/orders/entities/o-1/events -H "Content-Type: application/json" -d "{\"events\":[{\"id\":\"e1\",\"type\":\"OrderCreated\",\"data\":{\"customerId\":\"c-1\"}}]}" && echo && echo appended; exec sleep 3600')
+assert_ok "the billing app pod applies" kubectl apply -f <(app_pod billing-app billing \
+  'until curl -fsS "localhost:4380/v1/streams/orders/entities/o-1?consistency=strong"; do sleep 0.5; done; echo; echo seen; exec sleep 3600')
+wait_until "the orders app appended through its sidecar" 90 \
+  bash -c "$KUBECTL logs -n shop-node orders-app -c app 2>/dev/null | grep -q appended"
+wait_until "the billing pod reads the same entity through its own sidecar" 60 \
+  bash -c "$KUBECTL logs -n shop-node billing-app -c app 2>/dev/null | grep -q seen"
+assert_contains "folded by billing's copy of the orders rules" "$(kubectl logs -n shop-node billing-app -c app)" '"status":"created"'
+assert_contains "from the commit the orders pod wrote" "$(kubectl logs -n shop-node billing-app -c app)" '"customerId":"c-1"'
+
+echo "# helm upgrade rolls the operator; helm uninstall keeps the CRDs and the NATS claim"
+assert_ok "helm upgrade with a changed value" \
+  helm upgrade "$REL" "$ROOT/charts/sidelog" -n "$SYS" --reuse-values --set operator.logLevel=debug --wait --timeout 180s
+assert_ok "the operator rolled out" kubectl rollout status -n "$SYS" "deployment/$REL-operator" --timeout=120s
+assert_contains "its pods run with the new value" \
+  "$(kubectl get deployment -n "$SYS" "$REL-operator" -o jsonpath='{.spec.template.spec.containers[0].args}')" "debug"
+assert_ok "the EventStreams stay Ready" kubectl wait -n shop-node evs --all --for=condition=Ready --timeout=30s
+assert_ok "the shop's namespace is deleted while the operator runs" delete_shop
+assert_ok "helm uninstall" helm uninstall "$REL" -n "$SYS" --wait --timeout 120s
+assert_eq "no Deployment or StatefulSet is left" "" "$(kubectl get deploy,sts -n "$SYS" -o name)"
+assert_ok "the CRDs stay (Helm's convention)" kubectl get crd eventstreams.sidelog.dev
+assert_ok "NATS's claim stays, with its data" kubectl get pvc -n "$SYS" -o name
+assert_contains "one claim" "$OUT" "persistentvolumeclaim/"
