@@ -15,6 +15,10 @@ assert_ok "the operator's RBAC applies" operator_kubeconfig
 SA=system:serviceaccount:sidelog-system:sidelog-operator
 assert_eq "least privilege: it may not read Secrets" "no" "$(kubectl auth can-i list secrets --as=$SA 2>/dev/null || true)"
 assert_eq "least privilege: it may not delete EventStreams" "no" "$(kubectl auth can-i delete eventstreams.sidelog.dev --as=$SA 2>/dev/null || true)"
+rbac_list() {
+  kubectl auth can-i --list -n sidelog-system --as="$SA" | python3 "$E2E_DIR/rbac_matches.py" "$ROOT/deploy/rbac/operator.yaml"
+}
+assert_ok "kubectl auth can-i --list grants exactly the rules of deploy/rbac/operator.yaml" rbac_list
 assert_eq "least privilege: no Leases outside its namespace" "no" "$(kubectl auth can-i update leases -n default --as=$SA 2>/dev/null || true)"
 LEASE_NAMESPACE=sidelog-system start_operator op1 --namespace "$NS" --kubeconfig "$WORK/kubeconfig"
 
