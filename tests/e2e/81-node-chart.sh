@@ -120,6 +120,11 @@ assert_contains "its pods run with the new value" \
   "$(kubectl get deployment -n "$SYS" "$REL-operator" -o jsonpath='{.spec.template.spec.containers[0].args}')" "debug"
 assert_ok "the EventStreams stay Ready" kubectl wait -n shop-node evs --all --for=condition=Ready --timeout=30s
 assert_ok "the shop's namespace is deleted while the operator runs" delete_shop
+# The operator goes before the NATS Service it talks to: a pod that keeps dialling a Service
+# that no longer exists sends to an address no rule handles, which the guard must never see.
+assert_ok "the operator is scaled to zero" kubectl scale -n "$SYS" "deployment/$REL-operator" --replicas=0
+assert_ok "its pods are gone" kubectl wait -n "$SYS" pod -l app.kubernetes.io/component=operator --for=delete --timeout=60s
+assert_eq "nothing tried to leave the machine so far" "0" "$("$ROOT/scripts/cluster" guard-drops)"
 assert_ok "helm uninstall" helm uninstall "$REL" -n "$SYS" --wait --timeout 120s
 assert_eq "no Deployment or StatefulSet is left" "" "$(kubectl get deploy,sts -n "$SYS" -o name)"
 assert_ok "the CRDs stay (Helm's convention)" kubectl get crd eventstreams.sidelog.dev
