@@ -113,12 +113,32 @@ assert_contains "folded by billing's copy of the orders rules" "$(kubectl logs -
 assert_contains "from the commit the orders pod wrote" "$(kubectl logs -n shop-node billing-app -c app)" '"customerId":"c-1"'
 
 echo "# helm upgrade rolls the operator; helm uninstall keeps the CRDs and the NATS claim"
+# Ready's lastTransitionTime of every EventStream and EventService: a failed reconcile during
+# the roll would have flipped one of them.
+ready_since() {
+  kubectl get evs,evsvc -n shop-node \
+    -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}@{.status.conditions[?(@.type=="Ready")].lastTransitionTime}{"\n"}{end}'
+}
+before_upgrade=$(ready_since)
 assert_ok "helm upgrade with a changed value" \
   helm upgrade "$REL" "$ROOT/charts/sidelog" -n "$SYS" --reuse-values --set operator.logLevel=debug --wait --timeout 180s
 assert_ok "the operator rolled out" kubectl rollout status -n "$SYS" "deployment/$REL-operator" --timeout=120s
 assert_contains "its pods run with the new value" \
   "$(kubectl get deployment -n "$SYS" "$REL-operator" -o jsonpath='{.spec.template.spec.containers[0].args}')" "debug"
 assert_ok "the EventStreams stay Ready" kubectl wait -n shop-node evs --all --for=condition=Ready --timeout=30s
+assert_eq "no Ready condition changed during the roll" "$before_upgrade" "$(ready_since)"
+# The new pods' own counters, read from the host over the bridge: the leader has reconciled
+# (after a resync at most), and no reconcile of any pod failed.
+operator_metrics() {
+  local ip
+  for ip in $(kubectl get pods -n "$SYS" -l app.kubernetes.io/component=operator -o jsonpath='{.items[*].status.podIP}'); do
+    curl -fsS --max-time 5 "http://$ip:8081/metrics"
+  done
+}
+leader_reconciled() { operator_metrics | grep -q 'sidelog_operator_reconciles_total{kind="EventStream",result="success"}'; }
+wait_until "the new leader has reconciled the shop" 60 leader_reconciled
+assert_eq "no failed reconcile in any operator pod" "" \
+  "$(operator_metrics | grep 'sidelog_operator_reconciles_total' | grep 'result="error"' | grep -v ' 0$')"
 assert_ok "the shop's namespace is deleted while the operator runs" delete_shop
 # The operator goes before the NATS Service it talks to: a pod that keeps dialling a Service
 # that no longer exists sends to an address no rule handles, which the guard must never see.
