@@ -135,10 +135,20 @@ operator_metrics() {
     curl -fsS --max-time 5 "http://$ip:8081/metrics"
   done
 }
-leader_reconciled() { operator_metrics | grep -q 'sidelog_operator_reconciles_total{kind="EventStream",result="success"}'; }
+# Read whole before matching: `grep -q` closing the pipe early would fail curl under pipefail.
+leader_reconciled() {
+  local metrics
+  metrics=$(operator_metrics) || return 1
+  grep -q 'sidelog_operator_reconciles_total{kind="EventStream",result="success"}' <<<"$metrics"
+}
+failed_reconciles() {
+  local metrics
+  metrics=$(operator_metrics) || return 1
+  grep 'sidelog_operator_reconciles_total' <<<"$metrics" | grep 'result="error"' | grep -v ' 0$' || true
+}
 wait_until "the new leader has reconciled the shop" 60 leader_reconciled
 assert_eq "no failed reconcile in any operator pod" "" \
-  "$(operator_metrics | grep 'sidelog_operator_reconciles_total' | grep 'result="error"' | grep -v ' 0$')"
+  "$(failed_reconciles)"
 assert_ok "the shop's namespace is deleted while the operator runs" delete_shop
 # The operator goes before the NATS Service it talks to: a pod that keeps dialling a Service
 # that no longer exists sends to an address no rule handles, which the guard must never see.
