@@ -21,6 +21,22 @@
 //   --workers N                  concurrent reconciles per kind (default 4)
 //   --dependency-cycles allow|warn|deny   EventServices that depend on each other in a
 //                                cycle: ignored, listed with a Warning (default), or refused
+//   --webhook-listen HOST:PORT   the sidecar injection webhook, HTTPS (default 0.0.0.0:9443;
+//                                "off" turns it off)
+//   --webhook-service NAME       its Service, named in the certificate (default sidelog-webhook)
+//   --webhook-hosts H1,H2        more names or IPs for the certificate (127.0.0.1 for a URL)
+//   --webhook-configuration NAME the MutatingWebhookConfiguration whose caBundle is kept
+//                                (default sidelog-sidecar-injector)
+//   --webhook-secret NAME        the Secret that holds the CA and the certificate, in the
+//                                operator's namespace (default sidelog-webhook-tls)
+//   --webhook-cert-validity D    validity of the CA and the certificate (default 8760h);
+//                                renewed after two thirds
+//   --sidecar-image IMAGE        [SIDELOG_SIDECAR_IMAGE] the injected sidecar's image, unless
+//                                an EventService names one (default
+//                                docker.io/sidelog/sidecar:<version>)
+//   --sidecar-nats-creds-secret NAME, --sidecar-nats-tls-secret NAME
+//                                Secrets (in each app's namespace) mounted into sidecars for
+//                                the NATS credentials file and TLS files
 //   --log-level LEVEL            debug, info (default), warn, error
 //
 // SIGTERM or SIGINT: finish the reconciles in flight, release the Lease, exit 0.
@@ -79,7 +95,12 @@ int main(int argc, char** argv) {
   o.election.ns = Env("POD_NAMESPACE");
   o.election.identity = DefaultIdentity();
   o.controller.workers = 4;
+  o.webhook.injector.operator_version = SIDELOG_VERSION;
+  o.webhook.injector.sidecar_image = Env("SIDELOG_SIDECAR_IMAGE");
+  if (o.webhook.injector.sidecar_image.empty())
+    o.webhook.injector.sidecar_image = std::string("docker.io/sidelog/sidecar:") + SIDELOG_VERSION;
   std::string level = "info";
+  std::string webhook_hosts;
 
   std::map<std::string, std::string*> strings = {
       {"--kubeconfig", &o.kubeconfig},
@@ -97,6 +118,14 @@ int main(int argc, char** argv) {
       {"--leader-election-id", &o.election.name},
       {"--identity", &o.election.identity},
       {"--log-level", &level},
+      {"--webhook-listen", &o.webhook.listen},
+      {"--webhook-service", &o.webhook.service},
+      {"--webhook-hosts", &webhook_hosts},
+      {"--webhook-configuration", &o.webhook.certificates.configuration},
+      {"--webhook-secret", &o.webhook.certificates.secret},
+      {"--sidecar-image", &o.webhook.injector.sidecar_image},
+      {"--sidecar-nats-creds-secret", &o.webhook.injector.nats_creds_secret},
+      {"--sidecar-nats-tls-secret", &o.webhook.injector.nats_tls_secret},
   };
   std::map<std::string, std::chrono::milliseconds*> durations = {
       {"--lease-duration", &o.election.lease_duration},
@@ -104,6 +133,7 @@ int main(int argc, char** argv) {
       {"--retry-period", &o.election.retry_period},
       {"--resync-period", &o.controller.resync_period},
   };
+  std::chrono::milliseconds validity = o.webhook.certificates.validity;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
@@ -113,7 +143,10 @@ int main(int argc, char** argv) {
              "  --nats-token --nats-tls-ca --nats-tls-cert --nats-tls-key --health-listen\n"
              "  --leader-elect --leader-election-namespace --leader-election-id --identity\n"
              "  --lease-duration --renew-deadline --retry-period --resync-period --workers\n"
-             "  --dependency-cycles allow|warn|deny --log-level   (see docs/operator.md)\n";
+             "  --dependency-cycles allow|warn|deny --webhook-listen --webhook-service\n"
+             "  --webhook-hosts --webhook-configuration --webhook-secret\n"
+             "  --webhook-cert-validity --sidecar-image --sidecar-nats-creds-secret\n"
+             "  --sidecar-nats-tls-secret --log-level   (see docs/operator.md)\n";
       return 0;
     }
     std::string value;
@@ -129,6 +162,8 @@ int main(int argc, char** argv) {
       *s->second = value;
     } else if (auto d = durations.find(a); d != durations.end()) {
       *d->second = Duration(a, value);
+    } else if (a == "--webhook-cert-validity") {
+      validity = Duration(a, value);
     } else if (a == "--leader-elect") {
       if (value != "true" && value != "false") Fail("--leader-elect takes true or false");
       o.leader_elect = value == "true";
@@ -143,6 +178,22 @@ int main(int argc, char** argv) {
     }
   }
   if (o.nats.url.empty()) Fail("--nats (or SIDELOG_NATS_URL) is required");
+  if (o.webhook.listen == "off") o.webhook.listen.clear();
+  if (validity < std::chrono::seconds(10)) Fail("--webhook-cert-validity must be 10s or more");
+  o.webhook.certificates.validity = std::chrono::duration_cast<std::chrono::seconds>(validity);
+  for (size_t start = 0; start < webhook_hosts.size();) {
+    size_t comma = webhook_hosts.find(',', start);
+    if (comma == std::string::npos) comma = webhook_hosts.size();
+    if (comma > start) o.webhook.extra_hosts.push_back(webhook_hosts.substr(start, comma - start));
+    start = comma + 1;
+  }
+  // The rendered sidecar config names the operator's own NATS file paths; the injected
+  // Secrets are mounted in the same directories.
+  auto dir = [](const std::string& file) { return file.substr(0, file.rfind('/')); };
+  if (o.nats.creds_file.find('/') != std::string::npos)
+    o.webhook.injector.nats_creds_dir = dir(o.nats.creds_file);
+  if (o.nats.tls.ca.find('/') != std::string::npos)
+    o.webhook.injector.nats_tls_dir = dir(o.nats.tls.ca);
   if (o.election.renew_deadline >= o.election.lease_duration) {
     Fail("--renew-deadline must be shorter than --lease-duration");
   }
@@ -161,6 +212,7 @@ int main(int argc, char** argv) {
   log::Info("started", {{"identity", o.election.identity},
                         {"healthListen", o.health_listen},
                         {"leaderElection", o.leader_elect},
+                        {"webhookListen", o.webhook.listen},
                         {"nats", o.nats.url}});
   int sig = WaitForShutdownSignal();
   log::Info("shutting down", {{"signal", strsignal(sig)}});

@@ -4,11 +4,15 @@
 #include <set>
 
 #include "eventstream_reconciler.h"
+#include "sidecar_injector.h"
 #include "sidelog/log.h"
 
 namespace sidelog::op {
 
 const ResourceType kConfigMaps{"", "v1", "configmaps", "ConfigMap", true};
+const ResourceType kPods{"", "v1", "pods", "Pod", true};
+
+Selector InjectedPodSelector() { return {std::string(kInjectLabel) + "=true", ""}; }
 
 namespace {
 
@@ -59,11 +63,13 @@ struct EventServiceReconciler::Resolved {
 
 EventServiceReconciler::EventServiceReconciler(KubeApi* client, Informer* services,
                                                Informer* streams, Informer* config_maps,
-                                               EventRecorder* recorder, EventServiceOptions options)
+                                               Informer* pods, EventRecorder* recorder,
+                                               EventServiceOptions options)
     : client_(client),
       services_(services),
       streams_(streams),
       config_maps_(config_maps),
+      pods_(pods),
       recorder_(recorder),
       options_(std::move(options)) {}
 
@@ -135,6 +141,32 @@ void EventServiceReconciler::WatchDependencies(Controller* controller) {
     }
     return keys;
   });
+  // A pod of the service starts, stops or goes: its count. Pod status changes count here.
+  if (pods_) {
+    controller->Watches(pods_, [](const ObjectEvent& e) {
+      const Json& m = (*e.object)["metadata"];
+      const std::string service =
+          m.value("labels", Json::object()).value(kServiceLabel, std::string());
+      if (service.empty()) return std::vector<std::string>{};
+      return std::vector<std::string>{m.value("namespace", "") + "/" + service};
+    });
+  }
+}
+
+int64_t EventServiceReconciler::InjectedPods(const std::string& ns,
+                                             const std::string& service) const {
+  int64_t n = 0;
+  for (const auto& pod : pods_->List(ns)) {
+    const Json& m = (*pod)["metadata"];
+    if (m.value("labels", Json::object()).value(kServiceLabel, std::string()) != service ||
+        !m.value("annotations", Json::object()).contains(kInjectedAnnotation) ||
+        m.contains("deletionTimestamp") ||
+        pod->value("/status/phase"_json_pointer, std::string()) != "Running") {
+      continue;
+    }
+    ++n;
+  }
+  return n;
 }
 
 EventServiceReconciler::Resolved EventServiceReconciler::Resolve(
@@ -293,6 +325,10 @@ Status EventServiceReconciler::WriteStatus(const Json& service, const Resolved& 
   }
   if (!r.config_map.empty())
     status["sidecarConfig"] = {{"configMap", r.config_map}, {"hash", r.hash}};
+  if (pods_) {
+    const Json& m = service["metadata"];
+    status["injectedPods"] = InjectedPods(m.value("namespace", ""), m.value("name", ""));
+  }
   if (status == before) return Status::Ok();
 
   // A merge patch replaces lists whole, and null removes a field.

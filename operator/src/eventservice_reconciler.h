@@ -14,6 +14,9 @@
 //    EventService, written by server-side apply, content hash in sidelog.dev/config-hash and
 //    in status.sidecarConfig). A stream that is not resolved is left out, never half
 //    rendered.
+//  - status.injectedPods: the service's pods that run with the injected sidecar (Running,
+//    annotated sidelog.dev/injected, labelled sidelog.dev/service=<name>, not being deleted),
+//    kept current by a watch of the pods labelled for injection.
 //  - Ready = the config is rendered and the dependencies are resolved. observedGeneration is
 //    on status and on every condition.
 #pragma once
@@ -28,6 +31,10 @@
 namespace sidelog::op {
 
 extern const ResourceType kConfigMaps;
+extern const ResourceType kPods;
+
+// The label selector of the pods the webhook injects: sidelog.dev/inject=true.
+Selector InjectedPodSelector();
 
 struct EventServiceOptions {
   CyclePolicy cycles = CyclePolicy::kWarn;
@@ -37,15 +44,17 @@ struct EventServiceOptions {
 class EventServiceReconciler : public Reconciler {
  public:
   // `client` is the Manager's (writes are observed by the informers). The informers hold the
-  // EventServices, the EventStreams and the operator's ConfigMaps.
+  // EventServices, the EventStreams, the operator's ConfigMaps and the pods labelled for
+  // injection (`pods` may be null: injectedPods is then not written).
   EventServiceReconciler(KubeApi* client, Informer* services, Informer* streams,
-                         Informer* config_maps, EventRecorder* recorder,
+                         Informer* config_maps, Informer* pods, EventRecorder* recorder,
                          EventServiceOptions options);
 
   Result<ReconcileResult> Reconcile(const std::string& key) override;
 
   // Registers the mappings that bring a service back when something it depends on changes:
-  // an EventStream it lists, another EventService of its namespace, its ConfigMap.
+  // an EventStream it lists, another EventService of its namespace, its ConfigMap, one of its
+  // pods.
   void WatchDependencies(Controller* controller);
 
  private:
@@ -54,11 +63,13 @@ class EventServiceReconciler : public Reconciler {
   // Applies the ConfigMap unless the cached one already holds `config_map`'s content.
   Status ApplyConfigMap(const Json& config_map);
   Status WriteStatus(const Json& service, const Resolved& r);
+  int64_t InjectedPods(const std::string& ns, const std::string& service) const;
 
   KubeApi* client_;
   Informer* services_;
   Informer* streams_;
   Informer* config_maps_;
+  Informer* pods_;
   EventRecorder* recorder_;
   const EventServiceOptions options_;
 };

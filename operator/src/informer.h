@@ -77,6 +77,8 @@ class Informer {
 
   const ResourceType& type() const { return type_; }
   const Selector& selector() const { return selector_; }
+  // The namespace watched (empty: every namespace).
+  const std::string& ns() const { return ns_; }
 
  private:
   void Run();

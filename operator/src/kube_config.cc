@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include <openssl/evp.h>
+#include "sidelog/base64.h"
 
 namespace sidelog::op {
 namespace {
@@ -20,22 +20,6 @@ Result<std::string> ReadFile(const std::string& path, const std::string& what) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-Result<std::string> Base64Decode(const std::string& in, const std::string& what) {
-  std::string clean;
-  for (char c : in) {
-    if (c != '\n' && c != '\r' && c != ' ') clean += c;
-  }
-  std::string out(clean.size() / 4 * 3 + 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(clean.data()),
-                          static_cast<int>(clean.size()));
-  if (n < 0 || clean.size() % 4 != 0) return Status::Invalid(what + " is not valid base64");
-  if (!clean.empty() && clean.back() == '=') --n;
-  if (clean.size() > 1 && clean[clean.size() - 2] == '=') --n;
-  out.resize(static_cast<size_t>(n));
-  return out;
 }
 
 // Reads `<key>-data` (base64) or `<key>` (a path, relative to the kubeconfig's folder).

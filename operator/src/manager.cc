@@ -81,22 +81,27 @@ Manager::~Manager() { Stop(); }
 KubeApi* Manager::client() { return writer_.get(); }
 
 Informer* Manager::InformerFor(const ResourceType& type, const Selector& selector) {
+  return InformerFor(type, selector, ns_);
+}
+
+Informer* Manager::InformerFor(const ResourceType& type, const Selector& selector,
+                               const std::string& ns) {
+  // Cluster-scoped kinds are watched everywhere.
+  const std::string where = type.namespaced ? ns : "";
   for (const auto& i : informers_) {
     if (i->type().group == type.group && i->type().plural == type.plural &&
-        i->selector() == selector) {
+        i->selector() == selector && i->ns() == where) {
       return i.get();
     }
   }
-  // Cluster-scoped kinds are watched everywhere; namespaced ones in the manager's namespace.
-  informers_.push_back(
-      std::make_unique<Informer>(client_, type, type.namespaced ? ns_ : "", selector, metrics_));
+  informers_.push_back(std::make_unique<Informer>(client_, type, where, selector, metrics_));
   return informers_.back().get();
 }
 
 Controller* Manager::AddController(const ResourceType& type, Reconciler* reconciler,
-                                   ControllerOptions options) {
-  controllers_.push_back(
-      std::make_unique<Controller>(type.kind, InformerFor(type), reconciler, metrics_, options));
+                                   ControllerOptions options, Informer* informer) {
+  controllers_.push_back(std::make_unique<Controller>(
+      type.kind, informer ? informer : InformerFor(type), reconciler, metrics_, options));
   return controllers_.back().get();
 }
 

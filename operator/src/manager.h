@@ -37,11 +37,15 @@ class Manager {
   Manager(const Manager&) = delete;
   Manager& operator=(const Manager&) = delete;
 
-  // The informer of `type` objects that `selector` selects, made on first use.
+  // The informer of `type` objects that `selector` selects, made on first use: in the
+  // manager's namespace, or in `ns` (for an object of the operator's own namespace, such as
+  // the webhook's Secret, when the manager watches every namespace).
   Informer* InformerFor(const ResourceType& type, const Selector& selector = {});
-  // A controller for the kind of `type`, reconciling with `reconciler` (not owned).
+  Informer* InformerFor(const ResourceType& type, const Selector& selector, const std::string& ns);
+  // A controller for the kind of `type`, reconciling with `reconciler` (not owned), fed by
+  // `informer` (by default the kind's informer without a selector).
   Controller* AddController(const ResourceType& type, Reconciler* reconciler,
-                            ControllerOptions options);
+                            ControllerOptions options, Informer* informer = nullptr);
 
   // The client to write with (see above).
   KubeApi* client();

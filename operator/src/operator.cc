@@ -18,6 +18,14 @@ Status Operator::Start() {
   if (!kube.ok()) return kube.status();
   if (options_.election.ns.empty()) options_.election.ns = kube->default_namespace;
   client_ = std::make_unique<KubeClient>(*kube);
+  auto& certs = options_.webhook.certificates;
+  if (certs.ns.empty()) certs.ns = options_.election.ns;
+  certs.dns_names = ServiceDnsNames(options_.webhook.service, certs.ns);
+  for (const auto& host : options_.webhook.extra_hosts) {
+    bool ip = host.find_first_not_of("0123456789.") == std::string::npos ||
+              host.find(':') != std::string::npos;
+    (ip ? certs.ip_addresses : certs.dns_names).push_back(host);
+  }
 
   auto& connected =
       metrics_.GetGauge("sidelog_operator_nats_connected", "1 while connected to NATS.");
@@ -38,6 +46,12 @@ Status Operator::Start() {
     health_->open().wait();
   } catch (const std::exception& e) {
     return Status::Unavailable("cannot listen on " + options_.health_listen + ": " + e.what());
+  }
+
+  if (!options_.webhook.listen.empty()) {
+    options_.webhook.watch_namespace = options_.watch_namespace;
+    webhook_ = std::make_unique<SidecarWebhook>(client_.get(), options_.webhook, &metrics_);
+    if (auto s = webhook_->Start(); !s.ok()) return s;
   }
 
   auto& leader =
@@ -85,15 +99,34 @@ void Operator::StartControllers() {
   services_reconciler_ = std::make_unique<EventServiceReconciler>(
       writer, manager_->InformerFor(kEventServices), streams,
       manager_->InformerFor(kConfigMaps, {"app.kubernetes.io/managed-by=sidelog-operator", ""}),
-      recorder_.get(), service_options);
+      webhook_ ? manager_->InformerFor(kPods, InjectedPodSelector()) : nullptr, recorder_.get(),
+      service_options);
   services_reconciler_->WatchDependencies(
       manager_->AddController(kEventServices, services_reconciler_.get(), options_.controller));
+
+  if (webhook_) {
+    // The Secret, and the webhook configuration whose caBundle must hold its CA.
+    const auto& certs = options_.webhook.certificates;
+    Informer* secret =
+        manager_->InformerFor(kSecrets, {"", "metadata.name=" + certs.secret}, certs.ns);
+    Informer* configuration = manager_->InformerFor(kMutatingWebhookConfigurations,
+                                                    {"", "metadata.name=" + certs.configuration});
+    certificates_reconciler_ =
+        std::make_unique<WebhookCertificateReconciler>(writer, secret, certs);
+    Controller* c = manager_->AddController(kSecrets, certificates_reconciler_.get(),
+                                            options_.controller, secret);
+    const std::string key = certificates_reconciler_->SecretKey();
+    c->Watches(configuration, [key](const ObjectEvent&) { return std::vector<std::string>{key}; });
+    c->Enqueue(key);  // it may not exist yet: nothing else would bring it
+  }
 
   manager_->Start();
   running_ = true;
 }
 
 bool Operator::Ready() const {
+  // Every replica answers admissions: not ready until it can.
+  if (webhook_ && !webhook_->Serving()) return false;
   // A standby is ready: it is doing its job, which is waiting.
   if (!running_) return elector_ && !elector_->IsLeader();
   return manager_->Ready();
@@ -106,7 +139,10 @@ void Operator::Serve(const http_request& request) {
   } else if (path == "/readyz") {
     bool ready = Ready();
     request.reply(ready ? status_codes::OK : status_codes::ServiceUnavailable,
-                  ready ? "ok\n" : "caches not synced\n");
+                  ready ? "ok\n"
+                  : webhook_ && !webhook_->Serving()
+                      ? "the webhook has no certificate or its caches are not synced\n"
+                      : "caches not synced\n");
   } else if (path == "/metrics") {
     request.reply(status_codes::OK, metrics_.Render(), "text/plain; version=0.0.4");
   } else {
@@ -122,6 +158,7 @@ void Operator::Stop() {
   js_.reset();  // no more NATS callbacks
   if (client_) client_->Shutdown();
   if (manager_) manager_->Stop();
+  if (webhook_) webhook_->Stop();
   if (health_) {
     try {
       health_->close().wait();
@@ -130,6 +167,8 @@ void Operator::Stop() {
     health_.reset();
   }
   manager_.reset();
+  webhook_.reset();
+  certificates_reconciler_.reset();
   services_reconciler_.reset();
   streams_reconciler_.reset();
 }

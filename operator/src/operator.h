@@ -3,7 +3,9 @@
 // Manager that runs a controller per kind it reconciles (EventStream, EventService) on shared
 // informers.
 //
-// Only the leader runs the Manager; a standby campaigns and answers probes.
+// Only the leader runs the Manager; a standby campaigns and answers probes. Every replica
+// serves the sidecar injection webhook (SidecarWebhook), and the leader also keeps its
+// certificates (WebhookCertificateReconciler).
 // Losing the Lease ends the process (exit 1), as controller-runtime does: a fresh start is the
 // simplest way to be sure no reconcile of the old term is still running.
 #pragma once
@@ -22,6 +24,7 @@
 #include "kube_client.h"
 #include "leader_election.h"
 #include "manager.h"
+#include "sidecar_webhook.h"
 #include "sidelog/config.h"
 #include "sidelog/jetstream.h"
 #include "sidelog/metrics.h"
@@ -37,6 +40,9 @@ struct OperatorOptions {
   LeaderElectionOptions election;  // ns empty: the config's default namespace
   ControllerOptions controller;
   CyclePolicy dependency_cycles = CyclePolicy::kWarn;
+  // The injection webhook; `webhook.listen` empty turns it off. Its certificates' namespace
+  // is the leader election's when empty.
+  SidecarWebhookOptions webhook;
 };
 
 class Operator {
@@ -66,6 +72,8 @@ class Operator {
   std::unique_ptr<Manager> manager_;
   std::unique_ptr<EventStreamReconciler> streams_reconciler_;
   std::unique_ptr<EventServiceReconciler> services_reconciler_;
+  std::unique_ptr<SidecarWebhook> webhook_;
+  std::unique_ptr<WebhookCertificateReconciler> certificates_reconciler_;
   Controller* streams_controller_ = nullptr;
   std::atomic<bool> running_{false};  // the manager is started
 };

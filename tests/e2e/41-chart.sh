@@ -106,7 +106,7 @@ echo "# the defaults"
 assert_ok "helm template renders the defaults" render
 defaults=$OUT
 assert_eq "the objects" \
-  "$(xargs -n1 <<<"ClusterRole/$FULL-operator ClusterRoleBinding/$FULL-operator ConfigMap/$FULL-nats-config Deployment/$FULL-operator PodDisruptionBudget/$FULL-operator Pod/$FULL-test-eventstream Pod/$FULL-test-operator-ready Role/$FULL-operator-leader-election Role/$FULL-test RoleBinding/$FULL-operator-leader-election RoleBinding/$FULL-test Service/$FULL-nats Service/$FULL-nats-headless Service/$FULL-operator-metrics ServiceAccount/$FULL-operator ServiceAccount/$FULL-test StatefulSet/$FULL-nats" | sort | xargs)" \
+  "$(xargs -n1 <<<"ClusterRole/$FULL-operator ClusterRoleBinding/$FULL-operator ConfigMap/$FULL-nats-config Deployment/$FULL-operator PodDisruptionBudget/$FULL-operator Pod/$FULL-test-eventstream Pod/$FULL-test-operator-ready MutatingWebhookConfiguration/sidelog-sidecar-injector Role/$FULL-operator-leader-election Role/$FULL-operator-webhook-tls Role/$FULL-test RoleBinding/$FULL-operator-leader-election RoleBinding/$FULL-operator-webhook-tls RoleBinding/$FULL-test Service/$FULL-nats Service/$FULL-nats-headless Service/$FULL-operator-metrics Service/sidelog-webhook ServiceAccount/$FULL-operator ServiceAccount/$FULL-test StatefulSet/$FULL-nats" | sort | xargs)" \
   "$(kinds <<<"$defaults" | sort | xargs)"
 op() { field Deployment "$FULL-operator" "$1" <<<"$defaults"; }
 c=spec.template.spec.containers[name=operator]
@@ -116,13 +116,23 @@ assert_eq "pulled IfNotPresent" "IfNotPresent" "$(op $c.imagePullPolicy)"
 args=$(op $c.args)
 for a in "--nats=nats://$FULL-nats.$NS.svc.cluster.local:4222" "--leader-elect=true" \
   '--leader-election-namespace=$(POD_NAMESPACE)' '--identity=$(POD_NAME)' \
-  "--dependency-cycles=warn" "--resync-period=30s" "--log-level=info" "--health-listen=0.0.0.0:8081"; do
+  "--dependency-cycles=warn" "--resync-period=30s" "--log-level=info" "--health-listen=0.0.0.0:8081" \
+  "--webhook-listen=0.0.0.0:9443" "--webhook-cert-validity=8760h" "--sidecar-image=sidelog/sidecar:$APP_VERSION"; do
   assert_contains "the operator runs with $a" "$args" "\"$a\""
 done
 assert_eq "POD_NAMESPACE is the pod's namespace" '{"fieldRef": {"fieldPath": "metadata.namespace"}}' "$(op "$c.env[name=POD_NAMESPACE].valueFrom")"
 assert_eq "POD_NAME is the pod's name" '{"fieldRef": {"fieldPath": "metadata.name"}}' "$(op "$c.env[name=POD_NAME].valueFrom")"
 assert_eq "liveness is /healthz on the health port" "/healthz health" "$(op $c.livenessProbe.httpGet.path) $(op $c.livenessProbe.httpGet.port)"
 assert_eq "readiness is /readyz on the health port" "/readyz health" "$(op $c.readinessProbe.httpGet.path) $(op $c.readinessProbe.httpGet.port)"
+wh() { field MutatingWebhookConfiguration sidelog-sidecar-injector "webhooks[name=inject.sidelog.dev].$1" <<<"$defaults"; }
+assert_eq "the webhook calls the Service sidelog-webhook on /mutate" \
+  "{\"name\": \"sidelog-webhook\", \"namespace\": \"$NS\", \"path\": \"/mutate\", \"port\": 443}" "$(wh clientConfig.service)"
+assert_eq "only for labelled pods" '{"matchLabels": {"sidelog.dev/inject": "true"}}' "$(wh objectSelector)"
+assert_contains "never for kube-system or the release namespace" "$(wh namespaceSelector)" "[\"kube-system\", \"$NS\"]"
+assert_eq "Fail, None, 5 s, IfNeeded" "Fail None 5 IfNeeded" \
+  "$(wh failurePolicy) $(wh sideEffects) $(wh timeoutSeconds) $(wh reinvocationPolicy)"
+assert_eq "the Service sends 443 to the pods' webhook port" "webhook" \
+  "$(field Service sidelog-webhook 'spec.ports[name=webhook].targetPort' <<<"$defaults")"
 assert_eq "the health port is 8081" "8081" "$(op "$c.ports[name=health].containerPort")"
 assert_eq "terminationGracePeriodSeconds 20" "20" "$(op spec.template.spec.terminationGracePeriodSeconds)"
 assert_eq "resources by default" '{"limits": {"memory": "256Mi"}, "requests": {"cpu": "50m", "memory": "64Mi"}}' "$(op $c.resources)"
@@ -286,9 +296,12 @@ refused "a pull policy that does not exist" "at '/operator/image/pullPolicy'" --
 refused "a NATS URL without a scheme" "at '/nats/url'" --set nats.enabled=false,nats.url=x:4222
 refused "nats.enabled=false without nats.url" "nats.url is required when nats.enabled=false" --set nats.enabled=false
 refused "nats.url with nats.enabled" "nats.url is set while nats.enabled is true" --set nats.url=nats://x:4222
-refused "webhook.enabled=true" "webhook.enabled=true: the operator does not serve the sidecar injection webhook yet" --set webhook.enabled=true
+refused "a webhook timeout over 30 s" "at '/webhook/timeoutSeconds'" --set webhook.timeoutSeconds=31
+refused "a webhook port below 1024" "at '/webhook/port'" --set webhook.port=443
+refused "a certificate validity that is not a duration" "at '/webhook/certValidity'" --set webhook.certValidity=1y
 assert_ok "webhook.enabled=false renders" render --set webhook.enabled=false
 assert_not_contains "and no webhook object" "$(kinds <<<"$OUT")" "Webhook"
+assert_contains "and the operator does not serve one" "$OUT" "--webhook-listen=off"
 
 echo "# nats-server runs the chart's nats.conf"
 # The paths and ports of the pod are moved onto this machine; the rest is the file as rendered.
@@ -367,17 +380,21 @@ assert_eq "it may update Leases in the release namespace" "yes" "$(can update le
 assert_eq "but not in another namespace" "no" "$(can update leases -n default)"
 assert_eq "it may not delete EventStreams" "no" "$(can delete eventstreams.sidelog.dev -n shop)"
 assert_eq "it may not read Secrets" "no" "$(can list secrets -n "$NS")"
+assert_eq "but its webhook's Secret" "yes" "$(can update secret/sidelog-webhook-tls -n "$NS")"
+assert_eq "and not another one" "no" "$(can get secret/other -n "$NS")"
+assert_eq "it may patch the injector's webhook configuration" "yes" "$(can patch mutatingwebhookconfiguration/sidelog-sidecar-injector)"
+assert_eq "and no other" "no" "$(can patch mutatingwebhookconfiguration/other)"
 
 echo "# the operator runs with the Deployment's flags, as the chart's ServiceAccount"
 assert_ok "a token of the operator's ServiceAccount" sa_kubeconfig "$NS" "$FULL-operator" "$WORK/operator-sa"
 start_nats
-# The Deployment's args, with the pod's environment filled in; the NATS URL and the health
-# listener are this machine's, and it watches only the release namespace.
+# The Deployment's args, with the pod's environment filled in; the NATS URL, the health and
+# webhook listeners are this machine's, and it watches only the release namespace.
 mapfile -t deploy_args < <(kubectl get -n "$NS" "deployment/$FULL-operator" -o json | python3 -c '
 import json, sys
 c = json.load(sys.stdin)["spec"]["template"]["spec"]["containers"][0]
 for a in c["args"]:
-    if a.startswith(("--nats=", "--health-listen=")): continue
+    if a.startswith(("--nats=", "--health-listen=", "--webhook-listen=")): continue
     print(a.replace("$(POD_NAMESPACE)", sys.argv[1]).replace("$(POD_NAME)", "chart-op-1"))' "$NS")
 assert_contains "the Deployment's flags are read" "${deploy_args[*]}" "--leader-election-namespace=$NS"
 start_operator chart-op-1 "${deploy_args[@]}" --kubeconfig "$WORK/operator-sa/kubeconfig" --namespace "$NS"

@@ -2,7 +2,8 @@
 # The Helm chart installed into the real node: the operator (two replicas, leader election) and
 # NATS with JetStream run in their pods from the images built offline, `helm test` passes, and
 # the shop's EventStreams and EventServices are reconciled by the operator in its pod, which
-# creates their JetStream streams in the NATS pod.
+# creates their JetStream streams in the NATS pod; app pods get their sidecars from the
+# operator's webhook and replicate through the chart's NATS.
 source "$(dirname "$0")/lib.sh"
 REL=sidelog
 SYS=sidelog-system
@@ -70,47 +71,71 @@ assert_ok "every EventService is Ready within 60 s" kubectl wait -n shop-node ev
 assert_contains "billing's rendered config names the chart's NATS" \
   "$(kubectl get configmap -n shop-node sidelog-billing -o jsonpath='{.data.sidecar\.yaml}')" "$REL-nats"
 
-echo "# two app pods, each with its sidecar (declared in the manifest until injection exists)"
+echo "# two app pods, their sidecars injected by the operator's webhook"
+# The pods declare only their app: the label sidelog.dev/inject asks for the sidecar. orders is
+# a Deployment matched by its EventService's selector (app: orders) and appends once, with no
+# retry, so it passes only if its sidecar was ready before the app started; billing names its
+# service by label and polls until it sees the commit.
+app_template() {  # LABELS SCRIPT
+  cat <<YAML
+    metadata: {labels: {sidelog.dev/inject: "true", $1}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+      containers:
+        - name: app
+          image: docker.io/sidelog/test-app:$TAG
+          imagePullPolicy: IfNotPresent
+          command: [sh, -c, '$2']
+          securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+YAML
+}
 TAG=$("$ROOT/scripts/images" --list | awk '$1 == "sidelog/sidecar" {print $2}')
-app_pod() {  # NAME SERVICE SCRIPT
+orders_app() {
+  cat <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: orders-app, namespace: shop-node}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: orders}}
+  template:
+$(app_template "app: orders" 'curl -fsS -X POST "$SIDELOG_URL/v1/streams/orders/entities/o-1/events" -H "Content-Type: application/json" -d "{\"events\":[{\"id\":\"e1\",\"type\":\"OrderCreated\",\"data\":{\"customerId\":\"c-1\"}}]}" && echo && echo appended; exec sleep 3600' | sed 's/^/  /')
+YAML
+}
+billing_app() {
   cat <<YAML
 apiVersion: v1
 kind: Pod
-metadata: {name: $1, namespace: shop-node, labels: {app: $1}}
-spec:
-  terminationGracePeriodSeconds: 2
-  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
-  initContainers:
-    - name: sidelog
-      image: docker.io/sidelog/sidecar:$TAG
-      imagePullPolicy: IfNotPresent
-      restartPolicy: Always
-      args: [--config, /etc/sidelog/sidecar.yaml]
-      startupProbe: {httpGet: {path: /readyz, port: 4381}, periodSeconds: 1, failureThreshold: 60}
-      securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
-      volumeMounts: [{name: config, mountPath: /etc/sidelog}, {name: data, mountPath: /var/lib/sidelog}]
-  containers:
-    - name: app
-      image: docker.io/sidelog/test-app:$TAG
-      imagePullPolicy: IfNotPresent
-      env: [{name: SIDELOG_URL, value: "http://127.0.0.1:4380"}]
-      command: [sh, -c, '$3']
-      securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-  volumes:
-    - {name: config, configMap: {name: sidelog-$2}}
-    - {name: data, emptyDir: {}}
+metadata:
+  name: billing-app
+  namespace: shop-node
+$(app_template "sidelog.dev/service: billing, app: billing-app" 'until curl -fsS "$SIDELOG_URL/v1/streams/orders/entities/o-1?consistency=strong"; do sleep 0.5; done; echo; echo seen; exec sleep 3600' | sed -e '1s/^    metadata: {labels:/  labels:/' -e '1s/}$//' -e 's/^    //')
 YAML
 }
-assert_ok "the orders app pod applies" kubectl apply -f <(app_pod orders-app orders \
-  'curl -fsS -X POST localhost:4380/v1/streams/orders/entities/o-1/events -H "Content-Type: application/json" -d "{\"events\":[{\"id\":\"e1\",\"type\":\"OrderCreated\",\"data\":{\"customerId\":\"c-1\"}}]}" && echo && echo appended; exec sleep 3600')
-assert_ok "the billing app pod applies" kubectl apply -f <(app_pod billing-app billing \
-  'until curl -fsS "localhost:4380/v1/streams/orders/entities/o-1?consistency=strong"; do sleep 0.5; done; echo; echo seen; exec sleep 3600')
-wait_until "the orders app appended through its sidecar" 90 \
-  bash -c "$KUBECTL logs -n shop-node orders-app -c app 2>/dev/null | grep -q appended"
+assert_ok "the orders Deployment applies, with no sidecar in its manifest" kubectl apply -f <(orders_app)
+assert_ok "the billing app pod applies" kubectl apply -f <(billing_app)
+wait_until "the orders app appended through its sidecar at its first try" 90 \
+  bash -c "$KUBECTL logs -n shop-node deploy/orders-app -c app 2>/dev/null | grep -q appended"
 wait_until "the billing pod reads the same entity through its own sidecar" 60 \
   bash -c "$KUBECTL logs -n shop-node billing-app -c app 2>/dev/null | grep -q seen"
 assert_contains "folded by billing's copy of the orders rules" "$(kubectl logs -n shop-node billing-app -c app)" '"status":"created"'
 assert_contains "from the commit the orders pod wrote" "$(kubectl logs -n shop-node billing-app -c app)" '"customerId":"c-1"'
+orders_pod=$(kubectl get pods -n shop-node -l app=orders -o jsonpath='{.items[0].metadata.name}')
+assert_eq "the injected sidecar is the pod's first init container, a native sidecar" "sidelog Always" \
+  "$(kubectl get pod -n shop-node "$orders_pod" -o jsonpath='{.spec.initContainers[0].name} {.spec.initContainers[0].restartPolicy}')"
+assert_eq "the sidecar is ready in the running pod" "true" \
+  "$(kubectl get pod -n shop-node "$orders_pod" -o jsonpath='{.status.initContainerStatuses[0].ready}')"
+assert_eq "labelled with its service by the selector that matched" "orders" \
+  "$(kubectl get pod -n shop-node "$orders_pod" -o jsonpath='{.metadata.labels.sidelog\.dev/service}')"
+injected() { [ "$(kubectl get evsvc -n shop-node "$1" -o jsonpath='{.status.injectedPods}')" = 1 ]; }
+wait_until "orders counts its injected pod (status.injectedPods)" 60 injected orders
+wait_until "billing counts its own" 60 injected billing
+assert_ok "the billing pod is deleted" kubectl delete pod -n shop-node billing-app --wait --timeout=60s
+assert_ok "and created again" kubectl apply -f <(billing_app)
+wait_until "its new sidecar rebuilds the log from JetStream: the entity is there" 90 \
+  bash -c "$KUBECTL logs -n shop-node billing-app -c app 2>/dev/null | grep -q seen"
+assert_contains "with the same state" "$(kubectl logs -n shop-node billing-app -c app)" '"customerId":"c-1"'
 
 echo "# helm upgrade rolls the operator; helm uninstall keeps the CRDs and the NATS claim"
 # Ready's lastTransitionTime of every EventStream and EventService: a failed reconcile during

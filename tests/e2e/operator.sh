@@ -6,7 +6,8 @@
 #                           store under $WORK/nats; again after stop_nats: same port and store
 #   stop_nats
 #   start_operator ID [FLAGS...]   starts an operator with identity ID, health on a free port
-#                           (OPERATOR_HEALTH[ID]), logs in $WORK/operator-ID.log
+#                           (OPERATOR_HEALTH[ID]), its webhook on another (OPERATOR_WEBHOOK[ID],
+#                           certificate for 127.0.0.1), logs in $WORK/operator-ID.log
 #   kill_operator ID [SIGNAL]
 #   sa_kubeconfig NS SA DIR writes DIR/kubeconfig with a token of ServiceAccount SA
 #   operator_kubeconfig     applies deploy/rbac/operator.yaml and writes $WORK/kubeconfig with a
@@ -25,7 +26,7 @@ for bin in "$OPERATOR_BIN" "$JS_TOOL"; do
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sidelog-e2e-operator.XXXXXX")
-declare -A OPERATOR_PID OPERATOR_HEALTH
+declare -A OPERATOR_PID OPERATOR_HEALTH OPERATOR_WEBHOOK
 NATS_PID=
 
 # A free TCP port on 127.0.0.1 below the ephemeral range.
@@ -83,9 +84,11 @@ stop_nats() {
 
 start_operator() {
   local id=$1; shift
-  local port; port=$(free_port)
+  local port webhook; port=$(free_port); webhook=$(free_port)
   OPERATOR_HEALTH[$id]=$port
+  OPERATOR_WEBHOOK[$id]=$webhook
   "$OPERATOR_BIN" --nats "$NATS_URL" --identity "$id" --health-listen "127.0.0.1:$port" \
+    --webhook-listen "127.0.0.1:$webhook" --webhook-hosts 127.0.0.1 \
     --leader-election-namespace "${LEASE_NAMESPACE:-default}" --leader-election-id "${LEASE_NAME:-sidelog-operator-$E2E_NAME}" \
     --lease-duration 4s --renew-deadline 3s --retry-period 1s --resync-period 2s "$@" \
     >>"$WORK/operator-$id.log" 2>&1 &

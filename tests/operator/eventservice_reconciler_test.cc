@@ -9,6 +9,7 @@
 #include "manager.h"
 #include "operator_test_util.h"
 #include "shop_objects.h"
+#include "sidecar_injector.h"
 #include "sidelog/config.h"
 
 namespace sidelog::op {
@@ -33,8 +34,8 @@ class EventServiceTest : public ::testing::Test {
     o.sidecar.nats.url = "nats://nats.sidelog-system:4222";
     reconciler_ = std::make_unique<EventServiceReconciler>(
         manager_->client(), manager_->InformerFor(kEventServices),
-        manager_->InformerFor(kEventStreams), manager_->InformerFor(kConfigMaps), recorder_.get(),
-        o);
+        manager_->InformerFor(kEventStreams), manager_->InformerFor(kConfigMaps),
+        manager_->InformerFor(kPods, InjectedPodSelector()), recorder_.get(), o);
     ControllerOptions c;
     c.resync_period = std::chrono::hours(1);
     reconciler_->WatchDependencies(manager_->AddController(kEventServices, reconciler_.get(), c));
@@ -326,6 +327,44 @@ TEST_F(EventServiceTest, AFailedWriteIsRetried) {
     return ConditionIs("billing", "Ready", "True/ConfigRendered") &&
            ConditionIs("orders", "Ready", "True/ConfigRendered");
   }));
+}
+
+// A pod labelled for injection, of `service`, in `phase`; `injected` adds the webhook's mark.
+Json Pod(const std::string& name, const std::string& service, const std::string& phase,
+         bool injected = true) {
+  Json pod = {{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata",
+               {{"name", name},
+                {"namespace", "shop"},
+                {"labels", {{kInjectLabel, "true"}, {kServiceLabel, service}}}}},
+              {"status", {{"phase", phase}}}};
+  if (injected) pod["metadata"]["annotations"] = {{kInjectedAnnotation, "0.1.0"}};
+  return pod;
+}
+
+TEST_F(EventServiceTest, InjectedPodsCountsTheServicesRunningPodsWithTheSidecar) {
+  CreateShop();
+  ASSERT_TRUE(api_.Create(kPods, "shop", Pod("orders-1", "orders", "Running")).ok());
+  ASSERT_TRUE(api_.Create(kPods, "shop", Pod("orders-2", "orders", "Pending")).ok());
+  ASSERT_TRUE(api_.Create(kPods, "shop", Pod("orders-3", "orders", "Running", false)).ok());
+  ASSERT_TRUE(api_.Create(kPods, "shop", Pod("billing-1", "billing", "Running")).ok());
+  Start();
+  auto injected = [&](const std::string& service) {
+    return Service(service).value("/status/injectedPods"_json_pointer, int64_t{-1});
+  };
+  EXPECT_TRUE(WaitFor([&] { return injected("orders") == 1 && injected("billing") == 1; }))
+      << injected("orders") << " " << injected("billing");
+
+  // The pending pod starts: counted without any change to the EventService.
+  ASSERT_TRUE(
+      api_.MergePatch(kPods, "shop", "orders-2", {{"status", {{"phase", "Running"}}}}, "status")
+          .ok());
+  EXPECT_TRUE(WaitFor([&] { return injected("orders") == 2; })) << injected("orders");
+  // A pod goes.
+  ASSERT_TRUE(api_.Delete(kPods, "shop", "orders-1").ok());
+  EXPECT_TRUE(WaitFor([&] { return injected("orders") == 1; })) << injected("orders");
+  EXPECT_EQ(injected("billing"), 1);
 }
 
 }  // namespace
