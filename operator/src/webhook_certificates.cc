@@ -44,6 +44,15 @@ Clock::time_point RenewalTime(const std::string& cert_pem) {
   return info->not_before + (info->not_after - info->not_before) * 2 / 3;
 }
 
+// A write that lost a race (the Secret was created or changed since the cache was read, by this
+// reconciler a moment ago or by another leader in a hand-over) is not a failure: the next
+// reconcile reads what won. Anything else is.
+Result<ReconcileResult> Retry(const Status& s) {
+  if (s.code() != Status::Code::kConflict) return s;
+  log::Debug("webhook Secret changed meanwhile; reading it again", {{"error", s.message()}});
+  return ReconcileResult{std::chrono::milliseconds(200)};
+}
+
 }  // namespace
 
 std::vector<std::string> ServiceDnsNames(const std::string& service, const std::string& ns) {
@@ -89,7 +98,7 @@ Result<ReconcileResult> WebhookCertificateReconciler::Reconcile(const std::strin
   if (changed) {
     // The CA goes into the Secret before the caBundle names it, so a crash in between leaves
     // a Secret whose CA the next reconcile puts into the bundle, not a bundle with a lost CA.
-    if (auto s = WriteSecret(secret, c); !s.ok()) return s;
+    if (auto s = WriteSecret(secret, c); !s.ok()) return Retry(s);
   }
 
   // 2. The caBundle.
@@ -123,7 +132,7 @@ Result<ReconcileResult> WebhookCertificateReconciler::Reconcile(const std::strin
         MakeServingCertificate(c.ca, options_.dns_names, options_.ip_addresses, options_.validity);
     if (!serving.ok()) return serving.status();
     c.serving = *serving;
-    if (auto s = WriteSecret(secrets_->Get(key).get(), c); !s.ok()) return s;
+    if (auto s = WriteSecret(secrets_->Get(key).get(), c); !s.ok()) return Retry(s);
     log::Info("webhook serving certificate issued",
               {{"secret", key}, {"hosts", static_cast<int64_t>(hosts.size())}});
   }
@@ -137,6 +146,7 @@ Result<ReconcileResult> WebhookCertificateReconciler::Reconcile(const std::strin
     if (info.ok()) next = std::min(next, info->not_after);
   }
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
+  log::Debug("webhook certificates checked", {{"secret", key}, {"nextCheckMs", wait.count()}});
   return ReconcileResult{std::max(wait, std::chrono::milliseconds(100))};
 }
 

@@ -131,7 +131,7 @@ assert_ok "an unlabelled pod is admitted" pod down-2 "app: orders"
 
 echo "# certificate rotation with no gap in admission"
 LEASE_NAMESPACE=sidelog-system start_operator op1 --namespace "$NS" --kubeconfig "$WORK/kubeconfig" \
-  --webhook-cert-validity 30s --webhook-listen "127.0.0.1:$PORT"
+  --webhook-cert-validity 30s --webhook-listen "127.0.0.1:$PORT" --log-level debug
 wait_until "the operator is ready again" 20 curl -fsS "http://127.0.0.1:${OPERATOR_HEALTH[op1]}/readyz"
 first=$(bundle)
 # A labelled pod every half second until the caBundle has changed and the new certificate is

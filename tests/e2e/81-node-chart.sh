@@ -21,7 +21,7 @@ cleanup() {
   delete_shop
   helm uninstall "$REL" -n "$SYS" --wait --timeout 60s >/dev/null 2>&1 || true
   kubectl delete pvc --all -n "$SYS" --wait=false >/dev/null 2>&1 || true
-  kubectl delete pv sidelog-e2e-nats --wait=false >/dev/null 2>&1 || true
+  kubectl delete pv sidelog-e2e-nats sidelog-e2e-billing-1 sidelog-e2e-billing-2 --wait=false >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap '_rc=$?; cleanup; (exit $_rc); _on_exit' EXIT
@@ -113,6 +113,22 @@ metadata:
 $(app_template "sidelog.dev/service: billing, app: billing-app" 'until curl -fsS "$SIDELOG_URL/v1/streams/orders/entities/o-1?consistency=strong"; do sleep 0.5; done; echo; echo seen; exec sleep 3600' | sed -e '1s/^    metadata: {labels:/  labels:/' -e '1s/}$//' -e 's/^    //')
 YAML
 }
+# billing keeps its log on a claim (storage.type volumeClaim): each of its pods gets a generic
+# ephemeral claim of 2Gi. The node has no provisioner: two hostPath volumes, one per billing pod
+# this test starts, owned by the sidecar's user.
+for i in 1 2; do
+  mkdir -p "$WORK/billing-$i" && chown 65532:65532 "$WORK/billing-$i"
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: sidelog-e2e-billing-$i}
+spec:
+  capacity: {storage: 2Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {path: $WORK/billing-$i, type: Directory}
+YAML
+done
 assert_ok "the orders Deployment applies, with no sidecar in its manifest" kubectl apply -f <(orders_app)
 assert_ok "the billing app pod applies" kubectl apply -f <(billing_app)
 wait_until "the orders app appended through its sidecar at its first try" 90 \
@@ -131,9 +147,12 @@ assert_eq "labelled with its service by the selector that matched" "orders" \
 injected() { [ "$(kubectl get evsvc -n shop-node "$1" -o jsonpath='{.status.injectedPods}')" = 1 ]; }
 wait_until "orders counts its injected pod (status.injectedPods)" 60 injected orders
 wait_until "billing counts its own" 60 injected billing
+assert_eq "billing's log is on its ephemeral claim" "billing-app-sidelog-data" \
+  "$(kubectl get pvc -n shop-node -o jsonpath='{.items[*].metadata.name}')"
 assert_ok "the billing pod is deleted" kubectl delete pod -n shop-node billing-app --wait --timeout=60s
+assert_ok "its claim goes with it" kubectl wait -n shop-node pvc/billing-app-sidelog-data --for=delete --timeout=60s
 assert_ok "and created again" kubectl apply -f <(billing_app)
-wait_until "its new sidecar rebuilds the log from JetStream: the entity is there" 90 \
+wait_until "its new sidecar, on a new claim, rebuilds the log from JetStream: the entity is there" 90 \
   bash -c "$KUBECTL logs -n shop-node billing-app -c app 2>/dev/null | grep -q seen"
 assert_contains "with the same state" "$(kubectl logs -n shop-node billing-app -c app)" '"customerId":"c-1"'
 
