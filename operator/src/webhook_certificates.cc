@@ -26,10 +26,13 @@ std::string DataOf(const Json* secret, const char* key) {
   return decoded.ok() ? *decoded : "";
 }
 
-// Valid now and not due for renewal.
-bool Fresh(const std::string& cert_pem, Clock::time_point now) {
+// Valid now, not due for renewal, and made for no longer than `validity` (with a margin for the
+// backdated start): a lowered --webhook-cert-validity renews what a longer one made.
+bool Fresh(const std::string& cert_pem, Clock::time_point now, std::chrono::seconds validity) {
   auto info = InspectCertificate(cert_pem);
-  return info.ok() && info->not_before <= now && now < info->not_after && !RenewalDue(*info, now);
+  return info.ok() && info->not_before <= now && now < info->not_after &&
+         !RenewalDue(*info, now) &&
+         info->not_after - info->not_before <= validity + std::chrono::minutes(2);
 }
 
 bool Unexpired(const std::string& cert_pem, Clock::time_point now) {
@@ -83,7 +86,7 @@ Result<ReconcileResult> WebhookCertificateReconciler::Reconcile(const std::strin
   bool changed = false;
 
   // 1. The CA.
-  if (!Fresh(c.ca.cert_pem, now) || c.ca.key_pem.empty()) {
+  if (!Fresh(c.ca.cert_pem, now, options_.validity) || c.ca.key_pem.empty()) {
     auto ca = MakeCertificateAuthority("sidelog-webhook-ca", options_.validity);
     if (!ca.ok()) return ca.status();
     c.ca_previous = Unexpired(c.ca.cert_pem, now) ? c.ca.cert_pem : "";
@@ -113,7 +116,7 @@ Result<ReconcileResult> WebhookCertificateReconciler::Reconcile(const std::strin
   // 3. The serving certificate.
   std::vector<std::string> hosts = options_.dns_names;
   hosts.insert(hosts.end(), options_.ip_addresses.begin(), options_.ip_addresses.end());
-  bool serving_ok = Fresh(c.serving.cert_pem, now);
+  bool serving_ok = Fresh(c.serving.cert_pem, now, options_.validity);
   for (const auto& host : hosts) {
     if (!serving_ok) break;
     serving_ok =
