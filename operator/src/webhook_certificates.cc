@@ -30,8 +30,7 @@ std::string DataOf(const Json* secret, const char* key) {
 // backdated start): a lowered --webhook-cert-validity renews what a longer one made.
 bool Fresh(const std::string& cert_pem, Clock::time_point now, std::chrono::seconds validity) {
   auto info = InspectCertificate(cert_pem);
-  return info.ok() && info->not_before <= now && now < info->not_after &&
-         !RenewalDue(*info, now) &&
+  return info.ok() && info->not_before <= now && now < info->not_after && !RenewalDue(*info, now) &&
          info->not_after - info->not_before <= validity + std::chrono::minutes(2);
 }
 
