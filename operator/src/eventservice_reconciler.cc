@@ -16,12 +16,6 @@ Selector InjectedPodSelector() { return {std::string(kInjectLabel) + "=true", ""
 
 namespace {
 
-std::string Join(const std::vector<std::string>& items, const char* sep = ", ") {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
-  return out;
-}
-
 std::vector<Json> Objects(const std::vector<std::shared_ptr<const Json>>& list) {
   std::vector<Json> out;
   out.reserve(list.size());

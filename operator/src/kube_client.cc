@@ -117,6 +117,12 @@ Json ControllerReference(const Json& owner) {
 std::string KubeTimeNow() { return FormatTime(NowMicros()).substr(0, 19) + "Z"; }
 std::string KubeMicroTimeNow() { return FormatTime(NowMicros()); }
 
+std::string Join(const std::vector<std::string>& items, const char* sep) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
 struct KubeClient::Impl {
   explicit Impl(const KubeConfig& c) : config(c) {}
 

@@ -159,4 +159,7 @@ Json ControllerReference(const Json& owner);
 std::string KubeTimeNow();
 std::string KubeMicroTimeNow();
 
+// "a, b, c": names in messages and conditions.
+std::string Join(const std::vector<std::string>& items, const char* sep = ", ");
+
 }  // namespace sidelog::op

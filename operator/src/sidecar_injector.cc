@@ -5,6 +5,7 @@
 
 #include "conditions.h"
 #include "sidecar_config.h"
+#include "sidelog/yaml.h"
 
 namespace sidelog::op {
 
@@ -17,27 +18,6 @@ constexpr const char* kTlsVolume = "sidelog-nats-tls";
 constexpr const char* kConfigDir = "/etc/sidelog/config";
 constexpr const char* kDataDir = "/var/lib/sidelog";
 constexpr int kSidecarUser = 65532;
-
-// JSON Pointer escaping of one reference token (RFC 6901).
-std::string Token(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-std::string Join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
 
 AdmissionDecision Deny(const std::string& message) {
   AdmissionDecision d;
@@ -65,17 +45,19 @@ bool HasEnv(const Json& container, const std::string& name) {
   return false;
 }
 
-// Ops that set `key` to `value` in the string map at `path` (e.g. /metadata/labels) of `pod`.
-void SetMapEntry(Json& patch, const Json& pod, const std::string& path, const std::string& key,
-                 const std::string& value) {
-  const Json* map = nullptr;
+// Ops that set `entries` in the string map at `path` (e.g. /metadata/labels) of `pod`: the
+// whole map when the pod has none, else each entry that differs.
+void SetMapEntries(Json& patch, const Json& pod, const std::string& path, const Json& entries) {
   Json::json_pointer pointer(path);
-  if (pod.contains(pointer) && pod.at(pointer).is_object()) map = &pod.at(pointer);
-  if (!map) {
-    patch.push_back({{"op", "add"}, {"path", path}, {"value", {{key, value}}}});
-  } else if (!map->contains(key) || (*map)[key] != value) {
-    patch.push_back({{"op", map->contains(key) ? "replace" : "add"},
-                     {"path", path + "/" + Token(key)},
+  if (!pod.contains(pointer) || !pod.at(pointer).is_object()) {
+    patch.push_back({{"op", "add"}, {"path", path}, {"value", entries}});
+    return;
+  }
+  const Json& map = pod.at(pointer);
+  for (const auto& [key, value] : entries.items()) {
+    if (map.contains(key) && map[key] == value) continue;
+    patch.push_back({{"op", map.contains(key) ? "replace" : "add"},
+                     {"path", path + "/" + EscapePointerToken(key)},
                      {"value", value}});
   }
 }
@@ -370,15 +352,9 @@ AdmissionDecision InjectSidecar(const Json& pod, const std::string& ns, const st
         {{"op", "add"}, {"path", "/spec/initContainers"}, {"value", Json::array({container})}});
   }
   Append(patch, pod, "/spec/volumes", Volumes(sidecar, config_map, options));
-  SetMapEntry(patch, pod, "/metadata/labels", kServiceLabel, service_name);
-  // SetMapEntry creates the map in its first op; later entries go into the map that op made.
-  Json with_annotations = pod;
-  SetMapEntry(patch, pod, "/metadata/annotations", kConfigHashAnnotation, hash);
-  if (!pod.contains("/metadata/annotations"_json_pointer)) {
-    with_annotations["metadata"]["annotations"] = {{kConfigHashAnnotation, hash}};
-  }
-  SetMapEntry(patch, with_annotations, "/metadata/annotations", kInjectedAnnotation,
-              options.operator_version);
+  SetMapEntries(patch, pod, "/metadata/labels", {{kServiceLabel, service_name}});
+  SetMapEntries(patch, pod, "/metadata/annotations",
+                {{kConfigHashAnnotation, hash}, {kInjectedAnnotation, options.operator_version}});
   return d;
 }
 

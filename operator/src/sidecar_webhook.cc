@@ -1,21 +1,9 @@
 #include "sidecar_webhook.h"
 
 #include "dependency_graph.h"
-#include "sidelog/base64.h"
 #include "sidelog/log.h"
 
 namespace sidelog::op {
-
-namespace {
-
-std::string SecretData(const Json& secret, const char* key) {
-  auto data = secret.value("data", Json::object());
-  if (!data.contains(key) || !data[key].is_string()) return "";
-  auto decoded = Base64Decode(data[key].get<std::string>(), key);
-  return decoded.ok() ? *decoded : "";
-}
-
-}  // namespace
 
 SidecarWebhook::SidecarWebhook(KubeApi* client, SidecarWebhookOptions options, Metrics* metrics)
     : client_(client),
@@ -49,7 +37,7 @@ bool SidecarWebhook::Serving() const {
 }
 
 void SidecarWebhook::LoadCertificate(const Json& secret) {
-  CertificatePair pair{SecretData(secret, "tls.crt"), SecretData(secret, "tls.key")};
+  CertificatePair pair{SecretValue(&secret, "tls.crt"), SecretValue(&secret, "tls.key")};
   if (pair.empty() || pair == server_->Certificate()) return;
   if (auto s = server_->SetCertificate(pair); !s.ok()) {
     log::Warn("webhook certificate not loaded; serving the previous one",

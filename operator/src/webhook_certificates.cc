@@ -17,15 +17,6 @@ namespace {
 
 using Clock = std::chrono::system_clock;
 
-// The Secret's data, decoded; empty strings for missing keys.
-std::string DataOf(const Json* secret, const char* key) {
-  if (!secret) return "";
-  auto data = secret->value("data", Json::object());
-  if (!data.contains(key) || !data[key].is_string()) return "";
-  auto decoded = Base64Decode(data[key].get<std::string>(), key);
-  return decoded.ok() ? *decoded : "";
-}
-
 // Valid now, not due for renewal, and made for no longer than `validity` (with a margin for the
 // backdated start): a lowered --webhook-cert-validity renews what a longer one made.
 bool Fresh(const std::string& cert_pem, Clock::time_point now, std::chrono::seconds validity) {
@@ -57,6 +48,14 @@ Result<ReconcileResult> Retry(const Status& s) {
 
 }  // namespace
 
+std::string SecretValue(const Json* secret, const char* key) {
+  if (!secret) return "";
+  auto data = secret->value("data", Json::object());
+  if (!data.contains(key) || !data[key].is_string()) return "";
+  auto decoded = Base64Decode(data[key].get<std::string>(), key);
+  return decoded.ok() ? *decoded : "";
+}
+
 std::vector<std::string> ServiceDnsNames(const std::string& service, const std::string& ns) {
   return {service, service + "." + ns, service + "." + ns + ".svc",
           service + "." + ns + ".svc.cluster.local"};
@@ -79,9 +78,9 @@ Result<ReconcileResult> WebhookCertificateReconciler::Reconcile(const std::strin
   const Json* secret = existing.get();
   const auto now = Clock::now();
 
-  Contents c{{DataOf(secret, "ca.crt"), DataOf(secret, "ca.key")},
-             DataOf(secret, "ca-previous.crt"),
-             {DataOf(secret, "tls.crt"), DataOf(secret, "tls.key")}};
+  Contents c{{SecretValue(secret, "ca.crt"), SecretValue(secret, "ca.key")},
+             SecretValue(secret, "ca-previous.crt"),
+             {SecretValue(secret, "tls.crt"), SecretValue(secret, "tls.key")}};
   bool changed = false;
 
   // 1. The CA.

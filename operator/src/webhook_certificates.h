@@ -43,6 +43,9 @@ struct WebhookCertificateOptions {
   std::chrono::milliseconds propagation{std::chrono::seconds(5)};
 };
 
+// One key of a Secret's data, decoded ("" when the Secret, the key or its base64 is missing).
+std::string SecretValue(const Json* secret, const char* key);
+
 // The DNS names a Service's serving certificate needs: name, name.ns, name.ns.svc and
 // name.ns.svc.cluster.local.
 std::vector<std::string> ServiceDnsNames(const std::string& service, const std::string& ns);

@@ -55,22 +55,26 @@ Result<Key> NewKey() {
   return key;
 }
 
-Result<std::string> KeyPem(EVP_PKEY* key) {
+// The PEM text `write` puts into a memory BIO; `what` names it in the error.
+template <typename Write>
+Result<std::string> Pem(Write write, const char* what) {
   Bio bio(BIO_new(BIO_s_mem()));
-  if (!PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr)) {
-    return Fail("cannot write a private key");
-  }
+  if (!write(bio.get())) return Fail(std::string("cannot write ") + what);
   char* data = nullptr;
   long n = BIO_get_mem_data(bio.get(), &data);
   return std::string(data, n);
 }
 
+Result<std::string> KeyPem(EVP_PKEY* key) {
+  return Pem(
+      [key](BIO* b) {
+        return PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
+      },
+      "a private key");
+}
+
 Result<std::string> CertPem(X509* cert) {
-  Bio bio(BIO_new(BIO_s_mem()));
-  if (!PEM_write_bio_X509(bio.get(), cert)) return Fail("cannot write a certificate");
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, n);
+  return Pem([cert](BIO* b) { return PEM_write_bio_X509(b, cert) == 1; }, "a certificate");
 }
 
 Result<Cert> ReadCert(const std::string& pem) {
