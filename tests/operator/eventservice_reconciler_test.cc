@@ -11,10 +11,12 @@
 #include "shop_objects.h"
 #include "sidecar_injector.h"
 #include "sidelog/config.h"
+#include "sidelog/yaml.h"
 
 namespace sidelog::op {
 namespace {
 
+using testing::At;
 using testing::ConditionOf;
 using testing::Object;
 using testing::ShopObjects;
@@ -61,7 +63,7 @@ class EventServiceTest : public ::testing::Test {
     return Condition(service, type) == want;
   }
   std::string Message(const std::string& service, const std::string& type) {
-    for (const auto& c : Service(service)["status"].value("conditions", Json::array()))
+    for (const auto& c : At(Service(service), "/status/conditions"))
       if (c.value("type", "") == type) return c.value("message", "");
     return "";
   }
@@ -70,9 +72,10 @@ class EventServiceTest : public ::testing::Test {
     return r.ok() ? *r : Json();
   }
   std::string HashOf(const std::string& service) {
-    Json cm = ConfigMap(service);
-    return cm.is_object() ? cm["metadata"]["annotations"].value(kConfigHashAnnotation, "") : "";
+    const Json hash = At(ConfigMap(service), "/metadata/annotations/" + Annotation());
+    return hash.is_string() ? hash.get<std::string>() : "";
   }
+  static std::string Annotation() { return EscapePointerToken(kConfigHashAnnotation); }
   Result<SidecarConfig> RenderedConfig(const std::string& service) {
     Json cm = ConfigMap(service);
     if (!cm.is_object()) return Status::NotFound("no ConfigMap");
@@ -213,7 +216,7 @@ TEST_F(EventServiceTest, ACycleIsListedAndWarnedAboutByDefault) {
   ASSERT_TRUE(AddService("b", {{"produces", {"y"}}, {"consumes", {{{"stream", "x"}}}}}).ok());
   Start(CyclePolicy::kWarn);
   ASSERT_TRUE(WaitFor([&] {
-    return Service("a")["status"].value("cycles", Json()) == Json::array({"a -> b -> a"});
+    return At(Service("a"), "/status/cycles") == Json::array({"a -> b -> a"});
   })) << Service("a").dump(2);
   EXPECT_EQ(Condition("a", "DependenciesResolved"), "True/Resolved");
   EXPECT_EQ(Condition("a", "Ready"), "True/ConfigRendered");
@@ -302,8 +305,7 @@ TEST_F(EventServiceTest, AnUnchangedServiceIsReconciledWithoutWrites) {
   // Let the informers catch up with the last writes, then reconcile by hand.
   ASSERT_TRUE(WaitFor([&] {
     auto cached = manager_->InformerFor(kConfigMaps)->Get("shop/sidelog-billing");
-    return cached && (*cached)["metadata"]["annotations"].value(kConfigHashAnnotation, "") ==
-                         HashOf("billing");
+    return cached && At(*cached, "/metadata/annotations/" + Annotation()) == HashOf("billing");
   }));
   const int before = api_.Writes("apply") + api_.Writes("patch");
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(reconciler_->Reconcile("shop/billing").ok());

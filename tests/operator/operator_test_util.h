@@ -32,6 +32,13 @@ inline Json Object(const std::string& kind, const std::string& ns, const std::st
           {"spec", std::move(spec)}};
 }
 
+// The value at JSON pointer `pointer` in `object`, or null when any part of the path is absent
+// (a status the reconciler has not written yet, an object without annotations).
+inline Json At(const Json& object, const std::string& pointer) {
+  const Json::json_pointer p(pointer);
+  return object.contains(p) ? object.at(p) : Json();
+}
+
 // The condition `type` of an object's status ("" when absent), as "Status/Reason".
 inline std::string ConditionOf(const Json& object, const std::string& type) {
   for (const auto& c : object.value("status", Json::object()).value("conditions", Json::array())) {
