@@ -40,9 +40,10 @@ const char* kUsage = R"(usage: sidelog [-o table|json] COMMAND ...
                                entity ids and versions
   streams                      configured streams with counts and positions
   status                       the sidecar's component status
-  rebuild [--consolidator URL] [--wait false]
+  rebuild [--consolidator URL] [--wait false] [--cancel]
                                rebuild a consolidator's read model from position 0 and swap it
-                               in, showing progress until it is done (--wait false: just ask)
+                               in, showing progress until it is done (--wait false: just ask;
+                               --cancel: give up the rebuild under way, the live view stays)
   graph [-n NAMESPACE] [-f FILE_OR_DIR]... [--format mermaid|dot|svg|png] [-o FILE]
         [--cycles allow|warn|deny]
                                the dependency graph of a namespace's EventServices, from the
@@ -302,7 +303,8 @@ std::string ProgressLine(const Json& rebuild) {
          std::string(static_cast<size_t>(width - filled), '.') + "] " + pct + "  " +
          thousands(rebuild.value(positions ? "positionsDone" : "eventsDone", int64_t{0})) + " / " +
          thousands(rebuild.value(positions ? "positionsTotal" : "eventsTotal", int64_t{0})) + " " +
-         unit + "  " + rebuild.value("state", "");
+         unit + "  " + rebuild.value("state", "") +
+         (rebuild.contains("detail") ? " (" + rebuild.value("detail", "") + ")" : "");
 }
 
 // Asks the consolidator for a rebuild and, unless --wait false, shows its progress until it is
@@ -312,6 +314,27 @@ int Rebuild(const Args& a, bool json_out) {
   const char* env = std::getenv("SIDELOG_CONSOLIDATOR_URL");
   Client c(a.Flag("consolidator", env && *env ? env : "http://127.0.0.1:4390"));
   std::string err;
+  if (a.Has("cancel")) {
+    auto r = c.Send("DELETE", "/v1/rebuild", nullptr, {}, &err);
+    if (int code = Check(r, err)) return code;
+    for (int i = 0; i < 100; ++i) {  // the supervisor takes it within a step (200 ms)
+      auto status = c.Send("GET", "/v1/status", nullptr, {}, &err);
+      if (status.status == 0) return Check(status, err);
+      const Json rebuild = status.body["rebuild"];
+      const std::string state = rebuild.value("state", "");
+      if (state != "requested" && state != "building" && state != "swapping") {
+        if (json_out) {
+          std::cout << rebuild.dump(2) << "\n";
+        } else {
+          std::cout << "rebuild " << state << "\n";
+        }
+        return state == "cancelled" ? 0 : 1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    std::cerr << "sidelog: the rebuild was not cancelled within 10 s\n";
+    return 1;
+  }
   auto r = c.Send("POST", "/v1/rebuild", Json::object(), {}, &err);
   if (int code = Check(r, err)) return code;
   if (a.Flag("wait", "true") == "false") {
@@ -338,7 +361,7 @@ int Rebuild(const Args& a, bool json_out) {
     }
     last_state = state;
     last_tenth = tenth;
-    if (state == "done" || state == "failed") break;
+    if (state == "done" || state == "failed" || state == "cancelled") break;
     std::this_thread::sleep_for(std::chrono::milliseconds(tty ? 200 : 500));
     auto status = c.Send("GET", "/v1/status", nullptr, {}, &err);
     if (status.status == 0) {
@@ -352,6 +375,10 @@ int Rebuild(const Args& a, bool json_out) {
   if (json_out) std::cout << rebuild.dump(2) << "\n";
   if (last_state == "failed") {
     std::cerr << "sidelog: the rebuild failed: " << rebuild.value("error", "(no detail)") << "\n";
+    return 1;
+  }
+  if (last_state == "cancelled") {
+    std::cerr << "sidelog: the rebuild was cancelled; the live view is as it was\n";
     return 1;
   }
   if (!json_out) std::cout << "rebuilt and swapped in\n";
@@ -421,6 +448,8 @@ int main(int argc, char** argv) {
       if (auto eq = name.find('='); eq != std::string::npos) {
         value = name.substr(eq + 1);
         name = name.substr(0, eq);
+      } else if (name == "cancel") {  // the one switch: it takes no value
+        value = "true";
       } else {
         if (i + 1 >= argc) UsageError("--" + name + " needs a value", usage);
         value = argv[++i];

@@ -76,7 +76,8 @@ std::string ProgressLine(const Json& r) {
   std::snprintf(pct, sizeof pct, "%.0f%%", 100.0 * r.value("progress", 0.0));
   return "rebuild: " + r.value("state", std::string("building")) + ", " +
          std::to_string(r.value("eventsDone", int64_t{0})) + " of " +
-         std::to_string(r.value("eventsTotal", int64_t{0})) + " events (" + pct + ")";
+         std::to_string(r.value("eventsTotal", int64_t{0})) + " events (" + pct + ")" +
+         (r.contains("detail") ? "; " + r.value("detail", "") : "");
 }
 
 // Asks a running consolidator to rebuild and follows it. Returns -1 when none answers.
@@ -106,6 +107,10 @@ int RebuildRemotely(const ConsolidatorConfig& config, Signals& signals) {
     if (state == "done") return 0;
     if (state == "failed") {
       std::cerr << "sidelog-consolidator: rebuild failed: " << r.value("error", "") << "\n";
+      return 1;
+    }
+    if (state == "cancelled") {
+      std::cerr << "sidelog-consolidator: the rebuild was cancelled\n";
       return 1;
     }
   }

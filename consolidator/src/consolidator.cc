@@ -35,14 +35,112 @@ Status Consolidator::OpenLive() {
   auto pipeline = Pipeline::Open(
       config_, [t = target_.get()] { return t->OpenWriter(Slot::kLive); }, &metrics_);
   if (!pipeline.ok()) return pipeline.status();
-  pipeline.value()->Start();
-  std::lock_guard<std::mutex> lock(live_mu_);
-  live_ = std::move(pipeline).value();
+  {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    live_ = std::move(pipeline).value();
+  }
+  // The followers start once their sources are known to be the streams of the checkpoints.
+  std::map<std::string, StreamStats> stats;
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    checks_.clear();
+    stats = stats_;
+  }
+  if (!stats.empty()) VerifySources(stats);
   return Status::Ok();
+}
+
+void Consolidator::VerifySources(const std::map<std::string, StreamStats>& stats) {
+  Pipeline* live = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    live = live_.get();  // the supervisor (or Start, before it) owns its lifetime
+  }
+  if (live == nullptr) return;
+  for (const auto& source : config_.sources) {
+    const std::string& stream = source.stream;
+    SourceCheck check;
+    {
+      std::lock_guard<std::mutex> lock(state_mu_);
+      check = checks_[stream];
+    }
+    if (!check.reset.is_null()) continue;
+    if (!check.loaded) {
+      auto recorded = live->projection().LoadIdentity(stream);
+      if (!recorded.ok()) continue;  // the database is away: the next round tries again
+      check.recorded = *recorded;
+      check.loaded = true;
+    }
+    auto it = stats.find(stream);
+    const StreamStats* st = it == stats.end() ? nullptr : &it->second;
+    const std::string identity = st ? st->identity : "";
+    std::string why;
+    bool start = true;
+    if (identity.empty()) {
+      // The source does not say (yet: a replicated sidecar before it reached JetStream). A
+      // checkpoint with an identity waits for it; one without follows as before.
+      start = check.recorded.empty();
+    } else if (!check.recorded.empty()) {
+      if (check.recorded != identity) {
+        why = "stream " + stream + " is not the stream the checkpoint belongs to: its identity is " +
+              identity + ", the checkpoint's " + check.recorded;
+      }
+    } else {
+      // No identity recorded yet (a new read model, or one from before identities): a
+      // checkpoint past the stream's end cannot be this stream's. A running follower's
+      // checkpoint may be newer than `st`, so it is only recorded.
+      auto cp = live->projection().LoadCheckpoint(stream);
+      if (!cp.ok()) continue;
+      if (!live->Running(stream) && cp->cursor.position > st->last) {
+        why = "the checkpoint of " + stream + " (position " +
+              std::to_string(cp->cursor.position) + ") is past the stream's end (position " +
+              std::to_string(st->last) + ")";
+      } else if (live->projection().SaveIdentity(stream, identity).ok()) {
+        check.recorded = identity;
+      } else {
+        continue;
+      }
+    }
+    if (!why.empty()) {
+      ResetSource(*live, stream, why, st, check);
+    } else if (start) {
+      live->StartSource(stream);
+    }
+    std::lock_guard<std::mutex> lock(state_mu_);
+    checks_[stream] = check;
+  }
+}
+
+void Consolidator::ResetSource(Pipeline& live, const std::string& stream, const std::string& why,
+                               const StreamStats* stats, SourceCheck& check) {
+  auto cp = live.projection().LoadCheckpoint(stream);
+  const int64_t position = cp.ok() ? cp->cursor.position : -1;
+  const std::string message =
+      why + "; its folding stopped, and a rebuild folds the new stream from its beginning";
+  check.reset = {{"reason", "SourceReset"},
+                 {"message", message},
+                 {"recordedIdentity", check.recorded},
+                 {"identity", stats ? stats->identity : ""},
+                 {"checkpoint", position},
+                 {"lastPosition", stats ? stats->last : 0}};
+  live.HaltSource(stream, message);
+  log::Error("SourceReset: a source is not the stream its checkpoint belongs to",
+             {{"reason", "SourceReset"},
+              {"stream", stream},
+              {"error", message},
+              {"recordedIdentity", check.recorded},
+              {"identity", stats ? stats->identity : ""},
+              {"checkpoint", position},
+              {"lastPosition", stats ? stats->last : 0}});
 }
 
 Status Consolidator::Start() {
   if (auto st = target_->Lock(); !st.ok()) return st;
+  // The sources' identities first, so the followers that match start at once.
+  if (auto stats = stats_source_.Fetch(); stats.ok()) {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    stats_ = *stats;
+  }
   // The leader from here on: /v1/status says so before /readyz can answer 200.
   started_ = true;
   if (auto st = OpenLive(); !st.ok()) {
@@ -93,6 +191,19 @@ void Consolidator::SetRebuild(const std::function<void(RebuildState&)>& change) 
   change(rebuild_state_);
 }
 
+Status Consolidator::CancelRebuild() {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  const std::string& s = rebuild_state_.state;
+  if (s != "requested" && s != "building" && s != "swapping") {
+    ErrorContext ctx;
+    ctx.reason = "NoRebuild";
+    return Status::Conflict("no rebuild is under way (the last one is " + s + ")", ctx);
+  }
+  cancel_ = true;
+  wake_.notify_all();
+  return Status::Ok();
+}
+
 Status Consolidator::RequestRebuild() {
   std::lock_guard<std::mutex> lock(state_mu_);
   const std::string& s = rebuild_state_.state;
@@ -103,6 +214,7 @@ Status Consolidator::RequestRebuild() {
         "a rebuild is already " + s + " (requested at " + rebuild_state_.requested_at + ")", ctx);
   }
   rebuild_state_ = RebuildState{};
+  cancel_ = false;
   rebuild_state_.state = "requested";
   rebuild_state_.requested_at = Now();
   wake_.notify_all();
@@ -153,6 +265,7 @@ void Consolidator::RefreshStats() {
       stats_error_ = stats.status().message();
     }
   }
+  if (stats.ok()) VerifySources(*stats);
   Json status = StatusJson();
   for (const auto& s : status["sources"]) {
     Labels l = {{"source", s["stream"].get<std::string>()}};
@@ -166,6 +279,11 @@ void Consolidator::RefreshStats() {
         .Set(s["position"].get<double>());
     metrics_.GetGauge("sidelog_consolidator_failing", "1 while the source is failing.", l)
         .Set(s["state"] == "failing" ? 1 : 0);
+    metrics_
+        .GetGauge("sidelog_consolidator_source_reset",
+                  "1 while the source is not the stream its checkpoint belongs to (SourceReset).",
+                  l)
+        .Set(s.contains("reset") ? 1 : 0);
   }
   metrics_.GetGauge("sidelog_consolidator_rebuild_progress", "Progress of the current rebuild.")
       .Set(status["rebuild"].value("progress", 0.0));
@@ -188,6 +306,21 @@ void Consolidator::StepRebuild() {
       if (!progress.empty()) r.progress = progress;
     });
   };
+  if (cancel_ && (state == "requested" || state == "building")) {
+    cancel_ = false;
+    Json progress = rebuild_ ? rebuild_->Progress() : Json::object();
+    rebuild_.reset();
+    Status cleared = target_->ClearRebuild();
+    log::Info("rebuild cancelled", {{"progress", progress}});
+    SetRebuild([&](RebuildState& r) {
+      r.state = "cancelled";
+      r.finished_at = Now();
+      r.detail.clear();
+      if (!cleared.ok()) r.error = "emptying the rebuild slot: " + cleared.message();
+      if (!progress.empty()) r.progress = progress;
+    });
+    return;
+  }
   if (state == "requested") {
     auto stats = stats_source_.Fetch();
     if (!stats.ok()) return fail(stats.status());
@@ -210,9 +343,13 @@ void Consolidator::StepRebuild() {
   SetRebuild([&](RebuildState& r) { r.state = "swapping"; });
   Status st = SwapIn();
   if (st.code() == Status::Code::kUnavailable && rebuild_) {
-    // The rebuild could not reach the live checkpoints in time: live runs again; retry later.
+    // The rebuild could not reach the live checkpoints in time (or was cancelled meanwhile):
+    // live runs again; retry later, saying why.
     log::Warn("swap postponed", {{"error", st.message()}});
-    SetRebuild([&](RebuildState& r) { r.state = "building"; });
+    SetRebuild([&](RebuildState& r) {
+      r.state = "building";
+      r.detail = "swap postponed: " + st.message();
+    });
     return;
   }
   if (!st.ok()) return fail(st);
@@ -231,10 +368,22 @@ Status Consolidator::SwapIn() {
   }
   live->Stop();
   auto targets = live->Checkpoints();
-  Status st =
-      targets.ok() ? rebuild_->CatchUpTo(*targets, std::chrono::seconds(30)) : targets.status();
+  if (targets.ok()) {
+    // A reset source's live checkpoint belongs to another stream: nothing to reach there.
+    std::lock_guard<std::mutex> lock(state_mu_);
+    for (const auto& [stream, check] : checks_) {
+      if (!check.reset.is_null()) targets->erase(stream);
+    }
+  }
+  auto give_up = [this] {
+    std::lock_guard<std::mutex> lock(wake_mu_);
+    return stopping_ || cancel_;
+  };
+  Status st = targets.ok()
+                  ? rebuild_->CatchUpTo(*targets, std::chrono::seconds(30), give_up)
+                  : targets.status();
   if (!st.ok()) {
-    live->Start();
+    live->Resume();
     std::lock_guard<std::mutex> lock(live_mu_);
     live_ = std::move(live);
     return Status::Unavailable(st.message());
@@ -289,11 +438,15 @@ Json Consolidator::StatusJson() const {
   const TimeMicros now = NowMicros();
   for (const auto& f : snapshots) {
     // In events when the source counts them (a sidecar), else in positions (JetStream).
+    // A reset source's checkpoint belongs to another stream: all of this one is behind.
+    auto check = checks_.find(f.stream);
+    const bool reset = check != checks_.end() && !check->second.reset.is_null();
     int64_t behind = 0, behind_positions = 0;
     if (auto it = stats_.find(f.stream); it != stats_.end()) {
-      behind_positions = std::max<int64_t>(0, it->second.watermark - f.checkpoint.cursor.position);
+      const Checkpoint folded = reset ? Checkpoint{} : f.checkpoint;
+      behind_positions = std::max<int64_t>(0, it->second.watermark - folded.cursor.position);
       behind = it->second.events >= 0
-                   ? std::max<int64_t>(0, it->second.events - f.checkpoint.events)
+                   ? std::max<int64_t>(0, it->second.events - folded.events)
                    : behind_positions;
     }
     double seconds =
@@ -313,12 +466,14 @@ Json Consolidator::StatusJson() const {
               {"lastError", f.error.empty() ? Json(nullptr) : Json(f.error)}};
     if (f.failed_event) s["failedEvent"] = EventRef(*f.failed_event);
     if (!f.reader_error.empty()) s["readerError"] = f.reader_error;
+    if (reset) s["reset"] = check->second.reset;
     sources.push_back(std::move(s));
   }
   Json rebuild = {{"state", rebuild_state_.state}};
   for (const auto& [key, value] : {std::pair{"requestedAt", &rebuild_state_.requested_at},
                                    std::pair{"startedAt", &rebuild_state_.started_at},
                                    std::pair{"finishedAt", &rebuild_state_.finished_at},
+                                   std::pair{"detail", &rebuild_state_.detail},
                                    std::pair{"error", &rebuild_state_.error}}) {
     if (!value->empty()) rebuild[key] = *value;
   }

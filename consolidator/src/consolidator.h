@@ -43,6 +43,9 @@ class Consolidator {
 
   // Asks the supervisor to rebuild the read model. Conflict when a rebuild is under way.
   Status RequestRebuild();
+  // Gives up the rebuild under way: the rebuild slot is emptied and the live view stays as it
+  // was ("cancelled"). Conflict when no rebuild is under way.
+  Status CancelRebuild();
 
   // Rebuilds without serving: for `sidelog-consolidator rebuild` when no consolidator runs.
   // Takes the target's lock, folds everything into the rebuild slot until caught up with the
@@ -61,14 +64,27 @@ class Consolidator {
 
  private:
   struct RebuildState {
-    std::string state = "idle";  // idle, requested, building, swapping, done, failed
+    std::string state = "idle";  // idle, requested, building, swapping, done, failed, cancelled
     std::string requested_at, started_at, finished_at;
     std::string error;
+    std::string detail;  // why a caught-up rebuild is not swapped in yet
     Json progress = Json::object();
+  };
+
+  // What the supervisor knows of a source's identity (StreamStats::identity).
+  struct SourceCheck {
+    bool loaded = false;   // `recorded` was read from the live slot
+    std::string recorded;  // the identity recorded with the checkpoint ("" when none)
+    Json reset;            // set once the source was found reset: what /v1/status shows
   };
 
   void Supervise();
   void RefreshStats();
+  // Compares each source's identity and end with what the live checkpoint belongs to: starts
+  // the followers of the sources that match, halts those that do not (SourceReset).
+  void VerifySources(const std::map<std::string, StreamStats>& stats);
+  void ResetSource(Pipeline& live, const std::string& stream, const std::string& why,
+                   const StreamStats* stats, SourceCheck& check);
   // One step of a requested or running rebuild.
   void StepRebuild();
   // Pauses live, lets the rebuild reach it, swaps, restarts live.
@@ -88,6 +104,8 @@ class Consolidator {
   mutable std::mutex state_mu_;
   RebuildState rebuild_state_;
   std::map<std::string, StreamStats> stats_;
+  std::map<std::string, SourceCheck> checks_;  // under state_mu_; reset with the live slot
+  std::atomic<bool> cancel_{false};            // a rebuild's cancellation was asked for
   std::atomic<bool> started_{false};  // holds the lock and folds (else a standby)
   StreamStatsSource stats_source_{config_};
   std::string stats_error_;

@@ -25,8 +25,23 @@ void Follower::Start() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = false;
+    if (halted_) {
+      halted_ = false;
+      snapshot_.state = "starting";
+      snapshot_.error.clear();
+    }
   }
   thread_ = std::thread([this] { Run(); });
+}
+
+void Follower::Halt(const std::string& why) {
+  Stop();
+  std::lock_guard<std::mutex> lock(mu_);
+  halted_ = true;
+  snapshot_.state = "reset";
+  snapshot_.error = why;
+  snapshot_.idle = false;
+  snapshot_.oldest_pending = 0;
 }
 
 void Follower::Stop() {

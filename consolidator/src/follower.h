@@ -29,7 +29,7 @@ namespace sidelog::consolidator {
 struct FollowerSnapshot {
   std::string stream;
   Checkpoint checkpoint;                    // as last committed
-  std::string state;                        // starting, catching-up, following, failing
+  std::string state;                        // starting, catching-up, following, failing, reset
   std::string error;                        // the last error, "" when healthy
   std::optional<StoredEvent> failed_event;  // where a handler error stopped the source
   std::string reader_error;                 // the reader's last failure to reach the sidecar
@@ -50,8 +50,12 @@ class Follower {
   void Start();
   // Stops after the batch in flight, if any, commits or fails. Returns when stopped.
   void Stop();
+  // Stops for good: the source is not the stream the checkpoint belongs to. The snapshot says
+  // state "reset" with `why` as the error until the follower is started again.
+  void Halt(const std::string& why);
 
   FollowerSnapshot Snapshot() const;
+  const std::string& stream() const { return source_.stream; }
 
  private:
   void Run();
@@ -74,6 +78,7 @@ class Follower {
   std::condition_variable wake_;
   bool stopping_ = false;
   bool checkpoint_loaded_ = false;  // under mu_
+  bool halted_ = false;             // under mu_
   FollowerSnapshot snapshot_;
 };
 

@@ -5,6 +5,9 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "follower.h"
@@ -19,9 +22,19 @@ class Pipeline {
                                                 Projection::Connect connect, Metrics* metrics);
   ~Pipeline();
 
+  // Starts every follower.
   void Start();
+  // Starts the follower of one source (when it does not run yet).
+  void StartSource(const std::string& stream);
+  // Stops one source's follower for good (Follower::Halt); Resume leaves it stopped.
+  void HaltSource(const std::string& stream, const std::string& why);
   // Stops every follower after its batch in flight. The connection stays open.
   void Stop();
+  // Starts again the followers that ran before Stop.
+  void Resume();
+  bool Running(const std::string& stream) const;
+
+  Projection& projection() { return *projection_; }
 
   std::vector<FollowerSnapshot> Snapshots() const;
   // The committed checkpoint of every source, read from the database.
@@ -30,8 +43,12 @@ class Pipeline {
  private:
   Pipeline() = default;
 
+  Follower* Find(const std::string& stream);
+
   std::unique_ptr<Projection> projection_;
   std::vector<std::unique_ptr<Follower>> followers_;  // declared after: destroyed first
+  mutable std::mutex mu_;
+  std::set<std::string> running_;  // under mu_: the sources started and not halted
 };
 
 }  // namespace sidelog::consolidator

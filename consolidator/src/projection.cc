@@ -24,6 +24,10 @@ CREATE TABLE IF NOT EXISTS sidelog_dead_letters (
   event TEXT NOT NULL,
   failed_at TEXT NOT NULL,
   PRIMARY KEY (source, position, "index"));
+CREATE TABLE IF NOT EXISTS sidelog_sources (
+  source TEXT PRIMARY KEY,
+  identity TEXT NOT NULL,
+  recorded_at TEXT NOT NULL);
 )sql";
 
 constexpr const char* kLoadCheckpoint =
@@ -33,6 +37,11 @@ constexpr const char* kSaveCheckpoint =
     "VALUES (:source, :position, :index, :events, :now) ON CONFLICT (source) DO UPDATE SET "
     "position = excluded.position, \"index\" = excluded.\"index\", events = excluded.events, "
     "updated_at = excluded.updated_at";
+constexpr const char* kLoadIdentity = "SELECT identity FROM sidelog_sources WHERE source = :source";
+constexpr const char* kSaveIdentity =
+    "INSERT INTO sidelog_sources (source, identity, recorded_at) VALUES (:source, :identity, :now) "
+    "ON CONFLICT (source) DO UPDATE SET identity = excluded.identity, "
+    "recorded_at = excluded.recorded_at";
 constexpr const char* kSaveDeadLetter =
     "INSERT INTO sidelog_dead_letters (source, position, \"index\", event_id, type, entity, "
     "error, event, failed_at) VALUES (:source, :position, :index, :id, :type, :entity, :error, "
@@ -78,6 +87,8 @@ void Projection::Disconnect() {
   handlers_.clear();
   load_checkpoint_ = {};
   save_checkpoint_ = {};
+  load_identity_ = {};
+  save_identity_ = {};
   save_dead_letter_ = {};
   db_.reset();
 }
@@ -136,10 +147,12 @@ Status Projection::Prepare(bool at_start) {
     }
     handlers[{h.stream, h.type}].push_back(std::move(compiled));
   }
-  InternalStatement load, save, dead;
+  InternalStatement load, save, dead, load_identity, save_identity;
 
-  for (auto [internal, sql] : {std::pair{&load, kLoadCheckpoint}, std::pair{&save, kSaveCheckpoint},
-                               std::pair{&dead, kSaveDeadLetter}}) {
+  for (auto [internal, sql] :
+       {std::pair{&load, kLoadCheckpoint}, std::pair{&save, kSaveCheckpoint},
+        std::pair{&dead, kSaveDeadLetter}, std::pair{&load_identity, kLoadIdentity},
+        std::pair{&save_identity, kSaveIdentity}}) {
     auto prepared = PrepareInternal(d, sql, &internal->names);
     if (!prepared.ok()) {
       return Status::Unavailable("preparing the checkpoint statements: " +
@@ -152,7 +165,36 @@ Status Projection::Prepare(bool at_start) {
   load_checkpoint_ = std::move(load);
   save_checkpoint_ = std::move(save);
   save_dead_letter_ = std::move(dead);
+  load_identity_ = std::move(load_identity);
+  save_identity_ = std::move(save_identity);
   return Status::Ok();
+}
+
+Result<std::string> Projection::LoadIdentity(const std::string& source) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!db_) {
+    if (auto st = Prepare(false); !st.ok()) return st;
+  }
+  auto rows =
+      load_identity_.statement->Query(ByName(load_identity_.names, {{"source", source}}), 1);
+  if (!rows.ok()) {
+    if (db_->broken()) Disconnect();
+    return Status::Unavailable("reading the identity of " + source + ": " +
+                               rows.status().message());
+  }
+  return rows->empty() ? std::string() : (*rows)[0].at("identity").get<std::string>();
+}
+
+Status Projection::SaveIdentity(const std::string& source, const std::string& identity) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!db_) {
+    if (auto st = Prepare(false); !st.ok()) return st;
+  }
+  auto st = save_identity_.statement->Execute(
+      ByName(save_identity_.names,
+             {{"source", source}, {"identity", identity}, {"now", FormatTime(NowMicros())}}));
+  if (!st.ok() && db_->broken()) Disconnect();
+  return st;
 }
 
 Result<Checkpoint> Projection::LoadCheckpoint(const std::string& source) {

@@ -70,6 +70,12 @@ class Projection {
   // The source's checkpoint; position 0 when it has none.
   Result<Checkpoint> LoadCheckpoint(const std::string& source);
 
+  // The identity of the stream the source's checkpoint belongs to (StreamStats::identity), as
+  // recorded in sidelog_sources; "" when none is recorded.
+  Result<std::string> LoadIdentity(const std::string& source);
+  // Records it (in its own transaction: it describes the checkpoint, it does not move it).
+  Status SaveIdentity(const std::string& source, const std::string& identity);
+
   // Applies `batch` on top of `before` (the source's checkpoint) as described above.
   ApplyResult Apply(const Batch& batch, const Checkpoint& before);
 
@@ -109,7 +115,8 @@ class Projection {
     std::unique_ptr<Statement> statement;
     std::vector<std::string> names;
   };
-  InternalStatement load_checkpoint_, save_checkpoint_, save_dead_letter_;
+  InternalStatement load_checkpoint_, save_checkpoint_, save_dead_letter_, load_identity_,
+      save_identity_;
 };
 
 }  // namespace sidelog::consolidator

@@ -32,6 +32,13 @@ Status Rebuild::Begin(const std::map<std::string, StreamStats>& totals) {
       config_, [t = target_] { return t->OpenWriter(Slot::kRebuild); }, nullptr);
   if (!pipeline.ok()) return pipeline.status();
   pipeline_ = std::move(pipeline).value();
+  // The fresh slot's checkpoints belong to the sources as they are now.
+  for (const auto& [stream, st] : totals) {
+    if (st.identity.empty()) continue;
+    if (auto saved = pipeline_->projection().SaveIdentity(stream, st.identity); !saved.ok()) {
+      return saved;
+    }
+  }
   pipeline_->Start();
   return Status::Ok();
 }
@@ -61,19 +68,25 @@ Rebuild::Phase Rebuild::Check() {
 }
 
 Status Rebuild::CatchUpTo(const std::map<std::string, Checkpoint>& targets,
-                          std::chrono::milliseconds timeout) {
+                          std::chrono::milliseconds timeout,
+                          const std::function<bool()>& give_up) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     auto mine = pipeline_->Checkpoints();
     if (!mine.ok()) return mine.status();
-    bool reached = true;
+    std::string behind;
     for (const auto& [stream, goal] : targets) {
-      reached = reached && !(mine->at(stream).cursor < goal.cursor);
+      const Cursor at = mine->count(stream) ? mine->at(stream).cursor : Cursor{};
+      if (at < goal.cursor) {
+        behind += (behind.empty() ? "" : ", ") + stream + " at position " +
+                  std::to_string(at.position) + " of " + std::to_string(goal.cursor.position);
+      }
     }
-    if (reached) return Status::Ok();
+    if (behind.empty()) return Status::Ok();
+    if (give_up()) return Status::Unavailable("the swap was interrupted (" + behind + ")");
     if (Clock::now() >= deadline) {
       return Status::Unavailable("the rebuild did not reach the live checkpoints in " +
-                                 std::to_string(timeout.count()) + " ms");
+                                 std::to_string(timeout.count()) + " ms (" + behind + ")");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,9 +38,10 @@ class Rebuild {
   const Status& error() const { return error_; }
 
   // Waits until every source's committed checkpoint is at or past `targets` (the paused live
-  // pipeline's). Unavailable after `timeout`.
+  // pipeline's). Unavailable after `timeout`, or as soon as `give_up` returns true, naming the
+  // sources that are behind.
   Status CatchUpTo(const std::map<std::string, Checkpoint>& targets,
-                   std::chrono::milliseconds timeout);
+                   std::chrono::milliseconds timeout, const std::function<bool()>& give_up);
 
   // Stops folding and closes the rebuild slot's connection (before a swap, or to give up).
   void Close();

@@ -132,6 +132,13 @@ void Server::Handle(const http_request& request) {
     return ReplyJson(request, path, 200, {{"queries", consolidator_->queries().List()}});
   }
   if (path == "/v1/rebuild") {
+    if (method == "DELETE") {
+      if (auto st = consolidator_->CancelRebuild(); !st.ok()) {
+        return Reply(request, path, ProblemResponse(st));
+      }
+      log::Info("rebuild cancellation requested over HTTP");
+      return ReplyJson(request, path, 202, consolidator_->StatusJson()["rebuild"]);
+    }
     if (!only("POST", path)) return;
     if (auto st = consolidator_->RequestRebuild(); !st.ok()) {
       return Reply(request, path, ProblemResponse(st));

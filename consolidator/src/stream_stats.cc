@@ -26,6 +26,8 @@ Result<std::map<std::string, StreamStats>> StreamStatsSource::FromSidecar() {
     StreamStats st;
     st.events = s.value("events", int64_t{0});
     st.watermark = s.value("watermark", int64_t{0});
+    st.last = st.watermark + std::max<int64_t>(0, s.value("replicationLag", int64_t{0}));
+    st.identity = s.value("identity", "");
     out[s.value("name", "")] = st;
   }
   return out;
@@ -47,6 +49,8 @@ Result<std::map<std::string, StreamStats>> StreamStatsSource::FromJetStream() {
     if (!info.ok()) return info.status();
     StreamStats st;
     st.watermark = static_cast<int64_t>(info->last_seq);
+    st.last = st.watermark;
+    st.identity = "jetstream:" + std::to_string(info->created_ns);
     out[source.stream] = st;
   }
   return out;

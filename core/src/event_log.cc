@@ -155,6 +155,20 @@ Status EventLog::Impl::OpenDatabase(const std::vector<StreamSpec>& streams) {
     }
   }
 
+  // The log's identity, so a reader that kept a position can tell this file from another one.
+  {
+    auto& get = w.Cached("SELECT value FROM meta WHERE key = 'log_id'");
+    if (get.Step() == SQLITE_ROW) {
+      log_id_ = get.String(0);
+      get.Reset();
+    } else {
+      get.Reset();
+      log_id_ = NewUuidV7();
+      auto& put = w.Cached("INSERT INTO meta (key, value) VALUES ('log_id', ?)");
+      if (s = put.Bind(1, log_id_).Exec(); !s.ok()) return s;
+    }
+  }
+
   for (const auto& spec : streams) {
     if (auto v = ValidateStreamName(spec.name); !v.ok()) return v;
     if (streams_.count(spec.name)) {
@@ -1383,6 +1397,12 @@ std::string EventLog::Origin(const std::string& stream) const {
   std::string out = q.Step() == SQLITE_ROW ? q.String(0) : "";
   q.Reset();
   return out;
+}
+
+std::string EventLog::Identity(const std::string& stream) const {
+  const std::string origin = Origin(stream);
+  if (!origin.empty()) return "jetstream:" + origin;
+  return impl_->options_.mode == LogMode::kStandalone ? "log:" + impl_->log_id_ : "";
 }
 
 Status EventLog::SetOrigin(const std::string& stream, const std::string& origin) {

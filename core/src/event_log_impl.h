@@ -305,6 +305,7 @@ class EventLog::Impl {
   mutable std::vector<std::unique_ptr<sqlite::Db>> pool_;
 
   mutable std::mutex origin_mu_;
+  std::string log_id_;  // meta 'log_id': made when the file is created, never changed
 
   std::mutex subs_mu_;
   std::map<int, std::function<void(const std::string&, int64_t)>> subs_;

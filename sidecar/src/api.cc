@@ -820,6 +820,7 @@ void Api::Streams(Call& call) {
          {"events", st->events},
          {"lastPosition", st->last_position},
          {"watermark", st->watermark},
+         {"identity", log_->Identity(s.name)},
          {"replicationLag",
           Lag(replication.count(s.name) ? &replication[s.name] : nullptr, st->watermark)}});
   }

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <functional>
 #include <random>
 #include <set>
 #include <thread>
@@ -433,6 +435,135 @@ TEST_P(ConsolidatorIT, TheRebuildCommandRebuildsOfflineWhenNoConsolidatorRuns) {
     EXPECT_EQ(s["batches"], 0) << "the rebuild left nothing to fold: " << s.dump();
   }
   ExpectView(c, history);
+}
+
+// Waits until `done(status)` holds for the consolidator's /v1/status; the last status read.
+Json WaitForStatus(const ConsolidatorProcess& c, const std::function<bool(const Json&)>& done,
+                   std::chrono::seconds timeout = std::chrono::seconds(30)) {
+  Json status;
+  for (auto deadline = Clock::now() + timeout; Clock::now() < deadline;
+       std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+    cli::Client client(c.url());
+    status = client.Send("GET", "/v1/status").body;
+    if (status.is_object() && done(status)) return status;
+  }
+  ADD_FAILURE() << "timed out; last status: " << status.dump() << "\n" << c.Log();
+  return status;
+}
+
+bool EverySource(const Json& status, const std::function<bool(const Json&)>& pred) {
+  if (!status["sources"].is_array() || status["sources"].empty()) return false;
+  for (const auto& s : status["sources"]) {
+    if (!pred(s)) return false;
+  }
+  return true;
+}
+
+// The sidecar starts again on a new, shorter log (another file: `make run` after `make run` in
+// the other mode did this): the checkpoints belong to the old streams. The consolidator must
+// stop folding them and say so, and a rebuild must fold the new streams from their beginning.
+TEST_P(ConsolidatorIT, ASourceThatIsAnotherStreamIsStoppedAndARebuildFoldsTheNewOne) {
+  ShopHistory old_history(41, 300);
+  ASSERT_TRUE(AppendAll(sidecar_->url(), old_history.appends()));
+  ConsolidatorProcess c;
+  c.WriteConfig(ShopConfig(c, "{maxEvents: 100, maxDelay: 10ms}"));
+  c.Start();
+  WaitFolded(c, Counts(old_history));
+
+  sidecar_->Kill(SIGKILL);
+  std::filesystem::remove_all(sidecar_->dir() + "/data");
+  sidecar_->Start();
+  ShopHistory new_history(43, 20);
+  ASSERT_TRUE(AppendAll(sidecar_->url(), new_history.appends()));
+
+  Json status = WaitForStatus(c, [](const Json& st) {
+    return EverySource(st, [](const Json& s) { return s["state"] == "reset"; });
+  });
+  for (const auto& s : status["sources"]) {
+    ASSERT_TRUE(s.contains("reset")) << s.dump();
+    EXPECT_EQ(s["reset"]["reason"], "SourceReset") << s.dump();
+    EXPECT_NE(s["reset"]["identity"], s["reset"]["recordedIdentity"]) << s.dump();
+    EXPECT_NE(s["lastError"].get<std::string>().find("not the stream the checkpoint belongs to"),
+              std::string::npos)
+        << s.dump();
+    // Nothing of the new stream is folded: all of it is behind.
+    const std::string stream = s["stream"].get<std::string>();
+    EXPECT_EQ(s["lag"]["events"], new_history.EventsIn(stream)) << s.dump();
+  }
+  cli::Client client(c.url());
+  const std::string metrics = client.Send("GET", "/metrics").body.get<std::string>();
+  EXPECT_NE(metrics.find("sidelog_consolidator_source_reset{source=\"orders\"} 1"),
+            std::string::npos)
+      << metrics.substr(0, 3000);
+  EXPECT_NE(c.Log().find("SourceReset"), std::string::npos) << c.Log();
+  // The old view stays as it was: no event of the new streams was applied on top of it.
+  ExpectView(c, old_history);
+
+  // A rebuild folds the new streams from position 0, reaches them and is swapped in.
+  ASSERT_EQ(client.Send("POST", "/v1/rebuild").status, 202);
+  status = WaitForStatus(c, [](const Json& st) {
+    return st["rebuild"]["state"] == "done" || st["rebuild"]["state"] == "failed";
+  });
+  ASSERT_EQ(status["rebuild"]["state"], "done") << status.dump() << c.Log();
+  status = WaitForStatus(c, [](const Json& st) {
+    return EverySource(st, [](const Json& s) { return s["state"] == "following"; });
+  });
+  for (const auto& s : status["sources"]) EXPECT_FALSE(s.contains("reset")) << s.dump();
+  WaitFolded(c, Counts(new_history));
+  ExpectView(c, new_history);
+
+  // A restart finds the new streams to be its own: the rebuild recorded their identities.
+  c.Kill(SIGTERM);
+  c.Start();
+  status = WaitForStatus(c, [](const Json& st) {
+    return EverySource(st, [](const Json& s) { return s["state"] == "following"; });
+  });
+  for (const auto& s : status["sources"]) EXPECT_FALSE(s.contains("reset")) << s.dump();
+  ExpectView(c, new_history);
+}
+
+// A rebuild that cannot go on (its source is down) says so, can be cancelled, leaves the live
+// view as it was, and does not hold up a shutdown.
+TEST_P(ConsolidatorIT, ARebuildThatCannotFinishIsCancelledAndShutdownStaysBounded) {
+  // Small batches, so that a rebuild takes many transactions and is still building when its
+  // sidecar goes away.
+  ShopHistory history(53, 3000);
+  ASSERT_TRUE(AppendAll(sidecar_->url(), history.appends()));
+  ConsolidatorProcess c;
+  c.WriteConfig(ShopConfig(c, "{maxEvents: 5, maxDelay: 10ms}"));
+  c.Start();
+  WaitFolded(c, Counts(history));
+
+  cli::Client client(c.url());
+  EXPECT_EQ(client.Send("DELETE", "/v1/rebuild").status, 409) << "nothing to cancel yet";
+  sidecar_->Kill(SIGKILL);
+  // With the sidecar gone the rebuild cannot even count the sources: it fails and says why.
+  ASSERT_EQ(client.Send("POST", "/v1/rebuild").status, 202);
+  Json status = WaitForStatus(c, [](const Json& st) { return st["rebuild"]["state"] == "failed"; });
+  EXPECT_FALSE(status["rebuild"].value("error", "").empty()) << status.dump();
+
+  // Started while the sidecar answers, then the sidecar goes: the rebuild stays building.
+  sidecar_->Start();
+  ASSERT_EQ(client.Send("POST", "/v1/rebuild").status, 202);
+  WaitForStatus(c, [](const Json& st) { return st["rebuild"]["state"] == "building"; });
+  sidecar_->Kill(SIGKILL);
+  EXPECT_EQ(c.RunCliRebuild({"--cancel"}), 0) << c.CliLog();  // DELETE /v1/rebuild, then waits
+  EXPECT_NE(c.CliLog().find("rebuild cancelled"), std::string::npos) << c.CliLog();
+  status = Get(c.url(), "/v1/status");
+  EXPECT_EQ(status["rebuild"]["state"], "cancelled") << status.dump();
+  EXPECT_LT(status["rebuild"]["progress"].get<double>(), 1.0) << status.dump();
+  ExpectView(c, history);
+  // A new rebuild may start after a cancelled one.
+  sidecar_->Start();
+  ASSERT_EQ(client.Send("POST", "/v1/rebuild").status, 202);
+  WaitForStatus(c, [](const Json& st) { return st["rebuild"]["state"] == "building"; });
+  sidecar_->Kill(SIGKILL);
+
+  // SIGTERM mid-rebuild, source down: the process exits 0 within its shutdown limit.
+  const auto before = Clock::now();
+  const int exit_status = c.Kill(SIGTERM);
+  EXPECT_LT(Clock::now() - before, std::chrono::seconds(10)) << c.Log();
+  EXPECT_TRUE(WIFEXITED(exit_status) && WEXITSTATUS(exit_status) == 0) << exit_status << c.Log();
 }
 
 TEST_P(ConsolidatorIT, NamedQueriesBindParametersAndAnswerProblems) {

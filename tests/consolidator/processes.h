@@ -127,8 +127,11 @@ class Sidecar {
     ASSERT_TRUE(WaitForOk(health_url(), "/readyz", std::chrono::seconds(10)))
         << ReadFile(dir_ + "/sidecar.log");
   }
+  // Sends `sig` and waits for the exit.
+  void Kill(int sig) { child_.Kill(sig); }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   std::string health_url() const { return "http://127.0.0.1:" + std::to_string(health_port_); }
+  const std::string& dir() const { return dir_; }
 
  private:
   std::string dir_;
@@ -206,11 +209,14 @@ class ConsolidatorProcess {
     return -1;
   }
 
-  // Runs `sidelog rebuild --consolidator URL` (the CLI, output piped) to completion; returns
-  // its exit code. Its output is in CliLog().
-  int RunCliRebuild() {
+  // Runs `sidelog rebuild --consolidator URL [extra...]` (the CLI, output piped) to
+  // completion; returns its exit code. Its output is in CliLog().
+  int RunCliRebuild(const std::vector<std::string>& extra = {}) {
     Child cli;
-    cli.Spawn({SIDELOG_CLI_BIN, "rebuild", "--consolidator", url()}, dir_ + "/cli.log");
+    std::vector<std::string> argv = {SIDELOG_CLI_BIN, "rebuild", "--consolidator", url()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    std::filesystem::remove(dir_ + "/cli.log");
+    cli.Spawn(argv, dir_ + "/cli.log");
     auto deadline = Clock::now() + std::chrono::seconds(60);
     int status = 0;
     while (Clock::now() < deadline) {

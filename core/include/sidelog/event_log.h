@@ -223,6 +223,11 @@ class EventLog {
   // The JetStream stream identity recorded for `stream` ("" before the first connection).
   std::string Origin(const std::string& stream) const;
   Status SetOrigin(const std::string& stream, const std::string& origin);
+  // What a reader keeping a position in `stream` compares to know it reads the same stream:
+  // "jetstream:<created ns>" once replicated ("" before the first connection to JetStream), and
+  // "log:<id of this log file>" standalone. It changes when the JetStream stream is recreated or
+  // the sidecar starts on another file.
+  std::string Identity(const std::string& stream) const;
   void SetHealth(const std::string& stream, StreamHealth health);
   StreamHealth Health(const std::string& stream) const;
 
