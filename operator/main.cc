@@ -99,6 +99,11 @@ int main(int argc, char** argv) {
   o.webhook.injector.sidecar_image = Env("SIDELOG_SIDECAR_IMAGE");
   if (o.webhook.injector.sidecar_image.empty())
     o.webhook.injector.sidecar_image = std::string("docker.io/sidelog/sidecar:") + SIDELOG_VERSION;
+  o.consolidators.workload.image = Env("SIDELOG_CONSOLIDATOR_IMAGE");
+  if (o.consolidators.workload.image.empty())
+    o.consolidators.workload.image =
+        std::string("docker.io/sidelog/consolidator:") + SIDELOG_VERSION;
+  if (const char* tmp = std::getenv("TMPDIR"); tmp && *tmp) o.consolidators.scratch_dir = tmp;
   std::string level = "info";
   std::string webhook_hosts;
 
@@ -126,12 +131,14 @@ int main(int argc, char** argv) {
       {"--sidecar-image", &o.webhook.injector.sidecar_image},
       {"--sidecar-nats-creds-secret", &o.webhook.injector.nats_creds_secret},
       {"--sidecar-nats-tls-secret", &o.webhook.injector.nats_tls_secret},
+      {"--consolidator-image", &o.consolidators.workload.image},
   };
   std::map<std::string, std::chrono::milliseconds*> durations = {
       {"--lease-duration", &o.election.lease_duration},
       {"--renew-deadline", &o.election.renew_deadline},
       {"--retry-period", &o.election.retry_period},
       {"--resync-period", &o.controller.resync_period},
+      {"--consolidator-status-period", &o.consolidators.status_period},
   };
   std::chrono::milliseconds validity = o.webhook.certificates.validity;
   for (int i = 1; i < argc; ++i) {
@@ -146,7 +153,8 @@ int main(int argc, char** argv) {
              "  --dependency-cycles allow|warn|deny --webhook-listen --webhook-service\n"
              "  --webhook-hosts --webhook-configuration --webhook-secret\n"
              "  --webhook-cert-validity --sidecar-image --sidecar-nats-creds-secret\n"
-             "  --sidecar-nats-tls-secret --log-level   (see docs/operator.md)\n";
+             "  --sidecar-nats-tls-secret --consolidator-image --consolidator-status-period\n"
+             "  --log-level   (see docs/operator.md)\n";
       return 0;
     }
     std::string value;
@@ -194,6 +202,15 @@ int main(int argc, char** argv) {
     o.webhook.injector.nats_creds_dir = dir(o.nats.creds_file);
   if (o.nats.tls.ca.find('/') != std::string::npos)
     o.webhook.injector.nats_tls_dir = dir(o.nats.tls.ca);
+  // Consolidator pods reach NATS like the sidecars: the same Secrets at the same paths.
+  o.consolidators.workload.nats = o.nats;
+  o.consolidators.workload.nats_creds_secret = o.webhook.injector.nats_creds_secret;
+  o.consolidators.workload.nats_tls_secret = o.webhook.injector.nats_tls_secret;
+  o.consolidators.workload.nats_creds_dir = o.webhook.injector.nats_creds_dir;
+  o.consolidators.workload.nats_tls_dir = o.webhook.injector.nats_tls_dir;
+  if (o.consolidators.status_period < std::chrono::seconds(1)) {
+    Fail("--consolidator-status-period must be 1s or more");
+  }
   if (o.election.renew_deadline >= o.election.lease_duration) {
     Fail("--renew-deadline must be shorter than --lease-duration");
   }

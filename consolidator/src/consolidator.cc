@@ -82,8 +82,9 @@ void Consolidator::VerifySources(const std::map<std::string, StreamStats>& stats
       start = check.recorded.empty();
     } else if (!check.recorded.empty()) {
       if (check.recorded != identity) {
-        why = "stream " + stream + " is not the stream the checkpoint belongs to: its identity is " +
-              identity + ", the checkpoint's " + check.recorded;
+        why = "stream " + stream +
+              " is not the stream the checkpoint belongs to: its identity is " + identity +
+              ", the checkpoint's " + check.recorded;
       }
     } else {
       // No identity recorded yet (a new read model, or one from before identities): a
@@ -92,9 +93,8 @@ void Consolidator::VerifySources(const std::map<std::string, StreamStats>& stats
       auto cp = live->projection().LoadCheckpoint(stream);
       if (!cp.ok()) continue;
       if (!live->Running(stream) && cp->cursor.position > st->last) {
-        why = "the checkpoint of " + stream + " (position " +
-              std::to_string(cp->cursor.position) + ") is past the stream's end (position " +
-              std::to_string(st->last) + ")";
+        why = "the checkpoint of " + stream + " (position " + std::to_string(cp->cursor.position) +
+              ") is past the stream's end (position " + std::to_string(st->last) + ")";
       } else if (live->projection().SaveIdentity(stream, identity).ok()) {
         check.recorded = identity;
       } else {
@@ -379,9 +379,8 @@ Status Consolidator::SwapIn() {
     std::lock_guard<std::mutex> lock(wake_mu_);
     return stopping_ || cancel_;
   };
-  Status st = targets.ok()
-                  ? rebuild_->CatchUpTo(*targets, std::chrono::seconds(30), give_up)
-                  : targets.status();
+  Status st = targets.ok() ? rebuild_->CatchUpTo(*targets, std::chrono::seconds(30), give_up)
+                           : targets.status();
   if (!st.ok()) {
     live->Resume();
     std::lock_guard<std::mutex> lock(live_mu_);
@@ -445,9 +444,8 @@ Json Consolidator::StatusJson() const {
     if (auto it = stats_.find(f.stream); it != stats_.end()) {
       const Checkpoint folded = reset ? Checkpoint{} : f.checkpoint;
       behind_positions = std::max<int64_t>(0, it->second.watermark - folded.cursor.position);
-      behind = it->second.events >= 0
-                   ? std::max<int64_t>(0, it->second.events - folded.events)
-                   : behind_positions;
+      behind = it->second.events >= 0 ? std::max<int64_t>(0, it->second.events - folded.events)
+                                      : behind_positions;
     }
     double seconds =
         f.oldest_pending > 0 ? std::max(0.0, static_cast<double>(now - f.oldest_pending) / 1e6) : 0;
@@ -470,11 +468,11 @@ Json Consolidator::StatusJson() const {
     sources.push_back(std::move(s));
   }
   Json rebuild = {{"state", rebuild_state_.state}};
-  for (const auto& [key, value] : {std::pair{"requestedAt", &rebuild_state_.requested_at},
-                                   std::pair{"startedAt", &rebuild_state_.started_at},
-                                   std::pair{"finishedAt", &rebuild_state_.finished_at},
-                                   std::pair{"detail", &rebuild_state_.detail},
-                                   std::pair{"error", &rebuild_state_.error}}) {
+  for (const auto& [key, value] :
+       {std::pair{"requestedAt", &rebuild_state_.requested_at},
+        std::pair{"startedAt", &rebuild_state_.started_at},
+        std::pair{"finishedAt", &rebuild_state_.finished_at},
+        std::pair{"detail", &rebuild_state_.detail}, std::pair{"error", &rebuild_state_.error}}) {
     if (!value->empty()) rebuild[key] = *value;
   }
   rebuild.update(rebuild_state_.progress);

@@ -106,7 +106,7 @@ class Consolidator {
   std::map<std::string, StreamStats> stats_;
   std::map<std::string, SourceCheck> checks_;  // under state_mu_; reset with the live slot
   std::atomic<bool> cancel_{false};            // a rebuild's cancellation was asked for
-  std::atomic<bool> started_{false};  // holds the lock and folds (else a standby)
+  std::atomic<bool> started_{false};           // holds the lock and folds (else a standby)
   StreamStatsSource stats_source_{config_};
   std::string stats_error_;
 

@@ -68,8 +68,7 @@ Rebuild::Phase Rebuild::Check() {
 }
 
 Status Rebuild::CatchUpTo(const std::map<std::string, Checkpoint>& targets,
-                          std::chrono::milliseconds timeout,
-                          const std::function<bool()>& give_up) {
+                          std::chrono::milliseconds timeout, const std::function<bool()>& give_up) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     auto mine = pipeline_->Checkpoints();

@@ -104,6 +104,15 @@ void Operator::StartControllers() {
   services_reconciler_->WatchDependencies(
       manager_->AddController(kEventServices, services_reconciler_.get(), options_.controller));
 
+  const Selector owned = ConsolidatorObjectSelector();
+  consolidators_reconciler_ = std::make_unique<ConsolidatorReconciler>(
+      writer, manager_->InformerFor(kConsolidators), manager_->InformerFor(kConfigMaps, owned),
+      manager_->InformerFor(kStatefulSets, owned), manager_->InformerFor(kDeployments, owned),
+      manager_->InformerFor(kServices, owned), manager_->InformerFor(kPods, owned), recorder_.get(),
+      options_.consolidators);
+  consolidators_reconciler_->WatchOwned(manager_->AddController(
+      kConsolidators, consolidators_reconciler_.get(), options_.controller));
+
   if (webhook_) {
     // The Secret, and the webhook configuration whose caBundle must hold its CA.
     const auto& certs = options_.webhook.certificates;

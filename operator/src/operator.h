@@ -1,6 +1,7 @@
 // Operator: the sidelog-operator process. It owns the Kubernetes client, the JetStream
 // connection, the health listener (/healthz, /readyz, /metrics), leader election, and the
-// Manager that runs a controller per kind it reconciles (EventStream, EventService) on shared
+// Manager that runs a controller per kind it reconciles (EventStream, EventService,
+// Consolidator) on shared
 // informers.
 //
 // Only the leader runs the Manager; a standby campaigns and answers probes. Every replica
@@ -17,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "consolidator_reconciler.h"
 #include "controller.h"
 #include "event_recorder.h"
 #include "eventservice_reconciler.h"
@@ -43,6 +45,8 @@ struct OperatorOptions {
   // The injection webhook; `webhook.listen` empty turns it off. Its certificates' namespace
   // is the leader election's when empty.
   SidecarWebhookOptions webhook;
+  // The Consolidators' workloads: image, status period, NATS (main.cc copies the operator's).
+  ConsolidatorOptions consolidators;
 };
 
 class Operator {
@@ -72,6 +76,7 @@ class Operator {
   std::unique_ptr<Manager> manager_;
   std::unique_ptr<EventStreamReconciler> streams_reconciler_;
   std::unique_ptr<EventServiceReconciler> services_reconciler_;
+  std::unique_ptr<ConsolidatorReconciler> consolidators_reconciler_;
   std::unique_ptr<SidecarWebhook> webhook_;
   std::unique_ptr<WebhookCertificateReconciler> certificates_reconciler_;
   Controller* streams_controller_ = nullptr;

@@ -27,6 +27,25 @@ bool NeedsQuotes(const std::string& s) {
   return !std::regex_match(s, kSafe);
 }
 
+// Text of several lines (SQL) reads best as a literal block, which keeps it verbatim as long as
+// its first line does not start with a blank, no line ends with one, and it holds no tab or
+// other control character.
+bool Multiline(const std::string& s) {
+  if (s.find('\n') == std::string::npos || s.front() == ' ') return false;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find('\n', start);
+    if (end == std::string::npos) end = s.size();
+    const std::string line = s.substr(start, end - start);
+    if (!line.empty() && line.back() == ' ') return false;
+    for (char c : line) {
+      if (static_cast<unsigned char>(c) < 0x20) return false;
+    }
+    start = end + 1;
+  }
+  return true;
+}
+
 void Emit(YAML::Emitter& out, const Json& v) {
   switch (v.type()) {
     case Json::value_t::object:
@@ -46,7 +65,11 @@ void Emit(YAML::Emitter& out, const Json& v) {
       break;
     case Json::value_t::string: {
       const auto& s = v.get_ref<const std::string&>();
-      if (NeedsQuotes(s)) out << YAML::DoubleQuoted;
+      if (Multiline(s)) {
+        out << YAML::Literal;
+      } else if (NeedsQuotes(s)) {
+        out << YAML::DoubleQuoted;
+      }
       out << s;
       break;
     }
