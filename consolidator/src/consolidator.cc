@@ -47,7 +47,8 @@ Status Consolidator::OpenLive() {
     stats = stats_;
   }
   if (!stats.empty()) VerifySources(stats);
-  return Status::Ok();
+  std::lock_guard<std::mutex> lock(live_mu_);
+  return live_->projection().SaveMeta("projection", ProjectionHashOf(config_));
 }
 
 void Consolidator::VerifySources(const std::map<std::string, StreamStats>& stats) {
@@ -143,6 +144,35 @@ Status Consolidator::Start() {
   }
   // The leader from here on: /v1/status says so before /readyz can answer 200.
   started_ = true;
+  // Built from other sources, schema or handlers? The new handlers must not run on tables the
+  // old ones built: serve the old view as it is and rebuild first.
+  Result<std::string> recorded = std::string();
+  {
+    auto db = target_->OpenWriter(Slot::kLive);
+    recorded = db.ok() ? RecordedProjectionHash(**db) : Result<std::string>(db.status());
+  }
+  if (!recorded.ok()) {
+    started_ = false;
+    return recorded.status();
+  }
+  if (!recorded->empty() && *recorded != ProjectionHashOf(config_)) {
+    frozen_ = true;
+    queries_->SetLenient(true);
+    log::Warn("the sources, schema or handlers changed: rebuilding before folding; queries "
+              "answer from the previous read model until the new one is swapped in",
+              {{"target", target_->Describe(Slot::kLive)},
+               {"recordedProjection", *recorded},
+               {"projection", ProjectionHashOf(config_)}});
+    {
+      std::lock_guard<std::mutex> lock(state_mu_);
+      rebuild_state_ = RebuildState{};
+      rebuild_state_.state = "requested";
+      rebuild_state_.requested_at = Now();
+      rebuild_state_.reason = "projection changed";
+    }
+    supervisor_ = std::thread([this] { Supervise(); });
+    return Status::Ok();
+  }
   if (auto st = OpenLive(); !st.ok()) {
     started_ = false;
     return st;
@@ -182,6 +212,7 @@ void Consolidator::Stop() {
 }
 
 bool Consolidator::ready() const {
+  if (frozen_) return true;  // the previous view answers queries
   std::lock_guard<std::mutex> lock(live_mu_);
   return live_ != nullptr;
 }
@@ -239,7 +270,12 @@ void Consolidator::Supervise() {
       RefreshStats();
       next_stats = Clock::now() + std::chrono::seconds(1);
     }
-    if (!ready()) {  // a failed swap left no live pipeline: keep trying to open it
+    bool live;
+    {
+      std::lock_guard<std::mutex> lock(live_mu_);
+      live = live_ != nullptr;
+    }
+    if (!live && !frozen_) {  // a failed swap left no live pipeline: keep trying to open it
       if (auto st = OpenLive(); !st.ok()) {
         log::Error("cannot open the live read model", {{"error", st.message()}});
       }
@@ -366,8 +402,11 @@ Status Consolidator::SwapIn() {
     std::lock_guard<std::mutex> lock(live_mu_);
     live = std::move(live_);
   }
-  live->Stop();
-  auto targets = live->Checkpoints();
+  Result<std::map<std::string, Checkpoint>> targets = std::map<std::string, Checkpoint>();
+  if (live) {  // else frozen: nothing folds live, nothing to reach
+    live->Stop();
+    targets = live->Checkpoints();
+  }
   if (targets.ok()) {
     // A reset source's live checkpoint belongs to another stream: nothing to reach there.
     std::lock_guard<std::mutex> lock(state_mu_);
@@ -382,7 +421,7 @@ Status Consolidator::SwapIn() {
   Status st = targets.ok() ? rebuild_->CatchUpTo(*targets, std::chrono::seconds(30), give_up)
                            : targets.status();
   if (!st.ok()) {
-    live->Resume();
+    if (live) live->Resume();
     std::lock_guard<std::mutex> lock(live_mu_);
     live_ = std::move(live);
     return Status::Unavailable(st.message());
@@ -394,6 +433,10 @@ Status Consolidator::SwapIn() {
     auto paused = queries_->Pause();  // no reader holds the live slot open
     live.reset();                     // nor does the old live pipeline
     st = target_->Swap();
+  }
+  if (st.ok() && frozen_) {  // the new projection is live: it folds, and queries are strict
+    frozen_ = false;
+    queries_->SetLenient(false);
   }
   Status opened = OpenLive();  // the new content, or the old one when the swap failed
   if (!opened.ok()) {
@@ -476,6 +519,7 @@ Json Consolidator::StatusJson() const {
     if (!value->empty()) rebuild[key] = *value;
   }
   rebuild.update(rebuild_state_.progress);
+  if (!rebuild_state_.reason.empty()) rebuild["reason"] = rebuild_state_.reason;
   Json out = {{"name", config_.name},
               {"ready", live},
               {"role", started_ ? "leader" : "standby"},
@@ -492,6 +536,11 @@ Json Consolidator::StatusJson() const {
                         {"delivery", config_.delivery == Delivery::kPull ? "pull" : "push"}};
   }
   if (!stats_error_.empty()) out["sourceError"] = stats_error_;
+  if (frozen_) {
+    out["paused"] =
+        "the sources, schema or handlers changed: nothing is folded and queries answer from "
+        "the previous read model until the rebuild swaps the new one in";
+  }
   return out;
 }
 

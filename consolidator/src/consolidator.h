@@ -68,6 +68,7 @@ class Consolidator {
     std::string requested_at, started_at, finished_at;
     std::string error;
     std::string detail;  // why a caught-up rebuild is not swapped in yet
+    std::string reason;  // "projection changed" when the consolidator asked for it itself
     Json progress = Json::object();
   };
 
@@ -106,6 +107,9 @@ class Consolidator {
   std::map<std::string, StreamStats> stats_;
   std::map<std::string, SourceCheck> checks_;  // under state_mu_; reset with the live slot
   std::atomic<bool> cancel_{false};            // a rebuild's cancellation was asked for
+  // The live slot holds another projection (sources, schema or handlers changed): it is
+  // served as it is, never folded, until a rebuild swaps the new one in.
+  std::atomic<bool> frozen_{false};
   std::atomic<bool> started_{false};           // holds the lock and folds (else a standby)
   StreamStatsSource stats_source_{config_};
   std::string stats_error_;

@@ -24,6 +24,9 @@ CREATE TABLE IF NOT EXISTS sidelog_dead_letters (
   event TEXT NOT NULL,
   failed_at TEXT NOT NULL,
   PRIMARY KEY (source, position, "index"));
+CREATE TABLE IF NOT EXISTS sidelog_meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sidelog_sources (
   source TEXT PRIMARY KEY,
   identity TEXT NOT NULL,
@@ -42,6 +45,9 @@ constexpr const char* kSaveIdentity =
     "INSERT INTO sidelog_sources (source, identity, recorded_at) VALUES (:source, :identity, :now) "
     "ON CONFLICT (source) DO UPDATE SET identity = excluded.identity, "
     "recorded_at = excluded.recorded_at";
+constexpr const char* kSaveMeta =
+    "INSERT INTO sidelog_meta (key, value) VALUES (:key, :value) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 constexpr const char* kSaveDeadLetter =
     "INSERT INTO sidelog_dead_letters (source, position, \"index\", event_id, type, entity, "
     "error, event, failed_at) VALUES (:source, :position, :index, :id, :type, :entity, :error, "
@@ -72,6 +78,27 @@ std::string EventText(const StoredEvent& e) {
 
 }  // namespace
 
+std::string ProjectionHashOf(const ConsolidatorConfig& config) {
+  Json sources = Json::array(), handlers = Json::array();
+  for (const auto& s : config.sources) sources.push_back({{"stream", s.stream}, {"types", s.types}});
+  for (const auto& h : config.handlers) {
+    handlers.push_back({{"event", h.stream + "/" + h.type}, {"sql", h.sql}});
+  }
+  return Sha256Hex(
+      Json({{"sources", sources}, {"schema", config.schema}, {"handlers", handlers}}).dump());
+}
+
+Result<std::string> RecordedProjectionHash(Db& db) {
+  auto stmt = db.Prepare("SELECT value FROM sidelog_meta WHERE key = 'projection'", 0);
+  if (!stmt.ok()) {
+    if (stmt.status().code() == Status::Code::kUnavailable) return stmt.status();
+    return std::string();  // no such table yet
+  }
+  auto rows = (*stmt)->Query({}, 1);
+  if (!rows.ok()) return rows.status();
+  return rows->empty() ? std::string() : (*rows)[0].value("value", "");
+}
+
 Projection::Projection(const ConsolidatorConfig& config, Connect connect)
     : config_(config), connect_(std::move(connect)) {}
 
@@ -89,6 +116,7 @@ void Projection::Disconnect() {
   save_checkpoint_ = {};
   load_identity_ = {};
   save_identity_ = {};
+  save_meta_ = {};
   save_dead_letter_ = {};
   db_.reset();
 }
@@ -147,12 +175,12 @@ Status Projection::Prepare(bool at_start) {
     }
     handlers[{h.stream, h.type}].push_back(std::move(compiled));
   }
-  InternalStatement load, save, dead, load_identity, save_identity;
+  InternalStatement load, save, dead, load_identity, save_identity, save_meta;
 
   for (auto [internal, sql] :
        {std::pair{&load, kLoadCheckpoint}, std::pair{&save, kSaveCheckpoint},
         std::pair{&dead, kSaveDeadLetter}, std::pair{&load_identity, kLoadIdentity},
-        std::pair{&save_identity, kSaveIdentity}}) {
+        std::pair{&save_identity, kSaveIdentity}, std::pair{&save_meta, kSaveMeta}}) {
     auto prepared = PrepareInternal(d, sql, &internal->names);
     if (!prepared.ok()) {
       return Status::Unavailable("preparing the checkpoint statements: " +
@@ -167,7 +195,19 @@ Status Projection::Prepare(bool at_start) {
   save_dead_letter_ = std::move(dead);
   load_identity_ = std::move(load_identity);
   save_identity_ = std::move(save_identity);
+  save_meta_ = std::move(save_meta);
   return Status::Ok();
+}
+
+Status Projection::SaveMeta(const std::string& key, const std::string& value) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!db_) {
+    if (auto st = Prepare(false); !st.ok()) return st;
+  }
+  auto st =
+      save_meta_.statement->Execute(ByName(save_meta_.names, {{"key", key}, {"value", value}}));
+  if (!st.ok() && db_->broken()) Disconnect();
+  return st;
 }
 
 Result<std::string> Projection::LoadIdentity(const std::string& source) {

@@ -56,6 +56,15 @@ struct ApplyResult {
   std::optional<StoredEvent> failed_event;  // with Rejected: the event the source stops at
 };
 
+// The hash of what a read model is built from: its sources (streams and types), schema and
+// handlers. Recorded in sidelog_meta ("projection"); a consolidator that starts with another
+// one rebuilds before it folds.
+std::string ProjectionHashOf(const ConsolidatorConfig& config);
+
+// The hash recorded in a slot's sidelog_meta, "" when none is (a fresh database, or one from
+// before hashes were recorded), read without applying the config's schema.
+Result<std::string> RecordedProjectionHash(Db& db);
+
 class Projection {
  public:
   using Connect = std::function<Result<std::unique_ptr<Db>>()>;
@@ -75,6 +84,9 @@ class Projection {
   Result<std::string> LoadIdentity(const std::string& source);
   // Records it (in its own transaction: it describes the checkpoint, it does not move it).
   Status SaveIdentity(const std::string& source, const std::string& identity);
+
+  // Sets a row of sidelog_meta (the projection's hash: "projection").
+  Status SaveMeta(const std::string& key, const std::string& value);
 
   // Applies `batch` on top of `before` (the source's checkpoint) as described above.
   ApplyResult Apply(const Batch& batch, const Checkpoint& before);
@@ -116,7 +128,7 @@ class Projection {
     std::vector<std::string> names;
   };
   InternalStatement load_checkpoint_, save_checkpoint_, save_dead_letter_, load_identity_,
-      save_identity_;
+      save_identity_, save_meta_;
 };
 
 }  // namespace sidelog::consolidator

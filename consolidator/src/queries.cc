@@ -47,8 +47,11 @@ Result<std::unique_ptr<Queries::Reader>> Queries::OpenReader() {
     auto stmt = reader->db->Prepare(q.text, q.parameters.size());
     if (!stmt.ok()) {
       if (stmt.status().code() == Status::Code::kUnavailable) return stmt.status();
-      return config_.SqlError(q.config->pointer, q.line,
-                              "the query does not prepare: " + stmt.status().message());
+      Status err = config_.SqlError(q.config->pointer, q.line,
+                                    "the query does not prepare: " + stmt.status().message());
+      if (!lenient_) return err;
+      reader->unprepared[name] = err.message();
+      continue;
     }
     reader->statements[name] = std::move(stmt).value();
   }
@@ -127,6 +130,11 @@ Result<Json> Queries::Run(const std::string& name, const std::map<std::string, s
   Result<Json> rows = Status::Internal("not run");
   if (auto st = reader->db->Begin(); !st.ok()) {
     rows = st;
+  } else if (auto u = reader->unprepared.find(name); u != reader->unprepared.end()) {
+    reader->db->Rollback();
+    rows = Status::Unavailable("query " + name +
+                               " cannot run on the current read model until the rebuild swaps "
+                               "in: " + u->second);
   } else {
     rows = reader->statements.at(name)->Query(values, max_rows);
     if (rows.ok()) {
@@ -152,6 +160,11 @@ Json Queries::List() const {
     out.push_back({{"name", name}, {"parameters", q.parameters}});
   }
   return out;
+}
+
+void Queries::SetLenient(bool lenient) {
+  auto paused = Pause();  // readers prepared the other way are closed
+  lenient_ = lenient;
 }
 
 std::unique_lock<std::shared_mutex> Queries::Pause() {

@@ -8,6 +8,7 @@
 // wait. Pause() closes every connection and holds queries off, for a rebuild's swap.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -43,6 +44,11 @@ class Queries {
   // While the returned lock is held, no query runs and no connection is open.
   std::unique_lock<std::shared_mutex> Pause();
 
+  // Lenient: a query that does not prepare on the live slot answers Unavailable, the others
+  // run (the live view was built by the previous schema and handlers, until a rebuild swaps
+  // the new one in). Strict (the default): such a reader fails, as Check does.
+  void SetLenient(bool lenient);
+
  private:
   struct Query {
     const QueryConfig* config;
@@ -54,6 +60,7 @@ class Queries {
   struct Reader {
     std::unique_ptr<Db> db;
     std::map<std::string, std::unique_ptr<Statement>> statements;
+    std::map<std::string, std::string> unprepared;  // lenient: query -> why it did not prepare
     ~Reader() { statements.clear(); }  // statements before their connection
   };
   Result<std::unique_ptr<Reader>> OpenReader();
@@ -70,6 +77,7 @@ class Queries {
   std::condition_variable released_;
   std::vector<std::unique_ptr<Reader>> idle_;
   size_t open_ = 0;
+  std::atomic<bool> lenient_{false};
 };
 
 }  // namespace sidelog::consolidator

@@ -32,6 +32,10 @@ Status Rebuild::Begin(const std::map<std::string, StreamStats>& totals) {
       config_, [t = target_] { return t->OpenWriter(Slot::kRebuild); }, nullptr);
   if (!pipeline.ok()) return pipeline.status();
   pipeline_ = std::move(pipeline).value();
+  if (auto st = pipeline_->projection().SaveMeta("projection", ProjectionHashOf(config_));
+      !st.ok()) {
+    return st;
+  }
   // The fresh slot's checkpoints belong to the sources as they are now.
   for (const auto& [stream, st] : totals) {
     if (st.identity.empty()) continue;

@@ -424,6 +424,10 @@ Result<ReconcileResult> ConsolidatorReconciler::Reconcile(const std::string& key
   } else if (!failing.empty()) {
     ready.reason = "SourceFailing";
     ready.message = failing;
+  } else if (api.contains("paused")) {
+    ready.status = "True";  // queries are answered, from the previous read model
+    ready.reason = "RebuildingProjection";
+    ready.message = pods + "; " + api.value("paused", "");
   } else {
     ready.status = "True";
     ready.reason = "Following";

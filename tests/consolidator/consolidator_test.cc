@@ -522,6 +522,55 @@ TEST_P(ConsolidatorIT, ASourceThatIsAnotherStreamIsStoppedAndARebuildFoldsTheNew
   ExpectView(c, new_history);
 }
 
+// A changed handler must not run on the tables the old one built: the consolidator restarted
+// with it serves the old view, rebuilds with the new handlers, swaps, then folds.
+TEST_P(ConsolidatorIT, ChangedHandlersRebuildTheReadModelBeforeTheyFold) {
+  ShopHistory history(61, 600);
+  ASSERT_TRUE(AppendAll(sidecar_->url(), history.appends()));
+  ConsolidatorProcess c;
+  const std::string config = ShopConfig(c, "{maxEvents: 100, maxDelay: 10ms}");
+  c.WriteConfig(config);
+  c.Start();
+  WaitFolded(c, Counts(history));
+  ExpectView(c, history);
+  Json status = Get(c.url(), "/v1/status");
+  EXPECT_FALSE(status.contains("paused")) << status.dump();
+
+  // Restarting with the same config rebuilds nothing.
+  c.Kill(SIGTERM);
+  c.Start();
+  status = WaitForStatus(c, [](const Json& st) {
+    return EverySource(st, [](const Json& s) { return s["state"] == "following"; });
+  });
+  EXPECT_EQ(status["rebuild"]["state"], "idle") << status.dump();
+
+  // New orders now start as 'new': the old rows must become 'new' too, by a rebuild.
+  std::string changed = config;
+  const auto at = changed.find("'created',");
+  ASSERT_NE(at, std::string::npos);
+  changed.replace(at, 10, "'new',");
+  c.Kill(SIGTERM);
+  c.WriteConfig(changed);
+  c.Start();
+  status = WaitForStatus(c, [](const Json& st) { return st["rebuild"]["state"] == "done"; });
+  EXPECT_EQ(status["rebuild"]["reason"], "projection changed") << status.dump();
+  status = WaitForStatus(c, [](const Json& st) {
+    return !st.contains("paused") &&
+           EverySource(st, [](const Json& s) { return s["state"] == "following"; });
+  });
+  WaitFolded(c, Counts(history));
+  const Json orders = Get(c.url(), "/v1/queries/all-orders")["rows"];
+  ASSERT_FALSE(orders.empty());
+  int still_created = 0, now_new = 0;
+  for (const auto& row : orders) {
+    still_created += row["status"] == "created";
+    now_new += row["status"] == "new";
+  }
+  EXPECT_EQ(still_created, 0) << "a row of the old handler survived the rebuild";
+  EXPECT_GT(now_new, 0) << orders.dump().substr(0, 1000);
+  EXPECT_NE(c.Log().find("rebuilding before folding"), std::string::npos) << c.Log();
+}
+
 // A rebuild that cannot go on (its source is down) says so, can be cancelled, leaves the live
 // view as it was, and does not hold up a shutdown.
 TEST_P(ConsolidatorIT, ARebuildThatCannotFinishIsCancelledAndShutdownStaysBounded) {
