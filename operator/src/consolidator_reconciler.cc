@@ -9,6 +9,7 @@
 #include "eventservice_reconciler.h"
 #include "sidecar_config.h"
 #include "sidelog/log.h"
+#include "sidelog/yaml.h"
 
 namespace sidelog::op {
 
@@ -69,6 +70,12 @@ std::string Tail(const std::string& text, size_t n = 600) {
   std::string t = text.substr(text.size() - n);
   if (auto nl = t.find('\n'); nl != std::string::npos) t = t.substr(nl + 1);
   return t;
+}
+
+// The value at JSON pointer `pointer`, or null when a part of the path is absent.
+Json At(const Json& object, const std::string& pointer) {
+  const Json::json_pointer p(pointer);
+  return object.contains(p) ? object.at(p) : Json();
 }
 
 bool ControlledBy(const Json& object, const std::string& uid) {
@@ -195,8 +202,13 @@ ConsolidatorReconciler::Observed ConsolidatorReconciler::Observe(const Json& con
     o.ready = st.value("readyReplicas", 0);
     const bool observed = st.value("observedGeneration", int64_t{0}) >=
                           (*have)["metadata"].value("generation", int64_t{0});
+    // The cache may not hold the template just applied yet: it must carry this config's hash.
+    const bool current_template =
+        At(*have, "/spec/template/metadata/annotations/" +
+                      EscapePointerToken(kConfigHashAnnotation)) == w.config_hash;
     o.rolled_out =
-        observed && st.value("updatedReplicas", 0) >= o.want && st.value("replicas", 0) == o.want &&
+        current_template && observed && st.value("updatedReplicas", 0) >= o.want &&
+        st.value("replicas", 0) == o.want &&
         (!w.stateful() || st.value("currentRevision", "") == st.value("updateRevision", ""));
   }
   for (const auto& pod : pods_->List(ns)) {
@@ -291,6 +303,10 @@ Result<ReconcileResult> ConsolidatorReconciler::Reconcile(const std::string& key
 
   // A spec change of sources, schema or handlers: the new pods rebuild before they fold.
   Json rebuild = before.value("rebuild", Json::object());
+  // The annotation's value last acted on, kept across rebuilds of either reason.
+  const std::string acted = rebuild.value(
+      "annotation", rebuild.value("reason", "") == "Requested" ? rebuild.value("requestedAt", "")
+                                                               : std::string());
   const std::string recorded_projection = before.value("projectionHash", "");
   if (checked.ok() && applied.ok() && recorded_projection != w.projection_hash) {
     if (!recorded_projection.empty()) {
@@ -298,6 +314,7 @@ Result<ReconcileResult> ConsolidatorReconciler::Reconcile(const std::string& key
                  {"reason", "ProjectionChanged"},
                  {"state", "requested"},
                  {"progress", 0}};
+      if (!acted.empty()) rebuild["annotation"] = acted;
       recorder_->Record(consolidator, "Normal", "ProjectionChanged",
                         "sources, schema or handlers changed: the new pods rebuild the read model "
                         "before they fold; queries are served from the old one meanwhile");
@@ -311,13 +328,16 @@ Result<ReconcileResult> ConsolidatorReconciler::Reconcile(const std::string& key
   const bool ours = rebuild.value("reason", "") == "Requested";
   const bool forgotten = ours && Running(rebuild.value("state", "")) && o.api &&
                          !Running(api_state) && api_rebuild.value("requestedAt", "").empty();
-  if (!asked.empty() && (asked != rebuild.value("requestedAt", "") || forgotten)) {
+  if (!asked.empty() && (asked != acted || forgotten)) {
     int code = 0;
     auto r = o.api ? CallApi(o.api_url, "POST", "/v1/rebuild", &code)
                    : Result<Json>(Status::Unavailable("the consolidator does not answer yet"));
     if (r.ok() && (code == 202 || code == 409)) {
-      rebuild = {
-          {"requestedAt", asked}, {"reason", "Requested"}, {"state", "requested"}, {"progress", 0}};
+      rebuild = {{"requestedAt", asked},
+                 {"annotation", asked},
+                 {"reason", "Requested"},
+                 {"state", "requested"},
+                 {"progress", 0}};
       if (!forgotten) {
         recorder_->Record(
             consolidator, "Normal", "RebuildRequested",

@@ -117,7 +117,8 @@ args=$(op $c.args)
 for a in "--nats=nats://$FULL-nats.$NS.svc.cluster.local:4222" "--leader-elect=true" \
   '--leader-election-namespace=$(POD_NAMESPACE)' '--identity=$(POD_NAME)' \
   "--dependency-cycles=warn" "--resync-period=30s" "--log-level=info" "--health-listen=0.0.0.0:8081" \
-  "--webhook-listen=0.0.0.0:9443" "--webhook-cert-validity=8760h" "--sidecar-image=sidelog/sidecar:$APP_VERSION"; do
+  "--webhook-listen=0.0.0.0:9443" "--webhook-cert-validity=8760h" "--sidecar-image=sidelog/sidecar:$APP_VERSION" \
+  "--consolidator-image=sidelog/consolidator:$APP_VERSION" "--consolidator-status-period=5s"; do
   assert_contains "the operator runs with $a" "$args" "\"$a\""
 done
 assert_eq "POD_NAMESPACE is the pod's namespace" '{"fieldRef": {"fieldPath": "metadata.namespace"}}' "$(op "$c.env[name=POD_NAMESPACE].valueFrom")"
@@ -227,7 +228,7 @@ for a in --nats-creds=/etc/sidelog/nats/creds/nats.creds --nats-tls-ca=/etc/side
   --nats-tls-cert=/etc/sidelog/nats/tls/tls.crt --nats-tls-key=/etc/sidelog/nats/tls/tls.key; do
   assert_contains "the operator runs with $a" "$args" "\"$a\""
 done
-assert_eq "the Secrets are mounted" '[{"name": "nats-creds", "secret": {"secretName": "creds"}}, {"name": "nats-tls", "secret": {"secretName": "tls"}}]' \
+assert_eq "the Secrets are mounted, next to the scratch /tmp" '[{"emptyDir": {"sizeLimit": "64Mi"}, "name": "tmp"}, {"name": "nats-creds", "secret": {"secretName": "creds"}}, {"name": "nats-tls", "secret": {"secretName": "tls"}}]' \
   "$(field Deployment "$FULL-operator" spec.template.spec.volumes <<<"$OUT")"
 assert_ok "with scheduling values" render --set operator.nodeSelector.pool=system,operator.podLabels.team=a,operator.podAnnotations.x=y \
   --set 'operator.tolerations[0].key=dedicated,operator.tolerations[0].operator=Exists'

@@ -70,7 +70,7 @@ ready_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 echo "  (Ready $ready_ms ms after kubectl apply)"
 assert_eq "its claim is bound to the read model's volume" "Bound sidelog-e2e-cons-data" \
   "$(field pvc/data-order-summary-0 '{.status.phase} {.spec.volumeName}')"
-assert_eq "the pod runs the operator's image" "docker.io/sidelog/consolidator:$TAG" \
+assert_eq "the pod runs the operator's image" "sidelog/consolidator:$TAG" \
   "$(field pod/order-summary-0 '{.spec.containers[0].image}')"
 assert_eq "both sources are listed" "orders customers" \
   "$(field cons/order-summary '{.status.sources[*].stream}' | tr ' ' '\n' | sort -r | tr '\n' ' ' | sed 's/ $//')"
