@@ -254,6 +254,42 @@ TEST_F(ConsolidatorReconcilerTest, TheShopsReadModelGetsItsConfigMapStatefulSetA
   EXPECT_EQ(api_.Writes("apply"), writes);
 }
 
+TEST_F(ConsolidatorReconcilerTest, AChangedHandlerIsAProjectionChangeAndABatchChangeIsNot) {
+  Json c = OrderSummary();
+  c["metadata"].erase("uid");
+  ASSERT_TRUE(api_.Create(kConsolidators, "shop", c).ok());
+  Start();
+  auto status = [&] { return At(Get(kConsolidators, "order-summary"), "/status"); };
+  ASSERT_TRUE(WaitFor([&] { return status().contains("projectionHash"); }));
+  const std::string config_hash =
+      At(Get(kStatefulSets, "order-summary"), "/spec/template/metadata/annotations")
+          .value(kConfigHashAnnotation, "");
+
+  // batch only restarts: a new pod template, no rebuild.
+  ASSERT_TRUE(api_.MergePatch(kConsolidators, "shop", "order-summary",
+                              {{"spec", {{"batch", {{"maxEvents", 50}}}}}})
+                  .ok());
+  ASSERT_TRUE(WaitFor([&] {
+    return At(Get(kStatefulSets, "order-summary"), "/spec/template/metadata/annotations")
+               .value(kConfigHashAnnotation, "") != config_hash;
+  }));
+  EXPECT_FALSE(status().contains("rebuild")) << status().dump();
+  EXPECT_EQ(ConditionOf(Get(kConsolidators, "order-summary"), "Rebuilding"), "False/Idle");
+
+  // A handler change is a rebuild, recorded with its reason; the annotation is left alone.
+  Json handlers = c["spec"]["handlers"];
+  handlers[3]["sql"] = "UPDATE orders SET items = items + 10 WHERE id = :entity";
+  ASSERT_TRUE(
+      api_.MergePatch(kConsolidators, "shop", "order-summary", {{"spec", {{"handlers", handlers}}}})
+          .ok());
+  ASSERT_TRUE(WaitFor([&] { return At(status(), "/rebuild/reason") == "ProjectionChanged"; }))
+      << status().dump();
+  EXPECT_EQ(At(status(), "/rebuild/state"), "requested");
+  EXPECT_EQ(ConditionOf(Get(kConsolidators, "order-summary"), "Rebuilding"),
+            "True/ProjectionChanged");
+  EXPECT_EQ(status()["projectionHash"], ProjectionHash(Get(kConsolidators, "order-summary")["spec"]));
+}
+
 TEST_F(ConsolidatorReconcilerTest, AHandlerTheDatabaseRejectsIsInvalidSpecAndNothingIsRolledOut) {
   Json c = OrderSummary();
   c["metadata"].erase("uid");
