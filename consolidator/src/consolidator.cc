@@ -158,11 +158,12 @@ Status Consolidator::Start() {
   if (!recorded->empty() && *recorded != ProjectionHashOf(config_)) {
     frozen_ = true;
     queries_->SetLenient(true);
-    log::Warn("the sources, schema or handlers changed: rebuilding before folding; queries "
-              "answer from the previous read model until the new one is swapped in",
-              {{"target", target_->Describe(Slot::kLive)},
-               {"recordedProjection", *recorded},
-               {"projection", ProjectionHashOf(config_)}});
+    log::Warn(
+        "the sources, schema or handlers changed: rebuilding before folding; queries "
+        "answer from the previous read model until the new one is swapped in",
+        {{"target", target_->Describe(Slot::kLive)},
+         {"recordedProjection", *recorded},
+         {"projection", ProjectionHashOf(config_)}});
     {
       std::lock_guard<std::mutex> lock(state_mu_);
       rebuild_state_ = RebuildState{};

@@ -110,7 +110,7 @@ class Consolidator {
   // The live slot holds another projection (sources, schema or handlers changed): it is
   // served as it is, never folded, until a rebuild swaps the new one in.
   std::atomic<bool> frozen_{false};
-  std::atomic<bool> started_{false};           // holds the lock and folds (else a standby)
+  std::atomic<bool> started_{false};  // holds the lock and folds (else a standby)
   StreamStatsSource stats_source_{config_};
   std::string stats_error_;
 

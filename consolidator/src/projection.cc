@@ -80,7 +80,8 @@ std::string EventText(const StoredEvent& e) {
 
 std::string ProjectionHashOf(const ConsolidatorConfig& config) {
   Json sources = Json::array(), handlers = Json::array();
-  for (const auto& s : config.sources) sources.push_back({{"stream", s.stream}, {"types", s.types}});
+  for (const auto& s : config.sources)
+    sources.push_back({{"stream", s.stream}, {"types", s.types}});
   for (const auto& h : config.handlers) {
     handlers.push_back({{"event", h.stream + "/" + h.type}, {"sql", h.sql}});
   }

@@ -134,7 +134,8 @@ Result<Json> Queries::Run(const std::string& name, const std::map<std::string, s
     reader->db->Rollback();
     rows = Status::Unavailable("query " + name +
                                " cannot run on the current read model until the rebuild swaps "
-                               "in: " + u->second);
+                               "in: " +
+                               u->second);
   } else {
     rows = reader->statements.at(name)->Query(values, max_rows);
     if (rows.ok()) {

@@ -61,7 +61,7 @@ class Queries {
     std::unique_ptr<Db> db;
     std::map<std::string, std::unique_ptr<Statement>> statements;
     std::map<std::string, std::string> unprepared;  // lenient: query -> why it did not prepare
-    ~Reader() { statements.clear(); }  // statements before their connection
+    ~Reader() { statements.clear(); }               // statements before their connection
   };
   Result<std::unique_ptr<Reader>> OpenReader();
   std::unique_ptr<Reader> Acquire(Status* error);

@@ -304,9 +304,9 @@ Result<ReconcileResult> ConsolidatorReconciler::Reconcile(const std::string& key
   // A spec change of sources, schema or handlers: the new pods rebuild before they fold.
   Json rebuild = before.value("rebuild", Json::object());
   // The annotation's value last acted on, kept across rebuilds of either reason.
-  const std::string acted = rebuild.value(
-      "annotation", rebuild.value("reason", "") == "Requested" ? rebuild.value("requestedAt", "")
-                                                               : std::string());
+  const std::string acted = rebuild.value("annotation", rebuild.value("reason", "") == "Requested"
+                                                            ? rebuild.value("requestedAt", "")
+                                                            : std::string());
   const std::string recorded_projection = before.value("projectionHash", "");
   if (checked.ok() && applied.ok() && recorded_projection != w.projection_hash) {
     if (!recorded_projection.empty()) {

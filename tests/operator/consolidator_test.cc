@@ -287,7 +287,8 @@ TEST_F(ConsolidatorReconcilerTest, AChangedHandlerIsAProjectionChangeAndABatchCh
   EXPECT_EQ(At(status(), "/rebuild/state"), "requested");
   EXPECT_EQ(ConditionOf(Get(kConsolidators, "order-summary"), "Rebuilding"),
             "True/ProjectionChanged");
-  EXPECT_EQ(status()["projectionHash"], ProjectionHash(Get(kConsolidators, "order-summary")["spec"]));
+  EXPECT_EQ(status()["projectionHash"],
+            ProjectionHash(Get(kConsolidators, "order-summary")["spec"]));
 }
 
 TEST_F(ConsolidatorReconcilerTest, AHandlerTheDatabaseRejectsIsInvalidSpecAndNothingIsRolledOut) {
