@@ -82,6 +82,8 @@ void Follower::Run() {
   auto backoff = std::chrono::seconds(1);
   while (!stopping()) {
     auto checkpoint = projection_->LoadCheckpoint(source_.stream);
+    auto identity = projection_->LoadIdentity(source_.stream);
+    if (checkpoint.ok() && !identity.ok()) checkpoint = identity.status();
     Status st;
     if (checkpoint.ok()) {
       {
@@ -89,7 +91,7 @@ void Follower::Run() {
         snapshot_.checkpoint = *checkpoint;
         checkpoint_loaded_ = true;
       }
-      reader_->Start(checkpoint->cursor);
+      reader_->Start(checkpoint->cursor, *identity);
       Checkpoint before = *checkpoint;
       st = Fold(*checkpoint);
       reader_->Stop();

@@ -16,14 +16,14 @@ JetStreamReader::JetStreamReader(const ConsolidatorConfig& config, std::string s
 
 JetStreamReader::~JetStreamReader() { Stop(); }
 
-void JetStreamReader::Start(Cursor after) {
+void JetStreamReader::Start(Cursor after, const std::string& identity) {
   Stop();
   queue_->Reset();
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = false;
   }
-  thread_ = std::thread([this, after] { Run(after); });
+  thread_ = std::thread([this, after, identity] { Run(after, identity); });
 }
 
 void JetStreamReader::Stop() {
@@ -54,6 +54,11 @@ Status JetStreamReader::Deliver(const JetStreamMessage& m, Cursor* after) {
                             " holds a message that is not a commit at " + std::to_string(m.seq) +
                             ": " + events.status().message());
   }
+  if (*dropped_) {
+    return Status::Unavailable(
+        "the connection to NATS dropped: the stream is checked again "
+        "before reading on");
+  }
   for (auto& e : *events) {
     if (!after->Before(e.position, e.index)) continue;  // already read
     Cursor at{e.position, e.index};
@@ -64,14 +69,16 @@ Status JetStreamReader::Deliver(const JetStreamMessage& m, Cursor* after) {
   return Status::Ok();
 }
 
-void JetStreamReader::Run(Cursor after) {
+void JetStreamReader::Run(Cursor after, std::string identity) {
   auto backoff = std::chrono::seconds(1);
   std::unique_ptr<JetStream> js;
   for (;;) {
     Cursor before = after;
     Status st;
     if (!js) {
-      auto connected = JetStream::Connect(*config_.nats, nullptr);
+      auto connected = JetStream::Connect(*config_.nats, [dropped = dropped_](bool up) {
+        if (!up) *dropped = true;
+      });
       if (connected.ok()) {
         js = std::move(connected).value();
         for (int i = 0; i < 100 && !js->connected() && !stopping(); ++i) {
@@ -82,9 +89,15 @@ void JetStreamReader::Run(Cursor after) {
       }
     }
     if (js) {
+      *dropped_ = false;  // from here on a drop stops the deliveries until the next check
       auto info = js->Info(jetstream_name_);
+      const std::string now = info.ok() ? "jetstream:" + std::to_string(info->created_ns) : "";
       if (!info.ok()) {
         st = info.status();
+      } else if (!identity.empty() && now != identity) {
+        st = Status::Conflict("SourceReset: JetStream stream " + jetstream_name_ +
+                              " is not the one the checkpoint belongs to (identity " + now +
+                              ", recorded " + identity + "); nothing is read from it");
       } else {
         {
           std::lock_guard<std::mutex> lock(mu_);

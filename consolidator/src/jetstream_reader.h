@@ -24,13 +24,13 @@ class JetStreamReader : public SourceReader {
   JetStreamReader(const ConsolidatorConfig& config, std::string stream, EventQueue* queue);
   ~JetStreamReader() override;
 
-  void Start(Cursor after) override;
+  void Start(Cursor after, const std::string& identity) override;
   void Stop() override;
   bool following() const override { return following_.load(); }
   std::string last_error() const override;
 
  private:
-  void Run(Cursor after);
+  void Run(Cursor after, std::string identity);
   // Reads until an error or Stop; advances *after.
   Status Push(JetStream* js, uint64_t last_seq, Cursor* after);
   Status Pull(JetStream* js, uint64_t last_seq, Cursor* after);
@@ -50,6 +50,9 @@ class JetStreamReader : public SourceReader {
   std::condition_variable wake_;
   bool stopping_ = false;
   std::string last_error_;
+  // Set when the NATS connection drops: libnats would recreate the consumer on whatever stream
+  // has the name after the reconnect, so deliveries stop until the stream is checked again.
+  std::shared_ptr<std::atomic<bool>> dropped_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace sidelog::consolidator

@@ -18,8 +18,11 @@ namespace sidelog::consolidator {
 class SourceReader {
  public:
   virtual ~SourceReader() = default;
-  // Resets the queue and starts reading the events after `after`.
-  virtual void Start(Cursor after) = 0;
+  // Resets the queue and starts reading the events after `after`. With `identity` set (the
+  // identity recorded with the checkpoint, StreamStats::identity), every (re)connection first
+  // checks that the stream is still that one, and reads nothing from another one: its position
+  // would mean nothing there (last_error() says "SourceReset: ...").
+  virtual void Start(Cursor after, const std::string& identity) = 0;
   virtual void Stop() = 0;
   // True once caught up with the stream and reading live.
   virtual bool following() const = 0;

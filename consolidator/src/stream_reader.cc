@@ -6,6 +6,7 @@
 
 #include <memory>
 
+#include "client.h"
 #include "sidelog/log.h"
 
 namespace sidelog::consolidator {
@@ -44,7 +45,7 @@ StreamReader::StreamReader(std::string sidecar_url, std::string stream, EventQue
 
 StreamReader::~StreamReader() { Stop(); }
 
-void StreamReader::Start(Cursor after) {
+void StreamReader::Start(Cursor after, const std::string& identity) {
   Stop();
   queue_->Reset();
   {
@@ -52,7 +53,7 @@ void StreamReader::Start(Cursor after) {
     stopping_ = false;
     cancel_ = pplx::cancellation_token_source();
   }
-  thread_ = std::thread([this, after] { Run(after); });
+  thread_ = std::thread([this, after, identity] { Run(after, identity); });
 }
 
 void StreamReader::Stop() {
@@ -77,11 +78,32 @@ void StreamReader::SetError(const std::string& error) {
   last_error_ = error;
 }
 
-void StreamReader::Run(Cursor after) {
+Status StreamReader::CheckIdentity(const std::string& identity) {
+  if (identity.empty()) return Status::Ok();
+  cli::Client client(url_);
+  std::string error;
+  auto resp = client.Send("GET", "/v1/streams", nullptr, {}, &error);
+  if (resp.status == 0) return Status::Unavailable(error);
+  if (resp.status != 200 || !resp.body.is_object() || !resp.body["streams"].is_array()) {
+    return Status::Unavailable("GET " + url_ + "/v1/streams: " + cli::ProblemText(resp));
+  }
+  for (const auto& s : resp.body["streams"]) {
+    if (!s.is_object() || s.value("name", "") != stream_) continue;
+    const std::string now = s.value("identity", "");
+    if (now.empty() || now == identity) return Status::Ok();
+    return Status::Conflict("SourceReset: stream " + stream_ + " at " + url_ +
+                            " is not the one the checkpoint belongs to (identity " + now +
+                            ", recorded " + identity + "); nothing is read from it");
+  }
+  return Status::Ok();  // not served there: the read fails and says so
+}
+
+void StreamReader::Run(Cursor after, std::string identity) {
   auto backoff = std::chrono::seconds(1);
   for (;;) {
     Cursor before = after;
-    Status st = CatchUp(&after);
+    Status st = CheckIdentity(identity);
+    if (st.ok()) st = CatchUp(&after);
     if (st.ok()) {
       SetError("");
       following_ = true;

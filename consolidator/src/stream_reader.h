@@ -36,7 +36,7 @@ class StreamReader : public SourceReader {
   StreamReader& operator=(const StreamReader&) = delete;
 
   // Resets the queue and starts reading the events after `after`.
-  void Start(Cursor after) override;
+  void Start(Cursor after, const std::string& identity) override;
   // Stops reading and closes the queue; returns when the thread has ended.
   void Stop() override;
 
@@ -46,11 +46,13 @@ class StreamReader : public SourceReader {
   std::string last_error() const override;
 
  private:
-  void Run(Cursor after);
+  void Run(Cursor after, std::string identity);
   // Reads catch-up pages until the end of the stream; advances *after.
   Status CatchUp(Cursor* after);
   // Follows the SSE feed until it ends; advances *after.
   Status Follow(Cursor* after);
+  // Ok when the sidecar's stream is the one of `identity` (or either is not known).
+  Status CheckIdentity(const std::string& identity);
   // Queues an event read from the sidecar unless it is at or before *after.
   Status Deliver(const Json& cloud_event, Cursor* after);
   void SetError(const std::string& error);

@@ -476,8 +476,12 @@ TEST_P(ConsolidatorIT, ASourceThatIsAnotherStreamIsStoppedAndARebuildFoldsTheNew
   ShopHistory new_history(43, 20);
   ASSERT_TRUE(AppendAll(sidecar_->url(), new_history.appends()));
 
-  Json status = WaitForStatus(c, [](const Json& st) {
-    return EverySource(st, [](const Json& s) { return s["state"] == "reset"; });
+  // Reset, and (once the stats are read after the last append) all of the new stream behind.
+  Json status = WaitForStatus(c, [&](const Json& st) {
+    return EverySource(st, [&](const Json& s) {
+      return s["state"] == "reset" &&
+             s["lag"]["events"] == new_history.EventsIn(s["stream"].get<std::string>());
+    });
   });
   for (const auto& s : status["sources"]) {
     ASSERT_TRUE(s.contains("reset")) << s.dump();
@@ -762,6 +766,55 @@ TEST_P(ConsolidatorJetStreamIT, KilledMidFoldItResumesAfterItsCheckpointWithoutR
   }
   WaitFolded(c, Counts(history));
   ExpectView(c, history);
+}
+
+// JetStream's streams are deleted and made again (here: a new store) under a running
+// consolidator: the streams' identities change, the sources stop with SourceReset, and a
+// rebuild folds the new streams.
+TEST_P(ConsolidatorJetStreamIT, StreamsMadeAgainInJetStreamAreResetSourcesUntilARebuild) {
+  ShopHistory old_history(71, 300);
+  ASSERT_TRUE(AppendAll(sidecar_->url(), old_history.appends()));
+  ConsolidatorProcess c;
+  c.WriteConfig(ShopConfig(c, "{maxEvents: 100, maxDelay: 10ms}"));
+  c.Start();
+  WaitFolded(c, Counts(old_history));
+
+  sidecar_->Kill(SIGKILL);
+  nats_.Kill(SIGKILL);
+  std::filesystem::remove_all(nats_.dir() + "/js");
+  std::filesystem::remove_all(sidecar_->dir() + "/data");
+  nats_.Start();
+  sidecar_->Start();  // creates the streams again
+  ShopHistory new_history(73, 20);
+  ASSERT_TRUE(AppendAll(sidecar_->url(), new_history.appends()));
+
+  Json status = WaitForStatus(
+      c,
+      [](const Json& st) {
+        return EverySource(st, [](const Json& s) { return s["state"] == "reset"; });
+      },
+      std::chrono::seconds(60));
+  for (const auto& s : status["sources"]) {
+    EXPECT_EQ(s["reset"]["reason"], "SourceReset") << s.dump();
+    EXPECT_EQ(s["reset"]["identity"].get<std::string>().rfind("jetstream:", 0), 0u) << s.dump();
+    EXPECT_NE(s["reset"]["identity"], s["reset"]["recordedIdentity"]) << s.dump();
+  }
+  {
+    SCOPED_TRACE("the old view, before the rebuild");
+    ExpectView(c, old_history);
+  }
+
+  cli::Client client(c.url());
+  ASSERT_EQ(client.Send("POST", "/v1/rebuild").status, 202);
+  status = WaitForStatus(c, [](const Json& st) {
+    return st["rebuild"]["state"] == "done" || st["rebuild"]["state"] == "failed";
+  });
+  ASSERT_EQ(status["rebuild"]["state"], "done") << status.dump() << c.Log();
+  WaitForStatus(c, [](const Json& st) {
+    return EverySource(st, [](const Json& s) { return s["state"] == "following"; });
+  });
+  SCOPED_TRACE("the new view, after the rebuild");
+  ExpectView(c, new_history);
 }
 
 TEST_P(ConsolidatorJetStreamIT, ARebuildCountsProgressInPositions) {
