@@ -143,6 +143,18 @@ wait_until "the new pod rebuilt, swapped and follows" 120 bash -c \
   "[ \"\$($KUBECTL get cons -n $NS order-summary -o jsonpath='{.status.rebuild.state} {.status.conditions[?(@.type==\"Ready\")].reason}')\" = 'done Following' ]"
 assert_contains "the rows were rebuilt by the new handler" "$(app "curl -fsS '$QUERY/v1/queries/order?id=o-42'")" '"items":990'
 
+echo "# a PostgreSQL target whose connection Secret is missing"
+shop consolidator.yaml | sed -e 's/name: order-summary/name: order-summary-pg/' \
+  -e 's/^    sqlite:$/    postgres:/' -e 's/^      size: 1Gi$/      connectionSecretRef: {name: shop-db}/' >"$WORK/pg.yaml"
+assert_ok "it applies" kubectl apply -f "$WORK/pg.yaml"
+pg_failing() {
+  [ "$(field cons/order-summary-pg '{.status.conditions[?(@.type=="Ready")].reason}')" = PodFailing ]
+}
+wait_until "its pod cannot start: Ready False, PodFailing" 60 pg_failing
+assert_contains "in the kubelet's words" \
+  "$(field cons/order-summary-pg '{.status.conditions[?(@.type=="Ready")].message}')" 'secret "shop-db" not found'
+assert_ok "it is deleted" kubectl delete cons -n "$NS" order-summary-pg --wait=true
+
 echo "# deleting it: the workload goes, the claim stays (StatefulSet retention: Retain)"
 assert_ok "the Consolidator is deleted" kubectl delete cons -n "$NS" order-summary --wait=true
 wait_until "its StatefulSet is collected" 60 bash -c "! $KUBECTL get statefulset -n $NS order-summary >/dev/null 2>&1"
