@@ -5,8 +5,8 @@
 //
 // When a batch fails (a handler error with onError: stop, or a transient database error) the
 // follower stops reading, waits (1 s, doubling to 60 s), reloads the checkpoint from the
-// database, the source of truth, and starts again from there. So fixing the data, or the
-// config and restarting, resumes at the failing event.
+// database, the source of truth, and starts again from there. So fixing the data resumes at
+// the failing event (fixing a handler takes a restart, which rebuilds: Consolidator::Start).
 //
 // Start/Stop from one owner thread; Snapshot() is safe from any thread.
 #pragma once

@@ -225,7 +225,11 @@ Status FakeKubeApi::Watch(const ResourceType& type, const std::string& ns,
       lock.lock();
       if (!more) return Status::Ok();
     }
-    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) return Status::Ok();
+    // The predicate also sees a Shutdown that came while `fn` ran with the lock released.
+    if (!cv_.wait_until(lock, deadline,
+                        [&] { return shut_down_ || (!hold_ && next < changes_.size()); })) {
+      return Status::Ok();
+    }
   }
 }
 
