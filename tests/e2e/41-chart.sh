@@ -228,7 +228,7 @@ for a in --nats-creds=/etc/sidelog/nats/creds/nats.creds --nats-tls-ca=/etc/side
   --nats-tls-cert=/etc/sidelog/nats/tls/tls.crt --nats-tls-key=/etc/sidelog/nats/tls/tls.key; do
   assert_contains "the operator runs with $a" "$args" "\"$a\""
 done
-assert_eq "the Secrets are mounted, next to the scratch /tmp" '[{"emptyDir": {"sizeLimit": "64Mi"}, "name": "tmp"}, {"name": "nats-creds", "secret": {"secretName": "creds"}}, {"name": "nats-tls", "secret": {"secretName": "tls"}}]' \
+assert_eq "the Secrets are mounted, next to the scratch /tmp" '[{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, {"name": "nats-creds", "secret": {"secretName": "creds"}}, {"name": "nats-tls", "secret": {"secretName": "tls"}}]' \
   "$(field Deployment "$FULL-operator" spec.template.spec.volumes <<<"$OUT")"
 assert_ok "with scheduling values" render --set operator.nodeSelector.pool=system,operator.podLabels.team=a,operator.podAnnotations.x=y \
   --set 'operator.tolerations[0].key=dedicated,operator.tolerations[0].operator=Exists'
