@@ -172,14 +172,7 @@ std::string RenderConsolidatorConfig(const Json& consolidator,
   } else {
     config["target"] = {{"postgres", {{"connectionEnv", kDatabaseEnv}}}};
   }
-  Json nats = {{"url", settings.nats.url}};
-  if (!settings.nats.creds_file.empty()) nats["credsFile"] = settings.nats.creds_file;
-  Json tls = Json::object();
-  if (!settings.nats.tls.ca.empty()) tls["ca"] = settings.nats.tls.ca;
-  if (!settings.nats.tls.cert.empty()) tls["cert"] = settings.nats.tls.cert;
-  if (!settings.nats.tls.key.empty()) tls["key"] = settings.nats.tls.key;
-  if (!tls.empty()) nats["tls"] = tls;
-  config["nats"] = nats;
+  config["nats"] = NatsSection(settings.nats);
   return "# Rendered by sidelog-operator from Consolidator " + ns + "/" + name +
          ". Edits are overwritten.\n" + ToYaml(config);
 }

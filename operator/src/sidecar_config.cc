@@ -100,6 +100,17 @@ std::string ToYaml(const Json& value) {
   return std::string(out.c_str()) + "\n";
 }
 
+Json NatsSection(const NatsConfig& nats) {
+  Json out = {{"url", nats.url}};
+  if (!nats.creds_file.empty()) out["credsFile"] = nats.creds_file;
+  Json tls = Json::object();
+  if (!nats.tls.ca.empty()) tls["ca"] = nats.tls.ca;
+  if (!nats.tls.cert.empty()) tls["cert"] = nats.tls.cert;
+  if (!nats.tls.key.empty()) tls["key"] = nats.tls.key;
+  if (!tls.empty()) out["tls"] = tls;
+  return out;
+}
+
 std::string SidecarConfigMapName(const std::string& service) { return "sidelog-" + service; }
 
 std::string RenderSidecarConfig(const Json& service, const std::vector<RenderedStream>& streams,
@@ -115,16 +126,7 @@ std::string RenderSidecarConfig(const Json& service, const std::vector<RenderedS
       {"dataDir", settings.data_dir},
       {"logLevel", sidecar.value("logLevel", "info")},
   };
-  if (!settings.nats.url.empty()) {
-    Json nats = {{"url", settings.nats.url}};
-    if (!settings.nats.creds_file.empty()) nats["credsFile"] = settings.nats.creds_file;
-    Json tls = Json::object();
-    if (!settings.nats.tls.ca.empty()) tls["ca"] = settings.nats.tls.ca;
-    if (!settings.nats.tls.cert.empty()) tls["cert"] = settings.nats.tls.cert;
-    if (!settings.nats.tls.key.empty()) tls["key"] = settings.nats.tls.key;
-    if (!tls.empty()) nats["tls"] = tls;
-    config["nats"] = nats;
-  }
+  if (!settings.nats.url.empty()) config["nats"] = NatsSection(settings.nats);
   Json list = Json::array();
   for (const auto& s : streams) {
     Json j = {{"name", s.name}, {"access", s.write ? "write" : "read"}};

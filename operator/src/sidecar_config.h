@@ -45,6 +45,9 @@ std::string SidecarConfigMapName(const std::string& service);
 inline constexpr const char* kSidecarConfigKey = "sidecar.yaml";
 inline constexpr const char* kConfigHashAnnotation = "sidelog.dev/config-hash";
 
+// A config's `nats:` section for `nats`: url, credsFile and tls paths (never a secret).
+Json NatsSection(const NatsConfig& nats);
+
 // YAML text of a JSON value in block style, with every string that YAML 1.1 or 1.2 could read
 // as something else (on, yes, 1.0, null, ...) quoted.
 std::string ToYaml(const Json& value);
