@@ -4,6 +4,8 @@
 //                   [--data-dir DIR] [--log-level LEVEL] [--threads N]
 //                   [--nats URL | --standalone]
 //
+// Environment: SIDELOG_APP_PORT sets the app's port for push deliveries (config `appPort`).
+//
 // Flags override the config file. SIGTERM or SIGINT: stop accepting appends, finish the ones in
 // flight, close the log, exit 0.
 #include <pplx/threadpool.h>
@@ -94,6 +96,17 @@ int main(int argc, char** argv) {
     config->nats->url = nats_url;
   }
   if (standalone) config->nats.reset();
+  // The injected sidecar learns the app's port from the pod (annotation sidelog.dev/app-port
+  // or the EventService's appPort) through this variable.
+  if (const char* app_port = std::getenv("SIDELOG_APP_PORT"); app_port && *app_port) {
+    const int port = std::atoi(app_port);
+    if (port < 1 || port > 65535 || std::to_string(port) != app_port) {
+      std::cerr << "sidelog-sidecar: SIDELOG_APP_PORT must be a port number, got " << app_port
+                << "\n";
+      return 2;
+    }
+    config->app_port = port;
+  }
   log::Init("sidecar", config->log_level);
   LogConfigWarnings(config->warnings);
 

@@ -126,13 +126,96 @@ class Parser {
     return Status::Ok();
   }
 
+  // A duration field within [min_ms, max_ms], in milliseconds.
+  Status Millis(const Json& obj, const std::string& ptr, const char* key, int64_t* out,
+                int64_t min_ms, int64_t max_ms, const char* example) {
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return Status::Ok();
+    auto d = it->is_string() ? ParseDuration(it->get<std::string>())
+                             : Result<std::chrono::nanoseconds>(Status::Invalid("not a string"));
+    const int64_t ms =
+        d.ok() ? std::chrono::duration_cast<std::chrono::milliseconds>(*d).count() : -1;
+    if (ms < min_ms || ms > max_ms) {
+      return Error(ptr + "/" + key, std::string("must be a duration between ") +
+                                        FormatMillis(min_ms) + " and " + FormatMillis(max_ms) +
+                                        ", such as \"" + example + "\"");
+    }
+    *out = ms;
+    return Status::Ok();
+  }
+
+  static std::string FormatMillis(int64_t ms) {
+    if (ms % 60000 == 0) return std::to_string(ms / 60000) + "m";
+    if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+    return std::to_string(ms) + "ms";
+  }
+
+  // A stream's `deliver:` section (DESIGN.md "EventService", docs/subscriptions.md).
+  Result<DeliverConfig> Deliver(const Json& d, const std::string& p) {
+    if (auto s = Keys(d, p,
+                      {"path", "port", "group", "ordering", "maxInFlight", "retry", "timeout",
+                       "cloudEvents"});
+        !s.ok()) {
+      return s;
+    }
+    DeliverConfig c;
+    if (auto s = String(d, p, "path", &c.path, true); !s.ok()) return s;
+    if (c.path.empty() || c.path[0] != '/' ||
+        c.path.find_first_of(" \t\r\n?#") != std::string::npos || c.path.size() > 1024) {
+      return Error(p + "/path", "must be an absolute path such as \"/events\", without spaces, "
+                                "query or fragment");
+    }
+    int64_t port = 0, in_flight = c.max_in_flight, attempts = c.max_attempts;
+    for (auto s : {Int(d, p, "port", &port, 1, 65535),
+                   Int(d, p, "maxInFlight", &in_flight, 1, 256),
+                   Millis(d, p, "timeout", &c.timeout_ms, 10, 300000, "10s")}) {
+      if (!s.ok()) return s;
+    }
+    c.port = static_cast<int>(port);
+    c.max_in_flight = static_cast<int>(in_flight);
+    std::string group = "service", ordering = "entity", mode = "binary";
+    for (auto s : {String(d, p, "group", &group), String(d, p, "ordering", &ordering),
+                   String(d, p, "cloudEvents", &mode)}) {
+      if (!s.ok()) return s;
+    }
+    if (group != "service" && group != "pod") {
+      return Error(p + "/group", "\"" + group + "\" is not one of service, pod");
+    }
+    if (ordering != "entity" && ordering != "none") {
+      return Error(p + "/ordering", "\"" + ordering + "\" is not one of entity, none");
+    }
+    if (mode != "binary" && mode != "structured") {
+      return Error(p + "/cloudEvents", "\"" + mode + "\" is not one of binary, structured");
+    }
+    c.group = group == "pod" ? DeliverGroup::kPod : DeliverGroup::kService;
+    c.ordering = ordering == "none" ? DeliverOrdering::kNone : DeliverOrdering::kEntity;
+    c.mode = mode == "structured" ? CloudEventsMode::kStructured : CloudEventsMode::kBinary;
+    if (auto r = d.find("retry"); r != d.end() && !r->is_null()) {
+      const std::string rp = p + "/retry";
+      if (auto s = Keys(*r, rp, {"initialBackoff", "maxBackoff", "maxAttempts"}); !s.ok()) {
+        return s;
+      }
+      for (auto s : {Millis(*r, rp, "initialBackoff", &c.initial_backoff_ms, 1, 3600000, "100ms"),
+                     Millis(*r, rp, "maxBackoff", &c.max_backoff_ms, 1, 3600000, "30s"),
+                     Int(*r, rp, "maxAttempts", &attempts, 1, 1000)}) {
+        if (!s.ok()) return s;
+      }
+      c.max_attempts = static_cast<int>(attempts);
+      if (c.max_backoff_ms < c.initial_backoff_ms) {
+        return Error(rp + "/maxBackoff", "must not be shorter than initialBackoff");
+      }
+    }
+    return c;
+  }
+
   Result<SidecarConfig> Parse() {
     SidecarConfig c;
     const Json& r = doc_.root;
     if (r.is_null()) return Error("", "the configuration is empty");
     if (auto s = Keys(r, "",
                       {"service", "namespace", "listen", "healthListen", "dataDir", "nats",
-                       "durability", "snapshotEvery", "logLevel", "limits", "sse", "streams"});
+                       "durability", "snapshotEvery", "logLevel", "limits", "sse", "streams",
+                       "appHost", "appPort"});
         !s.ok()) {
       return s;
     }
@@ -140,9 +223,12 @@ class Parser {
          {String(r, "", "service", &c.service), String(r, "", "namespace", &c.ns),
           HostPort(r, "", "listen", &c.listen), HostPort(r, "", "healthListen", &c.health_listen),
           String(r, "", "dataDir", &c.data_dir), String(r, "", "durability", &c.durability),
-          String(r, "", "logLevel", &c.log_level)}) {
+          String(r, "", "logLevel", &c.log_level), String(r, "", "appHost", &c.app_host)}) {
       if (!s.ok()) return s;
     }
+    int64_t app_port = 0;
+    if (auto s = Int(r, "", "appPort", &app_port, 1, 65535); !s.ok()) return s;
+    c.app_port = static_cast<int>(app_port);
     if (auto s = ValidateStreamName(c.service); !s.ok()) {
       return Error("/service", "\"" + c.service +
                                    "\" must be a DNS-1123 label (lowercase "
@@ -205,7 +291,9 @@ class Parser {
     for (size_t i = 0; i < streams->size(); ++i) {
       const Json& sj = (*streams)[i];
       const std::string p = "/streams/" + std::to_string(i);
-      if (auto s = Keys(sj, p, {"name", "access", "types", "entity"}); !s.ok()) return s;
+      if (auto s = Keys(sj, p, {"name", "access", "types", "entity", "deliver"}); !s.ok()) {
+        return s;
+      }
       StreamConfig sc;
       if (auto s = String(sj, p, "name", &sc.name, true); !s.ok()) return s;
       if (auto s = ValidateStreamName(sc.name); !s.ok()) return Error(p + "/name", s.message());
@@ -241,6 +329,11 @@ class Parser {
       sc.rules = *rules;
       for (const auto& d : sc.rules->deprecations()) {
         c.warnings.push_back(doc_.Warning(p + "/entity" + d.field, d.message));
+      }
+      if (auto d = sj.find("deliver"); d != sj.end() && !d->is_null()) {
+        auto deliver = Deliver(*d, p + "/deliver");
+        if (!deliver.ok()) return deliver.status();
+        sc.deliver = *deliver;
       }
       c.streams.push_back(std::move(sc));
     }

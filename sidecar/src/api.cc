@@ -183,6 +183,11 @@ const std::vector<Api::Route>& Api::Table() {
       {{"GET", "/v1/streams/{stream}/entities"}, &Api::ListEntities},
       {{"GET", "/v1/streams/{stream}/events"}, &Api::StreamEvents},
       {{"GET", "/v1/streams"}, &Api::Streams},
+      {{"GET", "/v1/subscriptions"}, &Api::ListSubscriptions},
+      {{"GET", "/v1/subscriptions/{name}"}, &Api::GetSubscription},
+      {{"GET", "/v1/subscriptions/{name}/parked"}, &Api::ListParked},
+      {{"POST", "/v1/subscriptions/{name}/parked/replay"}, &Api::ReplayParked},
+      {{"DELETE", "/v1/subscriptions/{name}/parked/{id}"}, &Api::DiscardParked},
       {{"GET", "/v1/status"}, &Api::StatusRoute},
       {{"GET", "/livez"}, &Api::Livez},
       {{"GET", "/readyz"}, &Api::Readyz},
@@ -201,8 +206,13 @@ const std::vector<RouteSpec>& Api::Routes() {
 }
 
 Api::Api(const SidecarConfig& config, EventLog* log, Metrics* metrics, Feed* feed,
-         Replicator* replicator)
-    : config_(config), log_(log), metrics_(metrics), feed_(feed), replicator_(replicator) {
+         Replicator* replicator, Deliveries* deliveries)
+    : config_(config),
+      log_(log),
+      metrics_(metrics),
+      feed_(feed),
+      replicator_(replicator),
+      deliveries_(deliveries) {
   listen_host_ = config_.listen.substr(0, config_.listen.rfind(':'));
 }
 
@@ -863,7 +873,87 @@ void Api::StatusRoute(Call& call) {
                {"snapshotEvery", o.snapshot_every}}},
              {"nats", nats},
              {"subscribers", feed_->subscribers()},
+             {"subscriptions", deliveries_->List()},
              {"streams", streams}});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Push subscriptions (docs/subscriptions.md)
+
+void Api::ListSubscriptions(Call& call) {
+  ReplyJson(call, 200, {{"subscriptions", deliveries_->List()}});
+}
+
+void Api::GetSubscription(Call& call) {
+  auto s = deliveries_->Get(call.params["name"]);
+  if (!s.ok()) return Fail(call, s.status());
+  ReplyJson(call, 200, *s);
+}
+
+void Api::ListParked(Call& call) {
+  std::optional<int64_t> after, limit;
+  if (auto s = IntParam(call.query, "after", 0, INT64_MAX / 2, &after); !s.ok()) {
+    return Fail(call, s);
+  }
+  if (auto s = IntParam(call.query, "limit", 1, 1000, &limit); !s.ok()) return Fail(call, s);
+  auto page =
+      deliveries_->Parked(call.params["name"], after.value_or(0), static_cast<int>(limit.value_or(100)));
+  if (!page.ok()) return Fail(call, page.status());
+  ReplyJson(call, 200, *page);
+}
+
+void Api::ReplayParked(Call& call) {
+  auto shared = std::make_shared<Call>(std::move(call));
+  shared->request.extract_vector().then(
+      [this, shared](const pplx::task<std::vector<unsigned char>>& t) {
+        Call& c = *shared;
+        std::vector<unsigned char> body;
+        try {
+          body = t.get();
+        } catch (const std::exception& e) {
+          return Fail(c, Status::Invalid(std::string("cannot read the body: ") + e.what()));
+        }
+        std::optional<std::vector<int64_t>> ids;
+        if (!body.empty()) {
+          ErrorContext ctx;
+          ctx.rule = "body.ids";
+          Json j = Json::parse(body.begin(), body.end(), nullptr, false);
+          if (!j.is_object() || (j.contains("ids") && !j["ids"].is_array())) {
+            return Fail(c, Status::Invalid(
+                               "the body must be empty (replay every parked event) or "
+                               "{\"ids\": [parked event ids]}",
+                               ctx));
+          }
+          if (j.contains("ids")) {
+            ids.emplace();
+            for (const auto& id : j["ids"]) {
+              if (!id.is_number_integer() || id.get<int64_t>() <= 0) {
+                return Fail(c, Status::Invalid("ids must be positive integers", ctx));
+              }
+              ids->push_back(id.get<int64_t>());
+            }
+          }
+        }
+        auto r = deliveries_->Replay(c.params["name"], ids);
+        if (!r.ok()) return Fail(c, r.status());
+        ReplyJson(c, 202, *r);
+      });
+}
+
+void Api::DiscardParked(Call& call) {
+  const std::string& raw = call.params["id"];
+  if (raw.empty() || raw.size() > 18 || raw.find_first_not_of("0123456789") != std::string::npos) {
+    ErrorContext ctx;
+    ctx.rule = "path.id";
+    return Fail(call, Status::Invalid("a parked event id is a positive integer, got \"" +
+                                          raw.substr(0, 40) + "\"",
+                                      ctx));
+  }
+  if (auto s = deliveries_->Discard(call.params["name"], std::stoll(raw)); !s.ok()) {
+    return Fail(call, s);
+  }
+  http_response resp(web::http::status_codes::NoContent);
+  Finish(call, resp);
 }
 
 void Api::Livez(Call& call) { ReplyJson(call, 200, {{"status", "ok"}}); }

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "delivery.h"
 #include "feed.h"
 #include "sidelog/config.h"
 #include "sidelog/event_log.h"
@@ -31,7 +32,7 @@ class Api {
  public:
   // `replicator` is null in standalone mode.
   Api(const SidecarConfig& config, EventLog* log, Metrics* metrics, Feed* feed,
-      Replicator* replicator);
+      Replicator* replicator, Deliveries* deliveries);
 
   void Handle(const web::http::http_request& request);
   void HandleHealth(const web::http::http_request& request);
@@ -69,6 +70,11 @@ class Api {
   void StreamEvents(Call& call);
   void Streams(Call& call);
   void StatusRoute(Call& call);
+  void ListSubscriptions(Call& call);
+  void GetSubscription(Call& call);
+  void ListParked(Call& call);
+  void ReplayParked(Call& call);
+  void DiscardParked(Call& call);
   void Livez(Call& call);
   void Readyz(Call& call);
   void MetricsRoute(Call& call);
@@ -85,6 +91,7 @@ class Api {
   Metrics* metrics_;
   Feed* feed_;
   Replicator* replicator_;
+  Deliveries* deliveries_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   std::atomic<int> answers_pending_{0};  // posted to the HTTP pool, not sent yet

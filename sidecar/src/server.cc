@@ -82,7 +82,9 @@ Status Server::Start() {
     for (const auto& st : config_.streams) r.streams.push_back(st.name);
     replicator_ = std::make_unique<Replicator>(log_.get(), &metrics_, r);
   }
-  api_ = std::make_unique<Api>(config_, log_.get(), &metrics_, feed_.get(), replicator_.get());
+  deliveries_ = std::make_unique<Deliveries>(config_, log_.get(), &metrics_);
+  api_ = std::make_unique<Api>(config_, log_.get(), &metrics_, feed_.get(), replicator_.get(),
+                               deliveries_.get());
   auto main =
       OpenListener(config_.listen, [this](const web::http::http_request& r) { api_->Handle(r); });
   if (!main.ok()) return main.status();
@@ -96,7 +98,8 @@ Status Server::Start() {
     if (auto st = replicator_->Start(); !st.ok()) return st;
   }
   api_->SetReady(true);
-  return Status::Ok();
+  // Push deliveries start once the sidecar is ready: after the startup catch-up.
+  return deliveries_->Start();
 }
 
 void Server::Stop() {
@@ -104,6 +107,7 @@ void Server::Stop() {
   stopped_ = true;
   api_->SetDraining();                            // new appends answer 503, /readyz 503
   feed_->Stop();                                  // SSE responses end
+  deliveries_->Stop();                            // deliveries in flight finish and are recorded
   if (replicator_) replicator_->Stop();           // publishes in flight finish and are answered
   log_->Close();                                  // queued appends finish and are answered
   api_->WaitForAnswers(std::chrono::seconds(5));  // ...on the HTTP pool

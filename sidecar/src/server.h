@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "api.h"
+#include "delivery.h"
 #include "feed.h"
 #include "sidelog/config.h"
 #include "sidelog/event_log.h"
@@ -30,6 +31,7 @@ class Server {
   std::unique_ptr<EventLog> log_;
   std::unique_ptr<Replicator> replicator_;  // null in standalone mode
   std::unique_ptr<Feed> feed_;
+  std::unique_ptr<Deliveries> deliveries_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<web::http::experimental::listener::http_listener> listener_;
   std::unique_ptr<web::http::experimental::listener::http_listener> health_;

@@ -35,12 +35,40 @@ struct NatsConfig {
 
 enum class StreamAccess { kRead, kWrite };
 
+// Push delivery of a stream's events to the app (docs/subscriptions.md).
+enum class DeliverGroup {
+  kService,  // the service's pods share one position: each event goes to one of them
+  kPod,      // every pod keeps its own position and gets every event
+};
+enum class DeliverOrdering {
+  kEntity,  // an entity's next event only after the previous one was acknowledged or parked
+  kNone,    // any order, up to maxInFlight at once
+};
+enum class CloudEventsMode {
+  kBinary,      // ce-* headers, the event's data as the body
+  kStructured,  // application/cloudevents+json: the whole envelope as the body
+};
+
+struct DeliverConfig {
+  std::string path;  // the app's route, e.g. "/events/orders"
+  int port = 0;      // 0: SidecarConfig::app_port
+  DeliverGroup group = DeliverGroup::kService;
+  DeliverOrdering ordering = DeliverOrdering::kEntity;
+  CloudEventsMode mode = CloudEventsMode::kBinary;
+  int max_in_flight = 16;
+  int64_t initial_backoff_ms = 100;
+  int64_t max_backoff_ms = 30000;
+  int max_attempts = 5;  // then the event is parked
+  int64_t timeout_ms = 10000;
+};
+
 struct StreamConfig {
   std::string name;
   StreamAccess access = StreamAccess::kRead;
   std::vector<std::string> types;  // empty: every type
   Json entity = Json::object();    // the folding rules as declared
   std::shared_ptr<const Rules> rules;
+  std::optional<DeliverConfig> deliver;  // absent: the app reads or subscribes itself
 };
 
 struct LimitsConfig {
@@ -68,6 +96,10 @@ struct SidecarConfig {
   LimitsConfig limits;
   SseConfig sse;
   std::vector<StreamConfig> streams;
+  // Where push deliveries go: the app's address in the pod. A stream's `deliver.port` wins
+  // over `app_port`; the sidecar's SIDELOG_APP_PORT environment variable sets `app_port`.
+  std::string app_host = "127.0.0.1";
+  int app_port = 0;
   // Deprecated spellings found while loading, such as a transition's `on`: the program logs
   // them (LogConfigWarnings) once logging is set up.
   std::vector<ConfigWarning> warnings;
