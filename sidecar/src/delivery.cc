@@ -381,9 +381,11 @@ class Subscription {
       wake_ = false;
       Fill(lock);
       HandleResults(lock);
+      // Recorded before the entity's next event goes out: after a crash the app never sees an
+      // event before one it acknowledged earlier.
+      Persist(lock);
       FireTimers();
       Dispatch();
-      Persist(lock);
       UpdateState();
       if (stopping_) continue;
       if (wake_ || !results_.empty()) continue;
@@ -722,6 +724,17 @@ Deliveries::Deliveries(const SidecarConfig& config, EventLog* log, Metrics* metr
 
 Deliveries::~Deliveries() { Stop(); }
 
+Status Deliveries::Validate() const {
+  for (const auto& s : config_.streams) {
+    if (s.deliver && s.deliver->port == 0 && config_.app_port == 0) {
+      return Status::Invalid("stream " + s.name +
+                             " has a deliver: section but no port: set deliver.port, appPort, "
+                             "or the SIDELOG_APP_PORT environment variable");
+    }
+  }
+  return Status::Ok();
+}
+
 Status Deliveries::Start() {
   std::vector<const StreamConfig*> with_delivery;
   for (const auto& s : config_.streams) {
@@ -731,13 +744,9 @@ Status Deliveries::Start() {
   auto store = SubscriptionStore::Open(config_.data_dir + "/subscriptions.db");
   if (!store.ok()) return store.status();
   store_ = std::move(store).value();
+  if (auto s = Validate(); !s.ok()) return s;
   for (const StreamConfig* s : with_delivery) {
     const int port = s->deliver->port != 0 ? s->deliver->port : config_.app_port;
-    if (port == 0) {
-      return Status::Invalid("stream " + s->name +
-                             " has a deliver: section but no port: set deliver.port, appPort, "
-                             "or the SIDELOG_APP_PORT environment variable");
-    }
     subscriptions_.push_back(std::make_unique<Subscription>(
         s->name, *s, *s->deliver, config_.app_host, port, log_, metrics_, store_.get()));
   }

@@ -38,8 +38,9 @@ class Deliveries {
   Deliveries(const SidecarConfig& config, EventLog* log, Metrics* metrics);
   ~Deliveries();
 
-  // Opens the store, checks every delivery's address and starts delivering. Invalid when a
-  // delivery has no port (neither `deliver.port` nor `appPort`).
+  // Invalid when a delivery has no port (neither `deliver.port` nor `appPort`).
+  Status Validate() const;
+  // Opens the store and starts delivering (Validate first).
   Status Start();
   // Finishes deliveries in flight (each at most its timeout), records them, stops.
   void Stop();
