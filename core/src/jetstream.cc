@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -171,6 +172,74 @@ class Puller : public JetStreamPuller {
     return out;
   }
   natsSubscription* sub_ = nullptr;
+};
+
+class DurableConsumer : public JetStreamDurable {
+ public:
+  ~DurableConsumer() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [seq, msg] : held_) natsMsg_Destroy(msg);
+    held_.clear();
+    if (sub_) natsSubscription_Destroy(sub_);  // the consumer stays on the server
+  }
+  Result<std::vector<uint64_t>> Fetch(int batch, int wait_ms) override {
+    natsMsgList list{};
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = natsSubscription_Fetch(&list, sub_, batch, wait_ms, &jerr);
+    std::vector<uint64_t> out;
+    if (s == NATS_TIMEOUT) return out;
+    if (s != NATS_OK) return Unavailable("fetching from consumer " + name_ + ": " + LastError(s));
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int i = 0; i < list.Count; ++i) {
+      natsMsg* msg = list.Msgs[i];
+      list.Msgs[i] = nullptr;
+      jsMsgMetaData* meta = nullptr;
+      if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
+        natsMsg_Destroy(msg);
+        continue;
+      }
+      const uint64_t seq = meta->Sequence.Stream;
+      jsMsgMetaData_Destroy(meta);
+      auto [it, fresh] = held_.emplace(seq, msg);
+      if (!fresh) {  // redelivered while held: keep the newest handle
+        natsMsg_Destroy(it->second);
+        it->second = msg;
+      }
+      out.push_back(seq);
+    }
+    natsMsgList_Destroy(&list);
+    return out;
+  }
+  void Ack(uint64_t seq) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = held_.find(seq);
+    if (it == held_.end()) return;
+    (void)natsMsg_Ack(it->second, nullptr);
+    natsMsg_Destroy(it->second);
+    held_.erase(it);
+  }
+  void InProgress(uint64_t seq) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = held_.find(seq); it != held_.end()) (void)natsMsg_InProgress(it->second, nullptr);
+  }
+  Result<Info> GetInfo() override {
+    jsConsumerInfo* ci = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_GetConsumerInfo(&ci, js_, stream_.c_str(), name_.c_str(), nullptr, &jerr);
+    if (s != NATS_OK) return Unavailable("consumer info of " + name_ + ": " + LastError(s));
+    Info info;
+    info.ack_floor = ci->AckFloor.Stream;
+    info.pending = ci->NumPending;
+    info.ack_pending = ci->NumAckPending;
+    jsConsumerInfo_Destroy(ci);
+    return info;
+  }
+
+  jsCtx* js_ = nullptr;
+  std::string stream_, name_;
+  natsSubscription* sub_ = nullptr;
+  std::mutex mu_;
+  std::map<uint64_t, natsMsg*> held_;  // fetched, not acknowledged yet
 };
 
 class NatsJetStream : public JetStream {
@@ -552,6 +621,44 @@ class NatsJetStream : public JetStream {
                                 &so, &jerr);
     if (s != NATS_OK) return Unavailable("following " + stream + ": " + LastError(s));
     return std::unique_ptr<JetStreamFollower>(std::move(f));
+  }
+
+  Result<std::unique_ptr<JetStreamDurable>> Durable(const std::string& stream,
+                                                    const std::string& subjects,
+                                                    const std::string& name, int64_t ack_wait_ms,
+                                                    int max_ack_pending) override {
+    if (!connected()) return Unavailable("not connected to NATS; consumer " + name);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = name.c_str();
+    cc.FilterSubject = subjects.c_str();
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = ack_wait_ms * 1000 * 1000;
+    cc.MaxAckPending = max_ack_pending;
+    cc.DeliverPolicy = js_DeliverAll;
+    jsConsumerInfo* ci = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    // Creating an existing consumer with the same configuration is fine; one made with another
+    // configuration is used as it is.
+    natsStatus s = js_AddConsumer(&ci, js_, stream.c_str(), &cc, nullptr, &jerr);
+    if (ci) jsConsumerInfo_Destroy(ci);
+    if (s != NATS_OK && jerr != JSConsumerNameExistErr && jerr != JSConsumerExistingActiveErr) {
+      // 10148: exists with another configuration; anything else is a real failure.
+      if (jerr != static_cast<jsErrCode>(10148)) {
+        return Unavailable("creating consumer " + name + " on " + stream + ": " + LastError(s));
+      }
+    }
+    auto d = std::make_unique<DurableConsumer>();
+    d->js_ = js_;
+    d->stream_ = stream;
+    d->name_ = name;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream.c_str();
+    so.Consumer = name.c_str();
+    s = js_PullSubscribe(&d->sub_, js_, subjects.c_str(), name.c_str(), nullptr, &so, &jerr);
+    if (s != NATS_OK) return Unavailable("binding to consumer " + name + ": " + LastError(s));
+    return std::unique_ptr<JetStreamDurable>(std::move(d));
   }
 
   Result<std::unique_ptr<JetStreamPuller>> Pull(const std::string& stream,

@@ -12,7 +12,9 @@
 #include <unordered_map>
 
 #include "app_client.h"
+#include "sidelog/jetstream.h"
 #include "sidelog/log.h"
+#include "sidelog/names.h"
 
 namespace sidelog::sidecar {
 
@@ -22,6 +24,11 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kWindow = 4096;  // events read ahead of the oldest one not done
 constexpr int kPage = 512;        // events per read of the log
+// group: service over NATS: commits held from the durable consumer at most (its
+// max_ack_pending), its ack wait, and how often held commits are reported in progress.
+constexpr int kMaxHeld = 2048;
+constexpr int64_t kAckWaitMs = 10000;
+constexpr auto kProgressEvery = std::chrono::seconds(3);
 
 enum class Outcome { kDone, kRetry, kPark, kAppDown };
 
@@ -130,9 +137,11 @@ Outcome Classify(const AppReply& r, std::string* error, int64_t* retry_after_ms)
 
 class Subscription {
  public:
+  // `js`: the sidecar's JetStream connection in replicated mode (null standalone). With it,
+  // `group: service` shares a durable consumer with the service's other pods.
   Subscription(std::string name, const StreamConfig& stream, DeliverConfig deliver,
                std::string host, int port, EventLog* log, Metrics* metrics,
-               SubscriptionStore* store)
+               SubscriptionStore* store, JetStream* js, std::string ns, std::string service)
       : name_(std::move(name)),
         stream_(stream.name),
         types_(stream.types.begin(), stream.types.end()),
@@ -141,7 +150,10 @@ class Subscription {
         port_(port),
         log_(log),
         metrics_(metrics),
-        store_(store) {
+        store_(store),
+        js_(deliver_.group == DeliverGroup::kService ? js : nullptr),
+        ns_(std::move(ns)),
+        consumer_("sidelog-" + ns_ + "-" + service + "-" + stream_) {
     Labels l = {{"subscription", name_}};
     delivered_ = &metrics_->GetCounter("sidelog_delivery_delivered_total",
                                        "Events the app acknowledged, by subscription.", l);
@@ -197,6 +209,7 @@ class Subscription {
     const int workers = deliver_.max_in_flight;
     for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { Work(); });
     scheduler_ = std::thread([this] { Run(); });
+    if (js_ != nullptr) fetcher_ = std::thread([this] { FetchLoop(); });
     return Status::Ok();
   }
 
@@ -209,6 +222,7 @@ class Subscription {
       jobs_cv_.notify_all();
     }
     if (subscription_id_ != 0) log_->Unsubscribe(subscription_id_);
+    if (fetcher_.joinable()) fetcher_.join();
     if (scheduler_.joinable()) scheduler_.join();
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -240,6 +254,14 @@ class Subscription {
               {"parked", static_cast<int64_t>(parked_->value())},
               {"app", {{"up", !app_down_}, {"address", host_ + ":" + std::to_string(port_)}}}};
     if (!detail_.empty()) j["detail"] = detail_;
+    if (js_ != nullptr) {
+      j["position"] = ack_floor_;
+      j["consumer"] = {{"name", consumer_},
+                       {"ackFloor", ack_floor_},
+                       {"pending", consumer_pending_},
+                       {"held", commit_left_.size() + fetched_.size()}};
+      if (!nats_detail_.empty()) j["consumer"]["detail"] = nats_detail_;
+    }
     if (!last_error_.empty()) {
       j["lastError"] = {{"message", last_error_},
                         {"event", last_error_event_},
@@ -351,7 +373,9 @@ class Subscription {
   };
 
   Json LagJson(int64_t watermark) const {
-    int64_t events = static_cast<int64_t>(main_items_) + std::max<int64_t>(0, watermark - read_pos_);
+    int64_t events = static_cast<int64_t>(main_items_) +
+                     (js_ != nullptr ? static_cast<int64_t>(fetched_.size() + consumer_pending_)
+                                     : std::max<int64_t>(0, watermark - read_pos_));
     double seconds = 0;
     if (main_items_ > 0) {
       const auto& first = *items_.begin()->second.event;
@@ -403,6 +427,7 @@ class Subscription {
 
   // Reads the log after read_pos_ while the window has room.
   void Fill(std::unique_lock<std::mutex>& lock) {
+    if (js_ != nullptr) return FillFromConsumer(lock);
     while (main_items_ < kWindow && read_pos_ < log_->Watermark(stream_)) {
       const int64_t after = read_pos_;
       lock.unlock();
@@ -554,7 +579,15 @@ class Subscription {
     items_.erase(it);
     if (ref.replay_id != 0) return;
     --main_items_;
-    done_new_.push_back(ref.key);
+    if (js_ != nullptr) {
+      auto c = commit_left_.find(ref.key.first);
+      if (c != commit_left_.end() && --c->second == 0) {
+        commit_left_.erase(c);
+        AckCommit(ref.key.first);
+      }
+    } else {
+      done_new_.push_back(ref.key);
+    }
     if (deliver_.ordering != DeliverOrdering::kEntity) return;
     auto q = by_entity_.find(entity);
     if (q == by_entity_.end()) return;
@@ -568,6 +601,7 @@ class Subscription {
   }
 
   void Persist(std::unique_lock<std::mutex>& lock) {
+    if (js_ != nullptr) return PersistParked(lock);
     const auto first = items_.begin();
     const bool any_main = first != items_.end() && first->first.replay_id == 0;
     const int64_t position = any_main ? first->first.key.first - 1 : read_pos_;
@@ -591,6 +625,15 @@ class Subscription {
         update_.unpark.empty() && update_.reparked.empty() && !update_.identity) {
       return;
     }
+    PersistParked(lock);
+  }
+
+  // Writes update_ (parked events; positions too in local mode).
+  void PersistParked(std::unique_lock<std::mutex>& lock) {
+    if (!update_.position && update_.acked.empty() && update_.park.empty() &&
+        update_.unpark.empty() && update_.reparked.empty() && !update_.identity) {
+      return;
+    }
     SubscriptionStore::Update u = std::move(update_);
     update_ = {};
     lock.unlock();
@@ -607,6 +650,157 @@ class Subscription {
       if (u.identity) update_.identity = u.identity;
     } else if (!u.unpark.empty()) {
       parked_->Add(-static_cast<double>(u.unpark.size()));
+    }
+  }
+
+  // --- group: service over NATS: JetStream's durable consumer says which commits this pod
+  // delivers; the events come from the local log (the follower stores every commit).
+
+  void AckCommit(int64_t position) {
+    if (durable_) durable_->Ack(static_cast<uint64_t>(position));
+    done_local_.insert(position);
+  }
+
+  // Fetched commits the local log holds become items. An entity's first commit here waits
+  // while the commit before it (delivered by another pod, or before a restart) may not be
+  // acknowledged yet: until JetStream's ack floor passes it.
+  void FillFromConsumer(std::unique_lock<std::mutex>& lock) {
+    done_local_.erase(done_local_.begin(), done_local_.upper_bound(static_cast<int64_t>(ack_floor_)));
+    for (auto it = blocked_.begin(); it != blocked_.end();) {
+      if (it->second <= static_cast<int64_t>(ack_floor_) || done_local_.count(it->second)) {
+        ready_.insert(Ref{0, by_entity_[it->first].front()});
+        it = blocked_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    const int64_t watermark = log_->Watermark(stream_);
+    while (!fetched_.empty() && static_cast<int64_t>(fetched_.front()) <= watermark &&
+           main_items_ < kWindow) {
+      const int64_t pos = static_cast<int64_t>(fetched_.front());
+      fetched_.pop_front();
+      if (commit_left_.count(pos) || done_local_.count(pos)) {
+        if (done_local_.count(pos) && durable_) durable_->Ack(static_cast<uint64_t>(pos));
+        continue;  // redelivered while still here, or done already
+      }
+      lock.unlock();
+      auto page = log_->ReadStream(stream_, pos - 1, 1);
+      std::vector<StoredEvent> events;
+      int64_t prev = 0;
+      if (page.ok()) {
+        for (auto& e : page->events) {
+          if (e.position != pos) continue;
+          if (types_.empty() || types_.count(e.type)) events.push_back(std::move(e));
+        }
+        if (!events.empty() && deliver_.ordering == DeliverOrdering::kEntity &&
+            events.front().version > 1) {
+          auto before = log_->ReadEntity(stream_, events.front().entity,
+                                         events.front().version - 1, 1);
+          if (before.ok() && !before->events.empty()) prev = before->events.front().position;
+        }
+      }
+      lock.lock();
+      if (!page.ok()) {
+        RecordError("reading the local log: " + page.status().message(), "");
+        fetched_.push_front(static_cast<uint64_t>(pos));
+        return;
+      }
+      if (events.empty()) {  // nothing of this commit matches `types`
+        AckCommit(pos);
+        continue;
+      }
+      commit_left_[pos] = static_cast<int>(events.size());
+      for (auto& e : events) {
+        EventKey key{e.position, e.index};
+        Ref ref{0, key};
+        Item& item = items_[ref];
+        item.event = std::make_shared<const StoredEvent>(std::move(e));
+        ++main_items_;
+        if (deliver_.ordering != DeliverOrdering::kEntity) {
+          ready_.insert(ref);
+          continue;
+        }
+        auto& queue = by_entity_[item.event->entity];
+        queue.push_back(key);
+        if (queue.size() > 1) continue;
+        if (prev > static_cast<int64_t>(ack_floor_) && !done_local_.count(prev)) {
+          blocked_[item.event->entity] = prev;
+        } else {
+          ready_.insert(ref);
+        }
+      }
+    }
+  }
+
+  // Fetcher thread: binds to the durable consumer, fetches while fewer than kMaxHeld commits
+  // are held, refreshes the ack floor, and keeps held commits from being redelivered.
+  void FetchLoop() {
+    std::shared_ptr<JetStreamDurable> durable;
+    auto next_progress = Clock::now() + kProgressEvery;
+    auto next_info = Clock::now();
+    int failures = 0;
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      if (!durable) {
+        lock.unlock();
+        auto d = js_->Durable(JetStreamName(ns_, stream_), StreamSubjects(ns_, stream_),
+                              consumer_, kAckWaitMs, kMaxHeld);
+        lock.lock();
+        if (!d.ok()) {
+          nats_detail_ = d.status().message();
+          cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+          continue;
+        }
+        durable = std::move(d).value();
+        durable_ = durable;
+        nats_detail_.clear();
+      }
+      const size_t held = fetched_.size() + commit_left_.size();
+      const bool want_floor = !blocked_.empty();
+      std::vector<int64_t> progress;
+      if (Clock::now() >= next_progress) {
+        for (const auto& [pos, left] : commit_left_) progress.push_back(pos);
+        for (uint64_t pos : fetched_) progress.push_back(static_cast<int64_t>(pos));
+        next_progress = Clock::now() + kProgressEvery;
+      }
+      const bool info_due = want_floor || Clock::now() >= next_info;
+      lock.unlock();
+      for (int64_t pos : progress) durable->InProgress(static_cast<uint64_t>(pos));
+      std::optional<JetStreamDurable::Info> info;
+      if (info_due) {
+        auto i = durable->GetInfo();
+        if (i.ok()) info = *i;
+        next_info = Clock::now() + std::chrono::seconds(1);
+      }
+      Result<std::vector<uint64_t>> got = std::vector<uint64_t>();
+      if (held < static_cast<size_t>(kMaxHeld)) {
+        got = durable->Fetch(static_cast<int>(std::min<size_t>(256, kMaxHeld - held)),
+                             want_floor ? 50 : 500);
+      }
+      lock.lock();
+      if (info) {
+        ack_floor_ = std::max(ack_floor_, info->ack_floor);
+        consumer_pending_ = info->pending;
+        wake_ = true;
+        cv_.notify_all();
+      }
+      if (!got.ok()) {
+        nats_detail_ = got.status().message();
+        ++failures;
+        cv_.wait_for(lock, std::chrono::milliseconds(std::min(1000, 100 * failures)),
+                     [&] { return stopping_; });
+        continue;
+      }
+      failures = 0;
+      nats_detail_.clear();
+      if (got->empty() && held >= static_cast<size_t>(kMaxHeld)) {
+        cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return stopping_; });
+      }
+      for (uint64_t seq : *got) fetched_.push_back(seq);
+      if (!got->empty()) {
+        wake_ = true;
+        cv_.notify_all();
+      }
     }
   }
 
@@ -711,6 +905,20 @@ class Subscription {
   Clock::time_point app_retry_at_{};
   std::mt19937 rng_{std::random_device{}()};
 
+  // group: service over NATS.
+  JetStream* js_;
+  const std::string ns_;
+  const std::string consumer_;
+  std::shared_ptr<JetStreamDurable> durable_;  // set by the fetcher once bound
+  std::thread fetcher_;
+  std::deque<uint64_t> fetched_;             // fetched commits the log may not hold yet
+  std::map<int64_t, int> commit_left_;       // held commits: events not done yet
+  std::set<int64_t> done_local_;             // acknowledged here, above the ack floor
+  std::map<std::string, int64_t> blocked_;   // entity -> its previous commit, maybe not done
+  uint64_t ack_floor_ = 0;
+  uint64_t consumer_pending_ = 0;
+  std::string nats_detail_;
+
   std::deque<Job> jobs_;
   std::deque<JobResult> results_;
   std::vector<std::thread> workers_;
@@ -735,7 +943,7 @@ Status Deliveries::Validate() const {
   return Status::Ok();
 }
 
-Status Deliveries::Start() {
+Status Deliveries::Start(JetStream* js) {
   std::vector<const StreamConfig*> with_delivery;
   for (const auto& s : config_.streams) {
     if (s.deliver) with_delivery.push_back(&s);
@@ -748,7 +956,8 @@ Status Deliveries::Start() {
   for (const StreamConfig* s : with_delivery) {
     const int port = s->deliver->port != 0 ? s->deliver->port : config_.app_port;
     subscriptions_.push_back(std::make_unique<Subscription>(
-        s->name, *s, *s->deliver, config_.app_host, port, log_, metrics_, store_.get()));
+        s->name, *s, *s->deliver, config_.app_host, port, log_, metrics_, store_.get(), js,
+        config_.ns, config_.service));
   }
   for (auto& sub : subscriptions_) {
     if (auto st = sub->Start(); !st.ok()) return st;

@@ -12,8 +12,12 @@
 //    `maxAttempts` the event is parked; parked events are listed, replayed and discarded here.
 //  - An app that does not accept connections is not a failure of the event: delivery waits
 //    for it with backoff, one probe at a time, and the status says so.
-//  - Positions and parked events live in a SubscriptionStore beside the log. A crash redelivers
-//    only what the app answered in the last moment before it (nothing is skipped).
+//  - Where the position lives: standalone, or with `group: pod`, in a SubscriptionStore beside
+//    the log; a crash redelivers only what was in flight (nothing is skipped). Replicated with
+//    `group: service`, in a JetStream durable consumer shared by the service's pods: JetStream
+//    gives each commit to one pod, and a pod delivers an entity's commit only once the one
+//    before it is acknowledged (its own, or below the consumer's ack floor). Parked events are
+//    kept by the pod that parked them.
 //
 // Thread-safe. Start() after the sidecar is ready; Stop() before the log closes.
 #pragma once
@@ -29,6 +33,10 @@
 #include "sidelog/status.h"
 #include "sidelog/subscription_store.h"
 
+namespace sidelog {
+class JetStream;
+}
+
 namespace sidelog::sidecar {
 
 class Subscription;
@@ -40,8 +48,9 @@ class Deliveries {
 
   // Invalid when a delivery has no port (neither `deliver.port` nor `appPort`).
   Status Validate() const;
-  // Opens the store and starts delivering (Validate first).
-  Status Start();
+  // Opens the store and starts delivering (Validate first). `js`: the replicated sidecar's
+  // JetStream connection (null standalone), for `group: service`.
+  Status Start(JetStream* js);
   // Finishes deliveries in flight (each at most its timeout), records them, stops.
   void Stop();
 

@@ -101,7 +101,7 @@ Status Server::Start() {
   }
   api_->SetReady(true);
   // Push deliveries start once the sidecar is ready: after the startup catch-up.
-  return deliveries_->Start();
+  return deliveries_->Start(replicator_ ? replicator_->jetstream() : nullptr);
 }
 
 void Server::Stop() {

@@ -73,6 +73,28 @@ class JetStreamPuller {
   virtual Result<std::vector<JetStreamMessage>> Fetch(int batch, int wait_ms) = 0;
 };
 
+// A durable pull consumer with explicit acknowledgement, shared by every reader that binds to
+// its name: JetStream gives each message to one of them and redelivers what is not
+// acknowledged within the ack wait. The consumer (and its position) lives on the server and
+// outlives the readers. Thread-safe.
+class JetStreamDurable {
+ public:
+  virtual ~JetStreamDurable() = default;
+  // Up to `batch` messages (their `data` is left empty: the log has them), waiting at most
+  // `wait_ms`; empty when none came. Unavailable when NATS cannot be asked.
+  virtual Result<std::vector<uint64_t>> Fetch(int batch, int wait_ms) = 0;
+  // Done with the message at stream sequence `seq`: JetStream will not deliver it again.
+  virtual void Ack(uint64_t seq) = 0;
+  // Still working on it: restarts its ack wait.
+  virtual void InProgress(uint64_t seq) = 0;
+  struct Info {
+    uint64_t ack_floor = 0;    // every message up to this stream sequence is acknowledged
+    uint64_t pending = 0;      // messages not delivered to any reader yet
+    int64_t ack_pending = 0;   // delivered, not acknowledged
+  };
+  virtual Result<Info> GetInfo() = 0;
+};
+
 class JetStream {
  public:
   // Connects (retrying in the background when the server is down: the call does not fail for
@@ -123,6 +145,15 @@ class JetStream {
   virtual Result<std::unique_ptr<JetStreamFollower>> Follow(
       const std::string& stream, const std::string& subjects, uint64_t start,
       std::function<void(JetStreamMessage)> fn) = 0;
+
+  // Creates (or binds to) the durable consumer `name` on `stream`, filtered to `subjects`,
+  // delivering from the stream's first message, with `ack_wait_ms` and at most
+  // `max_ack_pending` messages unacknowledged across its readers.
+  virtual Result<std::unique_ptr<JetStreamDurable>> Durable(const std::string& stream,
+                                                            const std::string& subjects,
+                                                            const std::string& name,
+                                                            int64_t ack_wait_ms,
+                                                            int max_ack_pending) = 0;
 
   // A pull consumer on `stream` (subjects `subjects`) from sequence `start` (>= 1).
   virtual Result<std::unique_ptr<JetStreamPuller>> Pull(const std::string& stream,

@@ -82,6 +82,8 @@ class Replicator {
   void CatchUp(const std::string& stream, const std::function<void(bool)>& done);
 
   bool connected() const { return connected_.load(); }
+  // The connection (after Start), for other users of JetStream in the sidecar.
+  JetStream* jetstream() const { return js_.get(); }
   std::vector<StreamReplicationStatus> StreamStatus() const;
 
  private:
