@@ -5,6 +5,7 @@
 
 #include "eventstream_reconciler.h"
 #include "sidecar_injector.h"
+#include "sidelog/config.h"
 #include "sidelog/log.h"
 
 namespace sidelog::op {
@@ -53,6 +54,7 @@ struct EventServiceReconciler::Resolved {
   const ServiceResolution* resolution = nullptr;
   std::string config_map;
   std::string hash;
+  std::string invalid;  // why the rendered config would not load in the sidecar
 };
 
 EventServiceReconciler::EventServiceReconciler(KubeApi* client, Informer* services,
@@ -184,15 +186,19 @@ EventServiceReconciler::Resolved EventServiceReconciler::Resolve(
       return;
     }
     auto es = streams_->Get(ns + "/" + stream);
-    RenderedStream s{stream, write, std::move(types), Json::object()};
+    RenderedStream s{stream, write, std::move(types), Json::object(), Json()};
     if (es) s.entity = (*es).value("spec", Json::object()).value("entity", Json::object());
     r.streams.push_back(std::move(s));
   };
   for (const auto& p : spec.value("produces", Json::array()))
     rendered(p.get<std::string>(), true, {});
-  for (const auto& c : spec.value("consumes", Json::array()))
+  for (const auto& c : spec.value("consumes", Json::array())) {
     rendered(c.value("stream", ""), false,
              c.value("types", Json::array()).get<std::vector<std::string>>());
+    if (c.contains("deliver") && !r.streams.empty() && r.streams.back().name == c["stream"]) {
+      r.streams.back().deliver = c["deliver"];
+    }
+  }
 
   std::vector<std::string> problems;
   std::string reason;
@@ -249,6 +255,24 @@ Result<ReconcileResult> EventServiceReconciler::Reconcile(const std::string& key
       DependencyGraph::FromObjects(Objects(streams_->List(ns)), Objects(services_->List(ns)));
   Resolved r = Resolve(service, graph);
   const std::string yaml = RenderSidecarConfig(service, r.streams, options_.sidecar);
+  // The API server checked the schema; the sidecar's own loader has the last word (such as a
+  // delivery without a port), and a config it refuses must not reach the pods.
+  if (auto parsed = ParseSidecarConfig(yaml, "the rendered sidecar config");
+      !r.streams.empty() && !parsed.ok()) {
+    // "<origin>:14: streams[0].deliver.timeout: ..." names the rendered file; say it in the
+    // EventService's words.
+    std::string why = parsed.status().message();
+    if (auto at = why.find(": streams["); at != std::string::npos) {
+      const size_t close = why.find(']', at);
+      const size_t index = std::strtoul(why.c_str() + at + 10, nullptr, 10);
+      if (close != std::string::npos && index < r.streams.size()) {
+        why = "stream " + r.streams[index].name + ": " + why.substr(close + 2);
+      }
+    }
+    r.invalid = "the sidecar would refuse this config: " + why;
+    if (auto w = WriteStatus(service, r); !w.ok()) return w;
+    return ReconcileResult{};
+  }
   const Json config_map = SidecarConfigMap(service, yaml);
   r.config_map = config_map["metadata"]["name"];
   r.hash = config_map["metadata"]["annotations"][kConfigHashAnnotation];
@@ -289,7 +313,9 @@ Status EventServiceReconciler::WriteStatus(const Json& service, const Resolved& 
   const int64_t generation = r.dependencies.observed_generation;
 
   Condition ready{"Ready", "True", "ConfigRendered", "", generation};
-  if (r.config_map.empty()) {
+  if (!r.invalid.empty()) {
+    ready = {"Ready", "False", "InvalidSpec", r.invalid, generation};
+  } else if (r.config_map.empty()) {
     ready = {"Ready", "False", "ConfigNotRendered",
              "the sidecar config could not be written; retrying", generation};
   } else if (r.dependencies.status != "True") {

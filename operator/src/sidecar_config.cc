@@ -127,11 +127,18 @@ std::string RenderSidecarConfig(const Json& service, const std::vector<RenderedS
       {"logLevel", sidecar.value("logLevel", "info")},
   };
   if (!settings.nats.url.empty()) config["nats"] = NatsSection(settings.nats);
+  // The app's port for push deliveries; a pod's sidelog.dev/app-port annotation overrides it
+  // (the webhook sets SIDELOG_APP_PORT).
+  const Json spec = service.value("spec", Json::object());
+  if (spec.contains("appPort") && spec["appPort"].is_number_integer()) {
+    config["appPort"] = spec["appPort"];
+  }
   Json list = Json::array();
   for (const auto& s : streams) {
     Json j = {{"name", s.name}, {"access", s.write ? "write" : "read"}};
     if (!s.types.empty()) j["types"] = s.types;
     if (s.entity.is_object() && !s.entity.empty()) j["entity"] = s.entity;
+    if (s.deliver.is_object()) j["deliver"] = s.deliver;
     list.push_back(std::move(j));
   }
   config["streams"] = list;

@@ -18,6 +18,7 @@ struct RenderedStream {
   bool write = false;              // produced (write) or consumed (read)
   std::vector<std::string> types;  // consumes[].types: narrows the API; empty: every type
   Json entity = Json::object();    // the EventStream's spec.entity, as declared
+  Json deliver;                    // consumes[].deliver, as declared; null: no push delivery
 };
 
 // Where the sidecar listens and keeps its log, and how it reaches NATS.

@@ -345,6 +345,18 @@ AdmissionDecision InjectSidecar(const Json& pod, const std::string& ns, const st
   AddUrl(patch, containers, "/spec/containers", url);
   AddUrl(patch, init, "/spec/initContainers", url);
   Json container = SidecarContainer(sidecar, options);
+  if (annotations.contains(kAppPortAnnotation)) {
+    const Json& v = annotations[kAppPortAnnotation];
+    const std::string text = v.is_string() ? v.get<std::string>() : std::string();
+    const bool digits = !text.empty() && text.size() <= 5 &&
+                        text.find_first_not_of("0123456789") == std::string::npos;
+    const int app_port = digits ? std::stoi(text) : 0;
+    if (app_port < 1 || app_port > 65535 || std::to_string(app_port) != text) {
+      return Deny(who + " has annotation " + kAppPortAnnotation + "=\"" + text.substr(0, 40) +
+                  "\": it must be the app's port, a number from 1 to 65535");
+    }
+    container["env"].push_back({{"name", "SIDELOG_APP_PORT"}, {"value", text}});
+  }
   if (spec.contains("initContainers") && spec["initContainers"].is_array()) {
     patch.push_back({{"op", "add"}, {"path", "/spec/initContainers/0"}, {"value", container}});
   } else {

@@ -36,6 +36,8 @@ inline constexpr const char* kInjectLabel = "sidelog.dev/inject";
 inline constexpr const char* kServiceLabel = "sidelog.dev/service";
 inline constexpr const char* kInjectedAnnotation = "sidelog.dev/injected";
 inline constexpr const char* kSidecarContainer = "sidelog";
+// The app's port for push deliveries, per pod (overrides the EventService's spec.appPort).
+inline constexpr const char* kAppPortAnnotation = "sidelog.dev/app-port";
 inline constexpr int kSidecarHealthPort = 4381;
 
 struct InjectorOptions {

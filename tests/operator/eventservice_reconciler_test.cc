@@ -179,6 +179,36 @@ TEST_F(EventServiceTest, AMissingStreamIsStreamNotFoundAndLeftOutUntilItIsCreate
   EXPECT_EQ(StreamNames("audit"), (std::vector<std::string>{"ghost", "payments"}));
 }
 
+TEST_F(EventServiceTest, ADeliveryIsRenderedForTheSidecarAndOneItWouldRefuseIsInvalidSpec) {
+  CreateShop();
+  Start();
+  // The shop's billing pushes orders to its app on spec.appPort.
+  ASSERT_TRUE(WaitFor([&] { return ConditionIs("billing", "Ready", "True/ConfigRendered"); }));
+  auto config = RenderedConfig("billing");
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  EXPECT_EQ(config->app_port, 8080);
+  const StreamConfig* orders = config->FindStream("orders");
+  ASSERT_NE(orders, nullptr);
+  ASSERT_TRUE(orders->deliver.has_value());
+  EXPECT_EQ(orders->deliver->path, "/events/orders");
+  EXPECT_EQ(orders->deliver->max_attempts, 8);
+  EXPECT_EQ(orders->deliver->max_backoff_ms, 10000);
+  EXPECT_FALSE(config->FindStream("payments")->deliver.has_value());
+
+  // A timeout the API server's schema lets through but the sidecar refuses (over 5m).
+  ASSERT_TRUE(AddService("slow", {{"consumes",
+                                   {{{"stream", "orders"},
+                                     {"deliver", {{"path", "/e"}, {"timeout", "1h"}}}}}}})
+                  .ok());
+  ASSERT_TRUE(WaitFor([&] { return ConditionIs("slow", "Ready", "False/InvalidSpec"); }))
+      << Condition("slow", "Ready");
+  const std::string msg = Message("slow", "Ready");
+  EXPECT_NE(msg.find("stream orders: deliver.timeout: must be a duration between 10ms and 5m"),
+            std::string::npos)
+      << msg;
+  EXPECT_FALSE(ConfigMap("slow").is_object()) << "a config the sidecar refuses is not written";
+}
+
 TEST_F(EventServiceTest, ASecondProducerOfASingleStreamAloneGetsProducerConflict) {
   CreateShop();
   Start();

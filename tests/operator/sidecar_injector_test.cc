@@ -209,6 +209,25 @@ TEST_F(SidecarInjectorTest, NatsSecretsAreMountedWhereTheRenderedConfigNamesThem
   EXPECT_EQ(Find(mounts, "sidelog-nats-tls")->value("mountPath", ""), "/etc/sidelog/nats/tls");
 }
 
+TEST_F(SidecarInjectorTest, TheAppPortAnnotationReachesTheSidecarAndABadOneIsRefused) {
+  Json pod = Pod({{"app", "billing"}}, Spec());
+  pod["metadata"]["annotations"] = {{"sidelog.dev/app-port", "8081"}};
+  Json injected = Injected(pod);
+  const Json* sidecar = Find(injected["spec"]["initContainers"], "sidelog");
+  ASSERT_NE(sidecar, nullptr);
+  EXPECT_EQ(Env(*sidecar, "SIDELOG_APP_PORT"), "8081");
+  EXPECT_EQ(Env(*Find(injected["spec"]["containers"], "app"), "SIDELOG_APP_PORT"), "");
+  // Without the annotation the sidecar takes spec.appPort from its config.
+  Json plain = Injected(Pod({{"app", "billing"}}, Spec()));
+  EXPECT_EQ(Env(*Find(plain["spec"]["initContainers"], "sidelog"), "SIDELOG_APP_PORT"), "");
+  for (const char* bad : {"http", "0", "65536", "080", ""}) {
+    pod["metadata"]["annotations"]["sidelog.dev/app-port"] = bad;
+    const std::string why = Denial(pod);
+    EXPECT_NE(why.find("sidelog.dev/app-port"), std::string::npos) << why;
+    EXPECT_NE(why.find("1 to 65535"), std::string::npos) << why;
+  }
+}
+
 TEST_F(SidecarInjectorTest, APodNoServiceSelectsIsRefusedNamingTheServicesHere) {
   std::string m = Denial(Pod({{"app", "web"}}, Spec()));
   EXPECT_NE(m.find("no EventService of namespace shop selects pod shop/p"), std::string::npos) << m;

@@ -231,3 +231,79 @@ TEST(Config, MissingFileIsAClearError) {
 
 }  // namespace
 }  // namespace sidelog
+
+namespace sidelog {
+namespace {
+
+TEST(Config, ADeliveryLoadsWithItsDefaultsAndEveryField) {
+  auto c = ParseSidecarConfig(R"(
+appPort: 8080
+streams:
+  - name: orders
+    deliver: {path: /events}
+  - name: payments
+    deliver:
+      path: /pay
+      port: 9090
+      group: pod
+      ordering: none
+      maxInFlight: 64
+      cloudEvents: structured
+      timeout: 2s
+      retry: {initialBackoff: 50ms, maxBackoff: 1m, maxAttempts: 9}
+)",
+                              "d.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->app_port, 8080);
+  EXPECT_EQ(c->app_host, "127.0.0.1");
+  const DeliverConfig& d = *c->streams[0].deliver;
+  EXPECT_EQ(d.path, "/events");
+  EXPECT_EQ(d.port, 0);
+  EXPECT_EQ(d.group, DeliverGroup::kService);
+  EXPECT_EQ(d.ordering, DeliverOrdering::kEntity);
+  EXPECT_EQ(d.mode, CloudEventsMode::kBinary);
+  EXPECT_EQ(d.max_in_flight, 16);
+  EXPECT_EQ(d.initial_backoff_ms, 100);
+  EXPECT_EQ(d.max_backoff_ms, 30000);
+  EXPECT_EQ(d.max_attempts, 5);
+  EXPECT_EQ(d.timeout_ms, 10000);
+  const DeliverConfig& p = *c->streams[1].deliver;
+  EXPECT_EQ(p.port, 9090);
+  EXPECT_EQ(p.group, DeliverGroup::kPod);
+  EXPECT_EQ(p.ordering, DeliverOrdering::kNone);
+  EXPECT_EQ(p.mode, CloudEventsMode::kStructured);
+  EXPECT_EQ(p.max_in_flight, 64);
+  EXPECT_EQ(p.timeout_ms, 2000);
+  EXPECT_EQ(p.initial_backoff_ms, 50);
+  EXPECT_EQ(p.max_backoff_ms, 60000);
+  EXPECT_EQ(p.max_attempts, 9);
+}
+
+TEST(Config, ABadDeliveryNamesItsField) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"{port: 80}", "d.yaml:3: streams[0].deliver.path: is required"},
+      {"{path: events}", "streams[0].deliver.path: must be an absolute path"},
+      {"{path: /e, group: all}", "streams[0].deliver.group: \"all\" is not one of service, pod"},
+      {"{path: /e, ordering: total}", "streams[0].deliver.ordering: \"total\" is not one of"},
+      {"{path: /e, maxInFlight: 0}", "streams[0].deliver.maxInFlight: must be between 1 and 256"},
+      {"{path: /e, timeout: 1h}", "streams[0].deliver.timeout: must be a duration between"},
+      {"{path: /e, retry: {initialBackoff: 2s, maxBackoff: 1s}}",
+       "streams[0].deliver.retry.maxBackoff: must not be shorter than initialBackoff"},
+      {"{path: /e, retry: {attempts: 3}}", "streams[0].deliver.retry.attempts: unknown field"},
+      {"{path: /e, cloudEvents: xml}", "streams[0].deliver.cloudEvents: \"xml\" is not one of"},
+  };
+  for (const auto& [deliver, want] : cases) {
+    auto c = ParseSidecarConfig(std::string("streams:\n  - name: orders\n    deliver: ") +
+                                    deliver + "\n",
+                                "d.yaml");
+    ASSERT_FALSE(c.ok()) << deliver;
+    EXPECT_NE(c.status().message().find(want), std::string::npos)
+        << deliver << " -> " << c.status().message();
+  }
+  auto c = ParseSidecarConfig("appPort: 70000\nstreams: [{name: orders}]\n", "d.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("appPort: must be between 1 and 65535"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sidelog
