@@ -40,6 +40,12 @@ const char* kUsage = R"(usage: sidelog [-o table|json] COMMAND ...
                                entity ids and versions
   streams                      configured streams with counts and positions
   status                       the sidecar's component status
+  subscriptions [NAME]         push deliveries to the app: state, position, lag, delivered,
+                               retried and parked counts
+  parked NAME [--after ID] [--limit N]
+                               a subscription's parked events with their last errors
+  replay NAME [--id ID]...     deliver parked events again (all of them, or those ids)
+  discard NAME ID              drop a parked event (the event stays in its stream)
   rebuild [--consolidator URL] [--wait false] [--cancel]
                                rebuild a consolidator's read model from position 0 and swap it
                                in, showing progress until it is done (--wait false: just ask;
@@ -282,6 +288,105 @@ int StatusCmd(Client& c, bool json_out) {
   return 0;
 }
 
+std::string SubscriptionPath(const Args& a, const char* command, size_t want) {
+  if (a.positional.size() != want) {
+    UsageError(std::string(command) + (want == 3 ? " needs NAME ID" : " needs NAME"));
+  }
+  return "/v1/subscriptions/" + Enc(a.positional[1]);
+}
+
+int Subscriptions(Client& c, const Args& a, bool json_out) {
+  if (a.positional.size() > 2) UsageError("subscriptions takes at most one NAME");
+  std::string err;
+  auto r = c.Send("GET",
+                  a.positional.size() == 2 ? SubscriptionPath(a, "subscriptions", 2)
+                                           : std::string("/v1/subscriptions"),
+                  nullptr, {}, &err);
+  if (int code = Check(r, err)) return code;
+  if (json_out) {
+    std::cout << r.body.dump(2) << "\n";
+    return 0;
+  }
+  const Json list = r.body.contains("subscriptions") ? r.body["subscriptions"]
+                                                     : Json::array({r.body});
+  if (list.empty()) {
+    std::cout << "no subscriptions: no stream of this sidecar has deliver:\n";
+    return 0;
+  }
+  std::cout << Pad("NAME", 20) << Pad("STATE", 14) << Pad("GROUP", 8) << Pad("ORDERING", 9)
+            << Pad("POSITION", 9) << Pad("IN-FLIGHT", 10) << Pad("LAG", 8) << Pad("DELIVERED", 10)
+            << Pad("RETRIED", 8) << Pad("PARKED", 7) << "APP\n";
+  for (const auto& s : list) {
+    std::cout << Pad(Str(s["name"]), 20) << Pad(Str(s["state"]), 14) << Pad(Str(s["group"]), 8)
+              << Pad(Str(s["ordering"]), 9) << Pad(Str(s["position"]), 9)
+              << Pad(Str(s["inFlight"]), 10) << Pad(Str(s["lag"]["events"]), 8)
+              << Pad(Str(s["delivered"]), 10) << Pad(Str(s["retried"]), 8)
+              << Pad(Str(s["parked"]), 7) << Str(s["app"]["address"])
+              << (s["app"].value("up", true) ? "" : " (down)") << "\n";
+    if (s.contains("detail")) std::cout << "  " << Str(s["detail"]) << "\n";
+    if (s.contains("lastError")) {
+      std::cout << "  last error: " << Str(s["lastError"]["message"]) << " ("
+                << Str(s["lastError"]["at"]) << ")\n";
+    }
+  }
+  return 0;
+}
+
+int Parked(Client& c, const Args& a, bool json_out) {
+  std::string q = "?limit=" + Enc(a.Flag("limit", "100"));
+  if (a.Has("after")) q += "&after=" + Enc(a.Flag("after"));
+  std::string err;
+  auto r = c.Send("GET", SubscriptionPath(a, "parked", 2) + "/parked" + q, nullptr, {}, &err);
+  if (int code = Check(r, err)) return code;
+  if (json_out) {
+    std::cout << r.body.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << Pad("ID", 6) << Pad("POSITION", 10) << Pad("ENTITY", 20) << Pad("TYPE", 20)
+            << Pad("ATTEMPTS", 9) << Pad("PARKED AT", 28) << "LAST ERROR\n";
+  for (const auto& p : r.body["parked"]) {
+    std::cout << Pad(Str(p["id"]), 6) << Pad(Str(p["position"]) + "." + Str(p["index"]), 10)
+              << Pad(Str(p["entity"]), 20) << Pad(Str(p["type"]), 20)
+              << Pad(Str(p["attempts"]), 9) << Pad(Str(p["parkedAt"]), 28)
+              << Str(p["lastError"]) << "\n";
+  }
+  if (!r.body["next"].is_null()) std::cout << "more: --after " << Str(r.body["next"]) << "\n";
+  return 0;
+}
+
+int Replay(Client& c, const Args& a, bool json_out) {
+  Json body = nullptr;
+  if (a.Has("id")) {
+    body = {{"ids", Json::array()}};
+    for (const auto& id : a.flags.at("id")) {
+      if (id.empty() || id.find_first_not_of("0123456789") != std::string::npos) {
+        UsageError("--id takes a parked event's id (a number), got " + id);
+      }
+      body["ids"].push_back(std::stoll(id));
+    }
+  }
+  std::string err;
+  auto r = c.Send("POST", SubscriptionPath(a, "replay", 2) + "/parked/replay", body, {}, &err);
+  if (int code = Check(r, err)) return code;
+  if (json_out) {
+    std::cout << r.body.dump(2) << "\n";
+  } else {
+    std::cout << "replaying " << Str(r.body["replaying"])
+              << " parked events; `sidelog parked " << a.positional[1]
+              << "` lists those still parked\n";
+  }
+  return 0;
+}
+
+int Discard(Client& c, const Args& a) {
+  const std::string path = SubscriptionPath(a, "discard", 3) + "/parked/" + Enc(a.positional[2]);
+  std::string err;
+  auto r = c.Send("DELETE", path, nullptr, {}, &err);
+  if (int code = Check(r, err)) return code;
+  std::cout << "discarded parked event " << a.positional[2] << "\n";
+  return 0;
+}
+
 // "[##########..........]  50%  5,000 / 10,000 events  building"
 std::string ProgressLine(const Json& rebuild) {
   const double fraction = rebuild.value("progress", 0.0);
@@ -471,6 +576,10 @@ int main(int argc, char** argv) {
   if (cmd == "streams") return Streams(c, json_out);
   if (cmd == "status") return StatusCmd(c, json_out);
   if (cmd == "rebuild") return Rebuild(a, json_out);
+  if (cmd == "subscriptions") return Subscriptions(c, a, json_out);
+  if (cmd == "parked") return Parked(c, a, json_out);
+  if (cmd == "replay") return Replay(c, a, json_out);
+  if (cmd == "discard") return Discard(c, a);
   if (cmd == "graph") return Graph(a);
   UsageError("unknown command " + cmd);
 }

@@ -24,6 +24,19 @@ void AppendOne(cli::Client& c, const std::string& entity, const Json& data,
   ASSERT_EQ(r.status, 201) << r.body.dump();
 }
 
+// Runs the CLI against the sidecar; returns its exit code and output (stdout and stderr).
+int Cli(const SidecarProcess& p, const std::string& args, std::string* out) {
+  const std::string cmd =
+      "SIDELOG_URL=" + p.url() + " " + SIDELOG_CLI_BIN + " " + args + " 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  out->clear();
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out->append(buf, n);
+  const int status = pclose(f);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 Json Subscription(const SidecarProcess& p) {
   return cli::Client(p.url()).Send("GET", "/v1/subscriptions/orders").body;
 }
@@ -165,6 +178,43 @@ TEST(DeliveryTest, ADiscardedParkedEventIsGoneAndAFourHundredParksAtOnce) {
   EXPECT_EQ(c.Send("DELETE", "/v1/subscriptions/orders/parked/" + id).status, 204);
   EXPECT_EQ(c.Send("DELETE", "/v1/subscriptions/orders/parked/" + id).status, 404);
   EXPECT_EQ(Subscription(p)["parked"], 0);
+}
+
+TEST(DeliveryTest, TheCliShowsSubscriptionsAndReplaysAndDiscardsParkedEvents) {
+  TestApp app;
+  std::atomic<bool> fixed{false};
+  app.set_answer([&](const Delivery& d) { return !fixed && d.data.contains("bad") ? 400 : 0; });
+  app.Open();
+  SidecarProcess p(Streams("{path: /events}"),
+                   "appPort: " + std::to_string(app.port()) + "\n");
+  p.Start();
+  cli::Client c(p.url());
+  AppendOne(c, "a", {{"bad", 1}});
+  AppendOne(c, "b", {{"bad", 2}});
+  AppendOne(c, "c", {{"item", 3}});
+  ASSERT_TRUE(WaitFor([&] { return Subscription(p)["parked"] == 2 && app.acked_distinct() == 1; }));
+  std::string out;
+  ASSERT_EQ(Cli(p, "subscriptions", &out), 0) << out;
+  EXPECT_NE(out.find("orders"), std::string::npos) << out;
+  EXPECT_NE(out.find("PARKED"), std::string::npos) << out;
+  EXPECT_NE(out.find("last error: the app answered 400"), std::string::npos) << out;
+  ASSERT_EQ(Cli(p, "-o json subscriptions orders", &out), 0) << out;
+  EXPECT_EQ(Json::parse(out)["parked"], 2);
+  ASSERT_EQ(Cli(p, "parked orders", &out), 0) << out;
+  EXPECT_NE(out.find("the app answered 400"), std::string::npos) << out;
+  auto parked = c.Send("GET", "/v1/subscriptions/orders/parked").body["parked"];
+  const std::string first = std::to_string(parked[0]["id"].get<int64_t>());
+  const std::string second = std::to_string(parked[1]["id"].get<int64_t>());
+  ASSERT_EQ(Cli(p, "discard orders " + first, &out), 0) << out;
+  EXPECT_EQ(Cli(p, "discard orders " + first, &out), 1) << out;
+  EXPECT_NE(out.find("404"), std::string::npos) << out;
+  fixed = true;
+  ASSERT_EQ(Cli(p, "replay orders --id " + second, &out), 0) << out;
+  EXPECT_NE(out.find("replaying 1 parked events"), std::string::npos) << out;
+  ASSERT_TRUE(WaitFor([&] { return app.acked_distinct() == 2 && Subscription(p)["parked"] == 0; }));
+  EXPECT_EQ(Cli(p, "parked", &out), 2) << "parked needs NAME";
+  EXPECT_EQ(Cli(p, "replay orders --id x", &out), 2) << out;
+  EXPECT_EQ(Cli(p, "subscriptions nope", &out), 1) << out;
 }
 
 TEST(DeliveryTest, TheDaprStyleStatusBodyRetriesOrParks) {
