@@ -742,6 +742,7 @@ class Subscription {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stopping_) {
       if (!durable) {
+        nats_detail_ = "binding to the durable consumer " + consumer_;
         lock.unlock();
         auto d = js_->Durable(JetStreamName(ns_, stream_), StreamSubjects(ns_, stream_),
                               consumer_, kAckWaitMs, kMaxHeld);

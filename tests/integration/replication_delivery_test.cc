@@ -172,5 +172,58 @@ TEST(ReplicatedDelivery, NatsKilledMidDeliveryResumesFromTheDurablePosition) {
       << Sub(p).dump(2);
 }
 
+TEST(ReplicatedDelivery, AThreeNodeClusterLosingANodeMidDeliveryLosesNothing) {
+  NatsCluster cluster;
+  cluster.Start();
+  {
+    NatsConfig c;
+    c.url = cluster.urls();
+    auto js = JetStream::Connect(c, nullptr);
+    ASSERT_TRUE(js.ok()) << js.status().message();
+    JetStreamConfig config;
+    config.name = "SIDELOG_it_orders";
+    config.subjects = {"sidelog.it.orders.>"};
+    config.replicas = 3;  // the durable consumer gets three replicas too
+    Status created = Status::Unavailable("not tried");
+    for (int i = 0; i < 50 && !created.ok(); ++i) {
+      created = (*js)->CreateStream(config);
+      if (!created.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    ASSERT_TRUE(created.ok()) << created.message();
+  }
+  TestApp app_a, app_b;
+  app_a.set_delay(std::chrono::milliseconds(5));
+  app_b.set_delay(std::chrono::milliseconds(5));
+  app_a.Open();
+  app_b.Open();
+  auto section = [&](int first, int port) {
+    return "nats: {url: \"" + cluster.urls(first) + "\", createStreams: false}\nappPort: " +
+           std::to_string(port) + "\n";
+  };
+  SidecarProcess a(Orders("{path: /events, maxInFlight: 4}"), section(0, app_a.port()), "billing");
+  SidecarProcess b(Orders("{path: /events, maxInFlight: 4}"), section(1, app_b.port()), "billing");
+  a.Start(std::chrono::seconds(30));
+  b.Start(std::chrono::seconds(30));
+  constexpr int kEvents = 150;
+  for (int i = 0; i < kEvents; ++i) {
+    auto r = Append(b, "o" + std::to_string(i % 10), Events("c" + std::to_string(i), i));
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+  auto acked = [&] {
+    auto all = app_a.acked();
+    for (const auto& [id, n] : app_b.acked()) all[id] += n;
+    return all;
+  };
+  ASSERT_TRUE(WaitFor([&] { return acked().size() >= kEvents / 4; }));
+  cluster.node(0).Kill(SIGKILL);  // a's server, and maybe the consumer's leader
+  ASSERT_TRUE(WaitFor([&] { return acked().size() == kEvents; }, std::chrono::seconds(90)))
+      << acked().size() << "\n" << Sub(a).dump(2) << "\n" << Sub(b).dump(2);
+  int duplicates = 0;
+  for (const auto& [id, n] : acked()) duplicates += n - 1;
+  std::cout << "delivered by a " << Sub(a)["delivered"] << ", by b " << Sub(b)["delivered"]
+            << ", duplicates " << duplicates << "\n"
+            << Sub(b)["consumer"].dump() << "\n";
+}
+
 }  // namespace
 }  // namespace sidelog::testing
