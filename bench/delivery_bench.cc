@@ -235,14 +235,16 @@ double Ceiling(Sidecar& s, App& app, int events, int connections) {
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       char reply[256];
-      for (size_t i = static_cast<size_t>(t); i < all.size(); i += static_cast<size_t>(connections)) {
+      for (size_t i = static_cast<size_t>(t); i < all.size();
+           i += static_cast<size_t>(connections)) {
         const Json& e = all[i];
         const std::string body = e["data"].dump();
-        std::string req = "POST /events HTTP/1.1\r\nHost: app\r\nce-specversion: 1.0\r\nce-id: " +
-                          e["id"].get<std::string>() + "\r\nce-type: " + e["type"].get<std::string>() +
-                          "\r\nce-subject: " + e["subject"].get<std::string>() +
-                          "\r\nContent-Type: application/json\r\nContent-Length: " +
-                          std::to_string(body.size()) + "\r\n\r\n" + body;
+        std::string req =
+            "POST /events HTTP/1.1\r\nHost: app\r\nce-specversion: 1.0\r\nce-id: " +
+            e["id"].get<std::string>() + "\r\nce-type: " + e["type"].get<std::string>() +
+            "\r\nce-subject: " + e["subject"].get<std::string>() +
+            "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+            "\r\n\r\n" + body;
         send(fd, req.data(), req.size(), MSG_NOSIGNAL);
         recv(fd, reply, sizeof reply, 0);  // "HTTP/1.1 204 No Content\r\n\r\n" in one segment
       }
@@ -288,16 +290,17 @@ int main(int argc, char** argv) {
   const double ceiling = Ceiling(s, app, events, in_flight);
   const double none = Push(s, app, "{path: /events, ordering: none, " + flight + "}", events);
   const double entity = Push(s, app, "{path: /events, ordering: entity, " + flight + "}", events);
-  std::printf("%-58s %10.0f events/s\n",
-              ("ceiling: stream API read + POST per event, " + std::to_string(in_flight) +
-               " connections")
-                  .c_str(),
-              ceiling);
+  std::printf(
+      "%-58s %10.0f events/s\n",
+      ("ceiling: stream API read + POST per event, " + std::to_string(in_flight) + " connections")
+          .c_str(),
+      ceiling);
   std::printf("%-58s %10.0f events/s  %.2fx ceiling\n", "push delivery, ordering: none", none,
               none / ceiling);
-  std::printf("%-58s %10.0f events/s  %.2fx ceiling\n",
-              ("push delivery, ordering: entity (" + std::to_string(entities) + " entities)").c_str(),
-              entity, entity / ceiling);
+  std::printf(
+      "%-58s %10.0f events/s  %.2fx ceiling\n",
+      ("push delivery, ordering: entity (" + std::to_string(entities) + " entities)").c_str(),
+      entity, entity / ceiling);
 
   // Latency: appends at `rate`/s, from sending each append to the app receiving the event.
   std::filesystem::remove(s.dir + "/data/subscriptions.db");
@@ -319,9 +322,9 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_until(t0 + std::chrono::microseconds(1000000LL * i / rate));
         const std::string id = "lat-" + std::to_string(i);
         const auto sent = Clock::now();
-        auto r = c.Send("POST",
-                        "/v1/streams/orders/entities/e" + std::to_string(i % entities) + "/events",
-                        {{"events", Json::array({{{"id", id}, {"type", "Tick"}, {"data", {{"i", i}}}}})}});
+        auto r = c.Send(
+            "POST", "/v1/streams/orders/entities/e" + std::to_string(i % entities) + "/events",
+            {{"events", Json::array({{{"id", id}, {"type", "Tick"}, {"data", {{"i", i}}}}})}});
         std::lock_guard<std::mutex> lock(acked_mu);
         if (r.status == 201) {
           acked.emplace(id, sent);
@@ -336,7 +339,8 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::seconds(1));
   auto arrivals = app.arrivals();
   if (acked.empty() || arrivals.empty()) {
-    std::fprintf(stderr, "latency run: %zu appends answered 201, %zu arrivals recorded\n", acked.size(), arrivals.size());
+    std::fprintf(stderr, "latency run: %zu appends answered 201, %zu arrivals recorded\n",
+                 acked.size(), arrivals.size());
   }
   std::vector<double> ms;
   for (const auto& [id, at] : acked) {
@@ -345,10 +349,13 @@ int main(int argc, char** argv) {
   }
   s.Stop();
   std::sort(ms.begin(), ms.end());
-  auto pct = [&](double p) { return ms.empty() ? 0 : ms[static_cast<size_t>(p * (ms.size() - 1))]; };
-  std::printf("latency, append sent -> app received, %.0f events/s (%zu events): p50 %.2f ms, p99 "
-              "%.2f ms, max %.2f ms\n",
-              achieved, ms.size(), pct(0.5), pct(0.99), ms.empty() ? 0 : ms.back());
+  auto pct = [&](double p) {
+    return ms.empty() ? 0 : ms[static_cast<size_t>(p * (ms.size() - 1))];
+  };
+  std::printf(
+      "latency, append sent -> app received, %.0f events/s (%zu events): p50 %.2f ms, p99 "
+      "%.2f ms, max %.2f ms\n",
+      achieved, ms.size(), pct(0.5), pct(0.99), ms.empty() ? 0 : ms.back());
   std::filesystem::remove_all(s.dir);
   return 0;
 }

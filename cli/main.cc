@@ -307,8 +307,8 @@ int Subscriptions(Client& c, const Args& a, bool json_out) {
     std::cout << r.body.dump(2) << "\n";
     return 0;
   }
-  const Json list = r.body.contains("subscriptions") ? r.body["subscriptions"]
-                                                     : Json::array({r.body});
+  const Json list =
+      r.body.contains("subscriptions") ? r.body["subscriptions"] : Json::array({r.body});
   if (list.empty()) {
     std::cout << "no subscriptions: no stream of this sidecar has deliver:\n";
     return 0;
@@ -346,9 +346,8 @@ int Parked(Client& c, const Args& a, bool json_out) {
             << Pad("ATTEMPTS", 9) << Pad("PARKED AT", 28) << "LAST ERROR\n";
   for (const auto& p : r.body["parked"]) {
     std::cout << Pad(Str(p["id"]), 6) << Pad(Str(p["position"]) + "." + Str(p["index"]), 10)
-              << Pad(Str(p["entity"]), 20) << Pad(Str(p["type"]), 20)
-              << Pad(Str(p["attempts"]), 9) << Pad(Str(p["parkedAt"]), 28)
-              << Str(p["lastError"]) << "\n";
+              << Pad(Str(p["entity"]), 20) << Pad(Str(p["type"]), 20) << Pad(Str(p["attempts"]), 9)
+              << Pad(Str(p["parkedAt"]), 28) << Str(p["lastError"]) << "\n";
   }
   if (!r.body["next"].is_null()) std::cout << "more: --after " << Str(r.body["next"]) << "\n";
   return 0;
@@ -371,9 +370,8 @@ int Replay(Client& c, const Args& a, bool json_out) {
   if (json_out) {
     std::cout << r.body.dump(2) << "\n";
   } else {
-    std::cout << "replaying " << Str(r.body["replaying"])
-              << " parked events; `sidelog parked " << a.positional[1]
-              << "` lists those still parked\n";
+    std::cout << "replaying " << Str(r.body["replaying"]) << " parked events; `sidelog parked "
+              << a.positional[1] << "` lists those still parked\n";
   }
   return 0;
 }

@@ -162,12 +162,12 @@ class Parser {
     if (auto s = String(d, p, "path", &c.path, true); !s.ok()) return s;
     if (c.path.empty() || c.path[0] != '/' ||
         c.path.find_first_of(" \t\r\n?#") != std::string::npos || c.path.size() > 1024) {
-      return Error(p + "/path", "must be an absolute path such as \"/events\", without spaces, "
-                                "query or fragment");
+      return Error(p + "/path",
+                   "must be an absolute path such as \"/events\", without spaces, "
+                   "query or fragment");
     }
     int64_t port = 0, in_flight = c.max_in_flight, attempts = c.max_attempts;
-    for (auto s : {Int(d, p, "port", &port, 1, 65535),
-                   Int(d, p, "maxInFlight", &in_flight, 1, 256),
+    for (auto s : {Int(d, p, "port", &port, 1, 65535), Int(d, p, "maxInFlight", &in_flight, 1, 256),
                    Millis(d, p, "timeout", &c.timeout_ms, 10, 300000, "10s")}) {
       if (!s.ok()) return s;
     }
@@ -212,10 +212,10 @@ class Parser {
     SidecarConfig c;
     const Json& r = doc_.root;
     if (r.is_null()) return Error("", "the configuration is empty");
-    if (auto s = Keys(r, "",
-                      {"service", "namespace", "listen", "healthListen", "dataDir", "nats",
-                       "durability", "snapshotEvery", "logLevel", "limits", "sse", "streams",
-                       "appHost", "appPort"});
+    if (auto s =
+            Keys(r, "",
+                 {"service", "namespace", "listen", "healthListen", "dataDir", "nats", "durability",
+                  "snapshotEvery", "logLevel", "limits", "sse", "streams", "appHost", "appPort"});
         !s.ok()) {
       return s;
     }

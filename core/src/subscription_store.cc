@@ -124,7 +124,8 @@ Status SubscriptionStore::Apply(const std::string& subscription, const Update& u
     }
     for (const auto& [pos, idx] : u.acked) {
       if (u.position && pos <= *u.position) continue;
-      auto& a = db.Cached("INSERT OR IGNORE INTO acked (subscription, position, idx) VALUES (?,?,?)");
+      auto& a =
+          db.Cached("INSERT OR IGNORE INTO acked (subscription, position, idx) VALUES (?,?,?)");
       if (auto s = a.Bind(1, subscription).Bind(2, pos).Bind(3, idx).Exec(); !s.ok()) return s;
     }
     for (const auto& p : u.park) {

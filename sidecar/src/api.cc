@@ -896,8 +896,8 @@ void Api::ListParked(Call& call) {
     return Fail(call, s);
   }
   if (auto s = IntParam(call.query, "limit", 1, 1000, &limit); !s.ok()) return Fail(call, s);
-  auto page =
-      deliveries_->Parked(call.params["name"], after.value_or(0), static_cast<int>(limit.value_or(100)));
+  auto page = deliveries_->Parked(call.params["name"], after.value_or(0),
+                                  static_cast<int>(limit.value_or(100)));
   if (!page.ok()) return Fail(call, page.status());
   ReplyJson(call, 200, *page);
 }
@@ -919,10 +919,9 @@ void Api::ReplayParked(Call& call) {
           ctx.rule = "body.ids";
           Json j = Json::parse(body.begin(), body.end(), nullptr, false);
           if (!j.is_object() || (j.contains("ids") && !j["ids"].is_array())) {
-            return Fail(c, Status::Invalid(
-                               "the body must be empty (replay every parked event) or "
-                               "{\"ids\": [parked event ids]}",
-                               ctx));
+            return Fail(c, Status::Invalid("the body must be empty (replay every parked event) or "
+                                           "{\"ids\": [parked event ids]}",
+                                           ctx));
           }
           if (j.contains("ids")) {
             ids.emplace();

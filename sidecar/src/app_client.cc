@@ -140,7 +140,8 @@ bool AppConnection::Send(const std::string& request, int64_t timeout_ms, AppRepl
     size_t head_end;
     bool got_any = !buffer_.empty();
     while ((head_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
-      if (buffer_.size() > 64 * 1024) return fail(AppFailure::kProtocol, "the answer's head is too long");
+      if (buffer_.size() > 64 * 1024)
+        return fail(AppFailure::kProtocol, "the answer's head is too long");
       char chunk[16384];
       ssize_t n = recv(fd_, chunk, sizeof chunk, 0);
       if (n > 0) {
@@ -148,7 +149,8 @@ bool AppConnection::Send(const std::string& request, int64_t timeout_ms, AppRepl
         got_any = true;
       } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         if (!WaitFd(fd_, POLLIN, deadline)) {
-          return fail(AppFailure::kTimeout, "no answer within " + std::to_string(timeout_ms) + "ms");
+          return fail(AppFailure::kTimeout,
+                      "no answer within " + std::to_string(timeout_ms) + "ms");
         }
       } else if (n < 0 && errno == EINTR) {
         continue;
@@ -168,7 +170,8 @@ bool AppConnection::Send(const std::string& request, int64_t timeout_ms, AppRepl
     size_t line_end = head.find("\r\n");
     std::string status_line = head.substr(0, line_end);
     if (status_line.rfind("HTTP/1.", 0) != 0 || status_line.size() < 12) {
-      return fail(AppFailure::kProtocol, "the answer is not HTTP/1.x: " + status_line.substr(0, 60));
+      return fail(AppFailure::kProtocol,
+                  "the answer is not HTTP/1.x: " + status_line.substr(0, 60));
     }
     reply->status = std::atoi(status_line.c_str() + 9);
     bool keep_alive = status_line.compare(0, 8, "HTTP/1.1") == 0;
@@ -208,25 +211,30 @@ bool AppConnection::Send(const std::string& request, int64_t timeout_ms, AppRepl
     constexpr size_t kMaxBody = 1 << 20;  // what the sidecar reads of an answer
     auto te = reply->headers.find("transfer-encoding");
     auto cl = reply->headers.find("content-length");
-    if (reply->status == 204 || reply->status == 304 || (reply->status >= 100 && reply->status < 200)) {
+    if (reply->status == 204 || reply->status == 304 ||
+        (reply->status >= 100 && reply->status < 200)) {
       // no body
-    } else if (te != reply->headers.end() && Lower(te->second).find("chunked") != std::string::npos) {
+    } else if (te != reply->headers.end() &&
+               Lower(te->second).find("chunked") != std::string::npos) {
       for (;;) {
         size_t e;
         while ((e = buffer_.find("\r\n")) == std::string::npos) {
-          if (read_more() != 1) return fail(AppFailure::kTimeout, "the answer's body did not complete");
+          if (read_more() != 1)
+            return fail(AppFailure::kTimeout, "the answer's body did not complete");
         }
         const size_t size = std::strtoul(buffer_.c_str(), nullptr, 16);
         buffer_.erase(0, e + 2);
         if (size == 0) {  // trailers end with an empty line
           while ((e = buffer_.find("\r\n")) == std::string::npos) {
-            if (read_more() != 1) return fail(AppFailure::kProtocol, "the chunked body did not end");
+            if (read_more() != 1)
+              return fail(AppFailure::kProtocol, "the chunked body did not end");
           }
           buffer_.erase(0, e + 2);
           break;
         }
         while (buffer_.size() < size + 2) {
-          if (read_more() != 1) return fail(AppFailure::kTimeout, "the answer's body did not complete");
+          if (read_more() != 1)
+            return fail(AppFailure::kTimeout, "the answer's body did not complete");
         }
         if (reply->body.size() < kMaxBody) reply->body.append(buffer_, 0, size);
         buffer_.erase(0, size + 2);
@@ -234,7 +242,8 @@ bool AppConnection::Send(const std::string& request, int64_t timeout_ms, AppRepl
     } else if (cl != reply->headers.end()) {
       const size_t length = std::strtoul(cl->second.c_str(), nullptr, 10);
       while (buffer_.size() < length) {
-        if (read_more() != 1) return fail(AppFailure::kTimeout, "the answer's body did not complete");
+        if (read_more() != 1)
+          return fail(AppFailure::kTimeout, "the answer's body did not complete");
       }
       reply->body = buffer_.substr(0, std::min(length, kMaxBody));
       buffer_.erase(0, length);

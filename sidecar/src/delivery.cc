@@ -97,7 +97,8 @@ std::string BuildRequest(const DeliverConfig& d, const std::string& authority,
 
 std::string Snippet(const std::string& body) {
   std::string s = body.substr(0, 200);
-  std::replace_if(s.begin(), s.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  std::replace_if(
+      s.begin(), s.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
   return s;
 }
 
@@ -166,8 +167,7 @@ class Subscription {
         &metrics_->GetGauge("sidelog_delivery_in_flight", "Deliveries waiting for the app.", l);
     lag_events_ = &metrics_->GetGauge(
         "sidelog_delivery_lag_events",
-        "Events of the stream not yet acknowledged or parked (commits not yet read count one).",
-        l);
+        "Events of the stream not yet acknowledged or parked (commits not yet read count one).", l);
     lag_seconds_ = &metrics_->GetGauge(
         "sidelog_delivery_lag_seconds",
         "Age of the oldest event not yet acknowledged or parked; 0 when caught up.", l);
@@ -391,8 +391,8 @@ class Subscription {
     while (true) {
       if (stopping_) {
         // Answers in flight are recorded; nothing new goes out.
-        const auto deadline = Clock::now() + std::chrono::milliseconds(
-                                                 std::min<int64_t>(deliver_.timeout_ms, 5000));
+        const auto deadline =
+            Clock::now() + std::chrono::milliseconds(std::min<int64_t>(deliver_.timeout_ms, 5000));
         while (in_flight_ > 0 && Clock::now() < deadline) {
           HandleResults(lock);
           if (in_flight_ > 0) cv_.wait_until(lock, deadline);
@@ -528,8 +528,8 @@ class Subscription {
       if (r.outcome == Outcome::kRetry && item.attempts < deliver_.max_attempts) {
         retried_->Inc();
         RecordError(r.error, item.event->id);
-        const int64_t delay = std::max(BackoffMs(item.attempts),
-                                       std::min(r.retry_after_ms, deliver_.max_backoff_ms));
+        const int64_t delay =
+            std::max(BackoffMs(item.attempts), std::min(r.retry_after_ms, deliver_.max_backoff_ms));
         timers_.emplace(Clock::now() + std::chrono::milliseconds(delay), ref);
         continue;
       }
@@ -559,9 +559,11 @@ class Subscription {
     p.attempts = item.attempts;
     p.last_error = error;
     p.parked_at = NowMicros();
-    log::Warn("delivery parked",
-              {{"subscription", name_}, {"event", p.event_id}, {"entity", p.entity},
-               {"position", p.key.first}, {"error", error}});
+    log::Warn("delivery parked", {{"subscription", name_},
+                                  {"event", p.event_id},
+                                  {"entity", p.entity},
+                                  {"position", p.key.first},
+                                  {"error", error}});
     if (ref.replay_id != 0) {
       update_.reparked.push_back(std::move(p));
     } else {
@@ -665,7 +667,8 @@ class Subscription {
   // while the commit before it (delivered by another pod, or before a restart) may not be
   // acknowledged yet: until JetStream's ack floor passes it.
   void FillFromConsumer(std::unique_lock<std::mutex>& lock) {
-    done_local_.erase(done_local_.begin(), done_local_.upper_bound(static_cast<int64_t>(ack_floor_)));
+    done_local_.erase(done_local_.begin(),
+                      done_local_.upper_bound(static_cast<int64_t>(ack_floor_)));
     for (auto it = blocked_.begin(); it != blocked_.end();) {
       if (it->second <= static_cast<int64_t>(ack_floor_) || done_local_.count(it->second)) {
         ready_.insert(Ref{0, by_entity_[it->first].front()});
@@ -694,8 +697,8 @@ class Subscription {
         }
         if (!events.empty() && deliver_.ordering == DeliverOrdering::kEntity &&
             events.front().version > 1) {
-          auto before = log_->ReadEntity(stream_, events.front().entity,
-                                         events.front().version - 1, 1);
+          auto before =
+              log_->ReadEntity(stream_, events.front().entity, events.front().version - 1, 1);
           if (before.ok() && !before->events.empty()) prev = before->events.front().position;
         }
       }
@@ -744,8 +747,8 @@ class Subscription {
       if (!durable) {
         nats_detail_ = "binding to the durable consumer " + consumer_;
         lock.unlock();
-        auto d = js_->Durable(JetStreamName(ns_, stream_), StreamSubjects(ns_, stream_),
-                              consumer_, kAckWaitMs, kMaxHeld);
+        auto d = js_->Durable(JetStreamName(ns_, stream_), StreamSubjects(ns_, stream_), consumer_,
+                              kAckWaitMs, kMaxHeld);
         lock.lock();
         if (!d.ok()) {
           nats_detail_ = d.status().message();
@@ -912,10 +915,10 @@ class Subscription {
   const std::string consumer_;
   std::shared_ptr<JetStreamDurable> durable_;  // set by the fetcher once bound
   std::thread fetcher_;
-  std::deque<uint64_t> fetched_;             // fetched commits the log may not hold yet
-  std::map<int64_t, int> commit_left_;       // held commits: events not done yet
-  std::set<int64_t> done_local_;             // acknowledged here, above the ack floor
-  std::map<std::string, int64_t> blocked_;   // entity -> its previous commit, maybe not done
+  std::deque<uint64_t> fetched_;            // fetched commits the log may not hold yet
+  std::map<int64_t, int> commit_left_;      // held commits: events not done yet
+  std::set<int64_t> done_local_;            // acknowledged here, above the ack floor
+  std::map<std::string, int64_t> blocked_;  // entity -> its previous commit, maybe not done
   uint64_t ack_floor_ = 0;
   uint64_t consumer_pending_ = 0;
   std::string nats_detail_;
@@ -956,9 +959,9 @@ Status Deliveries::Start(JetStream* js) {
   if (auto s = Validate(); !s.ok()) return s;
   for (const StreamConfig* s : with_delivery) {
     const int port = s->deliver->port != 0 ? s->deliver->port : config_.app_port;
-    subscriptions_.push_back(std::make_unique<Subscription>(
-        s->name, *s, *s->deliver, config_.app_host, port, log_, metrics_, store_.get(), js,
-        config_.ns, config_.service));
+    subscriptions_.push_back(
+        std::make_unique<Subscription>(s->name, *s, *s->deliver, config_.app_host, port, log_,
+                                       metrics_, store_.get(), js, config_.ns, config_.service));
   }
   for (auto& sub : subscriptions_) {
     if (auto st = sub->Start(); !st.ok()) return st;
@@ -987,11 +990,10 @@ Result<Subscription*> Deliveries::Find(const std::string& name) const {
   for (const auto& s : subscriptions_) known += (known.empty() ? "" : ", ") + s->name();
   ErrorContext ctx;
   ctx.stream = name;
-  return Status::NotFound("no subscription " + name + " (a stream with deliver: makes one; " +
-                              (known.empty() ? std::string("none is configured")
-                                             : "configured: " + known) +
-                              ")",
-                          ctx);
+  return Status::NotFound(
+      "no subscription " + name + " (a stream with deliver: makes one; " +
+          (known.empty() ? std::string("none is configured") : "configured: " + known) + ")",
+      ctx);
 }
 
 Result<Json> Deliveries::Get(const std::string& name) const {

@@ -84,7 +84,9 @@ TEST(ReplicatedDelivery, GroupServiceSplitsTheEventsBetweenPodsInEntityOrder) {
   constexpr int kEntities = 10, kPer = 20;
   AppendMany(*pods.a, kEntities, kPer);
   ASSERT_TRUE(WaitFor([&] { return pods.Acked().size() == kEntities * kPer; }))
-      << pods.Acked().size() << "\n" << Sub(*pods.a).dump(2) << "\n" << Sub(*pods.b).dump(2);
+      << pods.Acked().size() << "\n"
+      << Sub(*pods.a).dump(2) << "\n"
+      << Sub(*pods.b).dump(2);
   ASSERT_TRUE(WaitFor([&] {
     return Sub(*pods.a)["consumer"]["ackFloor"] == kEntities * kPer &&
            Sub(*pods.b)["consumer"]["ackFloor"] == kEntities * kPer;
@@ -106,7 +108,9 @@ TEST(ReplicatedDelivery, GroupPodGivesEveryPodEveryEvent) {
   AppendMany(*pods.a, 5, 10);
   ASSERT_TRUE(WaitFor([&] {
     return pods.app_a.acked_distinct() == 50 && pods.app_b.acked_distinct() == 50;
-  })) << Sub(*pods.a).dump(2) << "\n" << Sub(*pods.b).dump(2);
+  })) << Sub(*pods.a).dump(2)
+      << "\n"
+      << Sub(*pods.b).dump(2);
   EXPECT_TRUE(pods.app_a.order_violations().empty());
   EXPECT_TRUE(pods.app_b.order_violations().empty());
   EXPECT_EQ(Sub(*pods.a)["group"], "pod");
@@ -114,8 +118,9 @@ TEST(ReplicatedDelivery, GroupPodGivesEveryPodEveryEvent) {
 }
 
 TEST(ReplicatedDelivery, RandomFailuresAndAPodKilledMidDeliveryLoseNothing) {
-  TwoPods pods("{path: /events, maxInFlight: 4, retry: {initialBackoff: 1ms, maxBackoff: 5ms, "
-               "maxAttempts: 1000}}");
+  TwoPods pods(
+      "{path: /events, maxInFlight: 4, retry: {initialBackoff: 1ms, maxBackoff: 5ms, "
+      "maxAttempts: 1000}}");
   pods.app_a.set_fail_rate(0.3);
   pods.app_b.set_fail_rate(0.3);
   pods.app_a.set_delay(std::chrono::milliseconds(5));
@@ -126,9 +131,10 @@ TEST(ReplicatedDelivery, RandomFailuresAndAPodKilledMidDeliveryLoseNothing) {
   pods.a->Kill(SIGKILL);
   ASSERT_LT(pods.Acked().size(), static_cast<size_t>(kEntities * kPer));
   // Pod b takes over what pod a held once JetStream's ack wait (10 s) passes.
-  ASSERT_TRUE(WaitFor([&] { return pods.Acked().size() == kEntities * kPer; },
-                      std::chrono::seconds(60)))
-      << pods.Acked().size() << "\n" << Sub(*pods.b).dump(2);
+  ASSERT_TRUE(
+      WaitFor([&] { return pods.Acked().size() == kEntities * kPer; }, std::chrono::seconds(60)))
+      << pods.Acked().size() << "\n"
+      << Sub(*pods.b).dump(2);
   int duplicates = 0;
   for (const auto& [id, n] : pods.Acked()) duplicates += n - 1;
   EXPECT_LE(duplicates, 4) << "only what pod a had in flight may come twice";
@@ -162,13 +168,14 @@ TEST(ReplicatedDelivery, NatsKilledMidDeliveryResumesFromTheDurablePosition) {
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   nats.Start();
   ASSERT_TRUE(WaitFor([&] { return app.acked_distinct() == 100; }, std::chrono::seconds(60)))
-      << app.acked_distinct() << "\n" << Sub(p).dump(2);
+      << app.acked_distinct() << "\n"
+      << Sub(p).dump(2);
   int duplicates = 0;
   for (const auto& [id, n] : app.acked()) duplicates += n - 1;
   EXPECT_TRUE(app.order_violations().empty()) << app.order_violations()[0];
   std::cout << "duplicates after the NATS restart: " << duplicates << "\n";
-  ASSERT_TRUE(WaitFor([&] { return Sub(p)["consumer"]["ackFloor"] == 100; },
-                      std::chrono::seconds(30)))
+  ASSERT_TRUE(
+      WaitFor([&] { return Sub(p)["consumer"]["ackFloor"] == 100; }, std::chrono::seconds(30)))
       << Sub(p).dump(2);
 }
 
@@ -197,8 +204,8 @@ TEST(ReplicatedDelivery, AThreeNodeClusterLosingANodeMidDeliveryLosesNothing) {
   app_a.Open();
   app_b.Open();
   auto section = [&](int first, int port) {
-    return "nats: {url: \"" + cluster.urls(first) + "\", createStreams: false}\nappPort: " +
-           std::to_string(port) + "\n";
+    return "nats: {url: \"" + cluster.urls(first) +
+           "\", createStreams: false}\nappPort: " + std::to_string(port) + "\n";
   };
   SidecarProcess a(Orders("{path: /events, maxInFlight: 4}"), section(0, app_a.port()), "billing");
   SidecarProcess b(Orders("{path: /events, maxInFlight: 4}"), section(1, app_b.port()), "billing");
@@ -217,7 +224,9 @@ TEST(ReplicatedDelivery, AThreeNodeClusterLosingANodeMidDeliveryLosesNothing) {
   ASSERT_TRUE(WaitFor([&] { return acked().size() >= kEvents / 4; }));
   cluster.node(0).Kill(SIGKILL);  // a's server, and maybe the consumer's leader
   ASSERT_TRUE(WaitFor([&] { return acked().size() == kEvents; }, std::chrono::seconds(90)))
-      << acked().size() << "\n" << Sub(a).dump(2) << "\n" << Sub(b).dump(2);
+      << acked().size() << "\n"
+      << Sub(a).dump(2) << "\n"
+      << Sub(b).dump(2);
   int duplicates = 0;
   for (const auto& [id, n] : acked()) duplicates += n - 1;
   std::cout << "delivered by a " << Sub(a)["delivered"] << ", by b " << Sub(b)["delivered"]

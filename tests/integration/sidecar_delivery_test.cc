@@ -26,8 +26,7 @@ void AppendOne(cli::Client& c, const std::string& entity, const Json& data,
 
 // Runs the CLI against the sidecar; returns its exit code and output (stdout and stderr).
 int Cli(const SidecarProcess& p, const std::string& args, std::string* out) {
-  const std::string cmd =
-      "SIDELOG_URL=" + p.url() + " " + SIDELOG_CLI_BIN + " " + args + " 2>&1";
+  const std::string cmd = "SIDELOG_URL=" + p.url() + " " + SIDELOG_CLI_BIN + " " + args + " 2>&1";
   FILE* f = popen(cmd.c_str(), "r");
   out->clear();
   char buf[4096];
@@ -64,10 +63,12 @@ TEST(DeliveryTest, RandomFailuresAreRetriedUntilEachEventIsAcknowledgedOnceInEnt
                 .status,
             201);
   ASSERT_TRUE(WaitFor([&] { return app.acked_distinct() == kEntities * kPerEntity; }))
-      << app.acked_distinct() << "\n" << Subscription(p).dump(2);
+      << app.acked_distinct() << "\n"
+      << Subscription(p).dump(2);
   ASSERT_TRUE(WaitFor([&] { return Subscription(p)["state"] == "idle"; }))
       << Subscription(p).dump(2);
-  for (const auto& [id, n] : app.acked()) EXPECT_EQ(n, 1) << id << " acknowledged " << n << " times";
+  for (const auto& [id, n] : app.acked())
+    EXPECT_EQ(n, 1) << id << " acknowledged " << n << " times";
   EXPECT_TRUE(app.order_violations().empty()) << app.order_violations()[0];
   EXPECT_EQ(app.max_concurrent_per_entity(), 1);
   EXPECT_LE(app.max_concurrent(), 8);
@@ -185,8 +186,7 @@ TEST(DeliveryTest, TheCliShowsSubscriptionsAndReplaysAndDiscardsParkedEvents) {
   std::atomic<bool> fixed{false};
   app.set_answer([&](const Delivery& d) { return !fixed && d.data.contains("bad") ? 400 : 0; });
   app.Open();
-  SidecarProcess p(Streams("{path: /events}"),
-                   "appPort: " + std::to_string(app.port()) + "\n");
+  SidecarProcess p(Streams("{path: /events}"), "appPort: " + std::to_string(app.port()) + "\n");
   p.Start();
   cli::Client c(p.url());
   AppendOne(c, "a", {{"bad", 1}});
@@ -279,15 +279,16 @@ TEST(DeliveryTest, KillNineMidDeliveryResumesFromTheRecordedPositionWithNothingL
   ASSERT_LT(before, static_cast<size_t>(kEvents)) << "delivery finished before the kill";
   p.Start();
   ASSERT_TRUE(WaitFor([&] { return app.acked_distinct() == kEvents; }))
-      << app.acked_distinct() << "\n" << Subscription(p).dump(2);
+      << app.acked_distinct() << "\n"
+      << Subscription(p).dump(2);
   int duplicates = 0;
   for (const auto& [id, n] : app.acked()) duplicates += n - 1;
   // Only what was in flight at the kill can come again: at most maxInFlight events.
   EXPECT_LE(duplicates, 4) << duplicates << " events were acknowledged twice";
   EXPECT_TRUE(app.order_violations().empty()) << app.order_violations()[0];
   ASSERT_TRUE(WaitFor([&] { return Subscription(p)["position"] == kEvents; }));
-  std::cout << "acknowledged before the kill: " << before << ", duplicates after it: "
-            << duplicates << "\n";
+  std::cout << "acknowledged before the kill: " << before << ", duplicates after it: " << duplicates
+            << "\n";
 }
 
 TEST(DeliveryTest, OrderingNoneDeliversEntitiesEventsConcurrently) {
@@ -318,8 +319,7 @@ TEST(DeliveryTest, ADeliveryWithoutAPortStopsTheSidecarWithAClearError) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0);
   std::ifstream in(p.dir() + "/out.log");
   std::string out((std::istreambuf_iterator<char>(in)), {});
-  EXPECT_NE(out.find("stream orders has a deliver: section but no port"), std::string::npos)
-      << out;
+  EXPECT_NE(out.find("stream orders has a deliver: section but no port"), std::string::npos) << out;
   // SIDELOG_APP_PORT gives it one.
   TestApp app;
   app.Open();

@@ -145,8 +145,7 @@ class TestApp {
       }
       status_body = code == 200 ? status_body_ : "";
       d.answered = code;
-      const bool ok = code >= 200 && code < 300 &&
-                      status_body.find("RETRY") == std::string::npos &&
+      const bool ok = code >= 200 && code < 300 && status_body.find("RETRY") == std::string::npos &&
                       status_body.find("DROP") == std::string::npos;
       if (ok) {
         ++acked_[d.id];

@@ -196,10 +196,11 @@ TEST_F(EventServiceTest, ADeliveryIsRenderedForTheSidecarAndOneItWouldRefuseIsIn
   EXPECT_FALSE(config->FindStream("payments")->deliver.has_value());
 
   // A timeout the API server's schema lets through but the sidecar refuses (over 5m).
-  ASSERT_TRUE(AddService("slow", {{"consumes",
-                                   {{{"stream", "orders"},
-                                     {"deliver", {{"path", "/e"}, {"timeout", "1h"}}}}}}})
-                  .ok());
+  ASSERT_TRUE(
+      AddService("slow",
+                 {{"consumes",
+                   {{{"stream", "orders"}, {"deliver", {{"path", "/e"}, {"timeout", "1h"}}}}}}})
+          .ok());
   ASSERT_TRUE(WaitFor([&] { return ConditionIs("slow", "Ready", "False/InvalidSpec"); }))
       << Condition("slow", "Ready");
   const std::string msg = Message("slow", "Ready");

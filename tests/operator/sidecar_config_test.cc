@@ -36,8 +36,7 @@ std::string RenderShop(const std::string& service_name, const SidecarSettings& s
     rendered.push_back({p, true, {}, Find(streams, p)["spec"]["entity"], Json()});
   for (const auto& c : service["spec"].value("consumes", Json::array()))
     rendered.push_back({c["stream"], false, c.value("types", std::vector<std::string>{}),
-                        Find(streams, c["stream"])["spec"]["entity"],
-                        c.value("deliver", Json())});
+                        Find(streams, c["stream"])["spec"]["entity"], c.value("deliver", Json())});
   return RenderSidecarConfig(service, rendered, settings);
 }
 

@@ -293,9 +293,8 @@ TEST(Config, ABadDeliveryNamesItsField) {
       {"{path: /e, cloudEvents: xml}", "streams[0].deliver.cloudEvents: \"xml\" is not one of"},
   };
   for (const auto& [deliver, want] : cases) {
-    auto c = ParseSidecarConfig(std::string("streams:\n  - name: orders\n    deliver: ") +
-                                    deliver + "\n",
-                                "d.yaml");
+    auto c = ParseSidecarConfig(
+        std::string("streams:\n  - name: orders\n    deliver: ") + deliver + "\n", "d.yaml");
     ASSERT_FALSE(c.ok()) << deliver;
     EXPECT_NE(c.status().message().find(want), std::string::npos)
         << deliver << " -> " << c.status().message();

@@ -88,9 +88,9 @@ class JetStreamDurable {
   // Still working on it: restarts its ack wait.
   virtual void InProgress(uint64_t seq) = 0;
   struct Info {
-    uint64_t ack_floor = 0;    // every message up to this stream sequence is acknowledged
-    uint64_t pending = 0;      // messages not delivered to any reader yet
-    int64_t ack_pending = 0;   // delivered, not acknowledged
+    uint64_t ack_floor = 0;   // every message up to this stream sequence is acknowledged
+    uint64_t pending = 0;     // messages not delivered to any reader yet
+    int64_t ack_pending = 0;  // delivered, not acknowledged
   };
   virtual Result<Info> GetInfo() = 0;
 };

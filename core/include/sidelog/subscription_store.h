@@ -53,10 +53,10 @@ class SubscriptionStore {
   Result<SubscriptionPosition> Load(const std::string& subscription);
 
   struct Update {
-    std::optional<int64_t> position;   // the new position, when it moved
-    std::vector<EventKey> acked;       // events done above the (new) position
-    std::vector<ParkedEvent> park;     // new parked events (their ids are assigned)
-    std::vector<int64_t> unpark;       // parked events delivered by a replay
+    std::optional<int64_t> position;    // the new position, when it moved
+    std::vector<EventKey> acked;        // events done above the (new) position
+    std::vector<ParkedEvent> park;      // new parked events (their ids are assigned)
+    std::vector<int64_t> unpark;        // parked events delivered by a replay
     std::vector<ParkedEvent> reparked;  // parked events that failed their replay (by id)
     std::optional<std::string> identity;
   };
