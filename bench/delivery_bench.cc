@@ -37,6 +37,17 @@ using sidelog::Json;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// A TCP socket bound to an ephemeral loopback port; returns the port.
+int BindLoopback(int fd) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.sin_port);
+}
+
 // The trivial app: one thread per connection, 204 to every request, counting them and noting
 // when each ce-id arrived.
 class App {
@@ -45,13 +56,7 @@ class App {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    port_ = BindLoopback(fd_);
     listen(fd_, 256);
     acceptor_ = std::thread([this] {
       for (;;) {
@@ -129,14 +134,9 @@ class App {
 
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const int port = BindLoopback(fd);
   close(fd);
-  return ntohs(a.sin_port);
+  return port;
 }
 
 struct Sidecar {

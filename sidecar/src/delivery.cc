@@ -623,10 +623,6 @@ class Subscription {
       update_.identity = identity_;
       identity_unsaved_ = false;
     }
-    if (!update_.position && update_.acked.empty() && update_.park.empty() &&
-        update_.unpark.empty() && update_.reparked.empty() && !update_.identity) {
-      return;
-    }
     PersistParked(lock);
   }
 
@@ -936,9 +932,9 @@ Deliveries::Deliveries(const SidecarConfig& config, EventLog* log, Metrics* metr
 
 Deliveries::~Deliveries() { Stop(); }
 
-Status Deliveries::Validate() const {
-  for (const auto& s : config_.streams) {
-    if (s.deliver && s.deliver->port == 0 && config_.app_port == 0) {
+Status Deliveries::Validate(const SidecarConfig& config) {
+  for (const auto& s : config.streams) {
+    if (s.deliver && s.deliver->port == 0 && config.app_port == 0) {
       return Status::Invalid("stream " + s.name +
                              " has a deliver: section but no port: set deliver.port, appPort, "
                              "or the SIDELOG_APP_PORT environment variable");
@@ -956,7 +952,7 @@ Status Deliveries::Start(JetStream* js) {
   auto store = SubscriptionStore::Open(config_.data_dir + "/subscriptions.db");
   if (!store.ok()) return store.status();
   store_ = std::move(store).value();
-  if (auto s = Validate(); !s.ok()) return s;
+  if (auto s = Validate(config_); !s.ok()) return s;
   for (const StreamConfig* s : with_delivery) {
     const int port = s->deliver->port != 0 ? s->deliver->port : config_.app_port;
     subscriptions_.push_back(

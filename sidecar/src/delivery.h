@@ -47,7 +47,7 @@ class Deliveries {
   ~Deliveries();
 
   // Invalid when a delivery has no port (neither `deliver.port` nor `appPort`).
-  Status Validate() const;
+  static Status Validate(const SidecarConfig& config);
   // Opens the store and starts delivering (Validate first). `js`: the replicated sidecar's
   // JetStream connection (null standalone), for `group: service`.
   Status Start(JetStream* js);

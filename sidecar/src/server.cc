@@ -29,8 +29,7 @@ Server::Server(SidecarConfig config) : config_(std::move(config)) {}
 Server::~Server() { Stop(); }
 
 Status Server::Start() {
-  deliveries_ = std::make_unique<Deliveries>(config_, nullptr, &metrics_);
-  if (auto s = deliveries_->Validate(); !s.ok()) return s;
+  if (auto s = Deliveries::Validate(config_); !s.ok()) return s;
   std::error_code ec;
   std::filesystem::create_directories(config_.data_dir, ec);
   if (ec) return Status::Invalid("cannot create dataDir " + config_.data_dir + ": " + ec.message());
