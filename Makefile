@@ -1,5 +1,5 @@
 # Each target is a thin wrapper over a script in scripts/ that a person can read.
-.PHONY: run test bench lint e2e cluster
+.PHONY: run test bench lint fuzz e2e cluster
 
 run:
 	scripts/run
@@ -12,6 +12,9 @@ bench:
 
 lint:
 	scripts/lint
+
+fuzz:
+	scripts/fuzz
 
 e2e:
 	scripts/e2e

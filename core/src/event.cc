@@ -11,6 +11,7 @@
 #include <ctime>
 #include <mutex>
 
+#include "fault.h"
 #include "sidelog/names.h"
 
 namespace sidelog {
@@ -260,7 +261,8 @@ std::optional<uint64_t> UuidOffset(std::string_view first, std::string_view id) 
 TimeMicros NowMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
-      .count();
+             .count() +
+         FaultValue("SIDELOG_FAULT_CLOCK_FILE");  // test builds: a clock that jumps
 }
 
 std::string FormatTime(TimeMicros t) {

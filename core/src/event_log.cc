@@ -459,7 +459,8 @@ void EventLog::Impl::BeginBatch(Batch& b) {
 void EventLog::Impl::ApplyPending(Batch& b, Pending p) {
   auto& db = *writer_db_;
   if (!b.begin.ok()) {
-    b.results.emplace_back(Status::Internal("cannot start a transaction: " + b.begin.message()));
+    b.results.emplace_back(Status(
+        b.begin.code(), "cannot start a transaction: " + b.begin.message(), b.begin.context()));
     b.pending.push_back(std::move(p));
     return;
   }
@@ -571,11 +572,14 @@ void EventLog::Impl::FinishBatch(Batch& b) {
     }
     for (auto& r : b.results) {
       if (r.ok()) {
-        ErrorContext ctx;
+        ErrorContext ctx = commit.context();
         ctx.stream = r->stream;
         ctx.entity = r->entity;
-        ctx.retry_after_seconds = 1;
-        r = Status::Unavailable("the local event log could not commit: " + commit.message(), ctx);
+        if (!ctx.retry_after_seconds) ctx.retry_after_seconds = 1;
+        r = commit.code() == Status::Code::kStorageFull
+                ? Status::StorageFull(commit.message(), ctx)
+                : Status::Unavailable("the local event log could not commit: " + commit.message(),
+                                      ctx);
       }
     }
     moved.clear();

@@ -21,6 +21,8 @@ const char* Slug(Status::Code code) {
       return "too-large";
     case Status::Code::kUnavailable:
       return "unavailable";
+    case Status::Code::kStorageFull:
+      return "storage-full";
     default:
       return "internal";
   }
@@ -44,6 +46,8 @@ const char* Title(Status::Code code) {
       return "Too large";
     case Status::Code::kUnavailable:
       return "Unavailable";
+    case Status::Code::kStorageFull:
+      return "Insufficient storage";
     default:
       return "Internal error";
   }
@@ -71,6 +75,8 @@ int HttpStatus(Status::Code code) {
       return 422;
     case Status::Code::kUnavailable:
       return 503;
+    case Status::Code::kStorageFull:
+      return 507;
     case Status::Code::kInternal:
       return 500;
   }

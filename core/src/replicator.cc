@@ -233,6 +233,9 @@ void Replicator::Begin(const std::shared_ptr<Op>& op) {
 }
 
 void Replicator::OnPlanned(const std::shared_ptr<Op>& op, Result<PlannedCommit> plan) {
+  if (!plan.ok() && LocalConflictMayBeStale(plan.status(), *op->request)) {
+    return Post([this, op] { Finish(op, Append(*op->request)); });  // catches up first
+  }
   if (!plan.ok()) return Finish(op, plan.status());
   if (plan->result.replay) return Finish(op, std::move(plan->result));
   // The ids are the request's now: a retry after a conflict is the same commit.
@@ -382,11 +385,21 @@ void Replicator::WorkerLoop() {
 
 Result<AppendResult> Replicator::Append(AppendRequest& request) {
   const std::string subject = EntitySubject(options_.ns, request.stream, request.entity);
+  bool caught_up = false;
   for (int attempt = 0; attempt < 25; ++attempt) {
     if (attempt > 2) {  // other replicas keep winning: back off a little, with jitter
       std::this_thread::sleep_for(std::chrono::microseconds(200 * attempt + rand() % 1000));
     }
     auto plan = log_->Plan(request);
+    if (!plan.ok() && !caught_up && LocalConflictMayBeStale(plan.status(), request)) {
+      // Every commit of the entity this replica lacks is above its watermark.
+      caught_up = true;
+      if (auto c = CatchUpEntity(request.stream, request.entity, log_->Watermark(request.stream));
+          !c.ok()) {
+        return c;
+      }
+      continue;
+    }
     if (!plan.ok()) return plan.status();
     if (plan->result.replay) return plan->result;
     if (!plan->events.empty()) {
@@ -423,6 +436,23 @@ Result<AppendResult> Replicator::Append(AppendRequest& request) {
   ctx.entity = request.entity;
   ctx.retry_after_seconds = 1;
   return Status::Unavailable("the entity kept changing under 25 attempts; retry", ctx);
+}
+
+// A conflict the local log decided may be stale: the expected version can be one that another
+// replica wrote and this one has not received yet. Only then is it worth asking JetStream; a
+// local version above the expected one, or an entity that exists when none was expected, is
+// final (versions only grow).
+bool Replicator::LocalConflictMayBeStale(const Status& status, const AppendRequest& request) {
+  if (status.code() != Status::Code::kConflict) return false;
+  const auto& current = status.context().current_version;
+  switch (request.expected.kind) {
+    case ExpectedVersion::Kind::kExact:
+      return !current || *current < request.expected.version;
+    case ExpectedVersion::Kind::kExists:
+      return !current || *current == 0;
+    default:
+      return false;
+  }
 }
 
 Status Replicator::CatchUpEntity(const std::string& stream, const std::string& entity,

@@ -5,6 +5,24 @@
 
 namespace sidelog::sqlite {
 
+namespace {
+
+// An error of `db`'s last call: StorageFull when the disk is full (SQLITE_FULL, which SQLite
+// also answers for ENOSPC), else Internal.
+Status Failure(sqlite3* db, std::string message) {
+  if ((sqlite3_extended_errcode(db) & 0xff) == SQLITE_FULL) {
+    ErrorContext ctx;
+    ctx.reason = "DiskFull";
+    ctx.retry_after_seconds = 5;
+    return Status::StorageFull("the disk under the event log is full (" + message +
+                                   "); nothing was stored: free space under dataDir, then retry",
+                               ctx);
+  }
+  return Status::Internal(std::move(message));
+}
+
+}  // namespace
+
 struct Db::Cache {
   std::unordered_map<const char*, Stmt> stmts;
 };
@@ -14,7 +32,8 @@ Status Stmt::Exec() {
   while ((rc = Step()) == SQLITE_ROW) {
   }
   if (rc != SQLITE_DONE) {
-    return Status::Internal(std::string("sqlite: ") + sqlite3_errmsg(sqlite3_db_handle(stmt_)));
+    sqlite3* db = sqlite3_db_handle(stmt_);
+    return Failure(db, std::string("sqlite: ") + sqlite3_errmsg(db));
   }
   return Status::Ok();
 }
@@ -50,7 +69,7 @@ Status Db::Exec(const std::string& sql) {
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
-    return Status::Internal("sqlite: " + msg);
+    return Failure(db_, "sqlite: " + msg);
   }
   return Status::Ok();
 }
@@ -76,7 +95,7 @@ Stmt& Db::Cached(const char* sql) {
 }
 
 Status Error(const Db& db, const std::string& what) {
-  return Status::Internal(what + ": " + db.LastError());
+  return Failure(db.get(), what + ": " + db.LastError());
 }
 
 }  // namespace sidelog::sqlite

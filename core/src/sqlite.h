@@ -95,7 +95,7 @@ class Db {
   std::unique_ptr<Cache> cache_;
 };
 
-// A statement's error as an Internal status naming the operation.
+// A statement's error naming the operation: StorageFull when the disk is full, else Internal.
 Status Error(const Db& db, const std::string& what);
 
 }  // namespace sidelog::sqlite

@@ -22,6 +22,8 @@ const char* CodeName(Status::Code code) {
       return "TooLarge";
     case Status::Code::kUnavailable:
       return "Unavailable";
+    case Status::Code::kStorageFull:
+      return "StorageFull";
     case Status::Code::kInternal:
       return "Internal";
   }

@@ -16,6 +16,9 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
+
+#include "fault.h"
 
 namespace sidelog::sqlite {
 namespace {
@@ -46,8 +49,16 @@ std::map<std::string, File*> g_wal_files;  // open WAL files by name
 // of 128 KiB would write nothing): the buffer goes out in pieces below that.
 constexpr size_t kMaxWrite = 124 << 10;
 
+// Test builds: a slow or stalled disk (fault.h).
+void DiskDelay() {
+  if (int64_t ms = FaultValue("SIDELOG_FAULT_DISK_DELAY_FILE"); ms > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  }
+}
+
 int FlushLocked(File* f) {
   int rc = SQLITE_OK;
+  if (!f->buffer.empty()) DiskDelay();
   for (size_t done = 0; done < f->buffer.size() && rc == SQLITE_OK;) {
     const size_t n = std::min(kMaxWrite, f->buffer.size() - done);
     rc = f->real->pMethods->xWrite(f->real, f->buffer.data() + done, static_cast<int>(n),
@@ -95,7 +106,10 @@ int Read(sqlite3_file* file, void* out, int n, sqlite3_int64 offset) {
 
 int Write(sqlite3_file* file, const void* data, int n, sqlite3_int64 offset) {
   File* f = Of(file);
-  if (!f->wal) return f->real->pMethods->xWrite(f->real, data, n, offset);
+  if (!f->wal) {
+    DiskDelay();
+    return f->real->pMethods->xWrite(f->real, data, n, offset);
+  }
   std::lock_guard<std::mutex> lock(f->mu);
   if (!f->buffer.empty() && (offset != f->at + static_cast<sqlite3_int64>(f->buffer.size()) ||
                              f->buffer.size() + static_cast<size_t>(n) > kMaxBuffered)) {
@@ -124,6 +138,7 @@ int Truncate(sqlite3_file* file, sqlite3_int64 size) {
 int Sync(sqlite3_file* file, int flags) {
   File* f = Of(file);
   if (int rc = Flush(f); rc != SQLITE_OK) return rc;
+  DiskDelay();
   return f->real->pMethods->xSync(f->real, flags);
 }
 

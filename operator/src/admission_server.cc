@@ -126,47 +126,55 @@ struct AdmissionServer::Impl {
         ReplyProblem(request, 400, "Bad Request", std::string("cannot read the body: ") + e.what());
         return;
       }
-      Json review = Json::parse(text, nullptr, false);
-      if (review.is_discarded() || !review.is_object() ||
-          review.value("kind", "") != "AdmissionReview" || !review.contains("request") ||
-          !review["request"].is_object() || !review["request"].contains("uid")) {
-        Count("error", started);
-        ReplyProblem(request, 400, "Bad Request",
-                     "the body is not an AdmissionReview with a request and its uid");
+      AdmissionAnswer answer = ReviewAdmission(text, handler);
+      Count(answer.result, started);
+      if (!answer.review) {
+        ReplyProblem(request, 400, "Bad Request", answer.error);
         return;
       }
-      const Json& req = review["request"];
-      AdmissionDecision decision;
-      const char* result = "allowed";
-      try {
-        decision = handler(req);
-        result = !decision.allowed ? "denied" : decision.patch.empty() ? "allowed" : "patched";
-      } catch (const std::exception& e) {
-        decision = AdmissionDecision{};
-        decision.allowed = false;
-        decision.code = 500;
-        decision.message = std::string("the sidecar injector failed: ") + e.what();
-        result = "error";
-        log::Error("admission handler threw", {{"uid", req.value("uid", "")}, {"error", e.what()}});
-      }
-      Json response = {{"uid", req["uid"]}, {"allowed", decision.allowed}};
-      if (decision.allowed && !decision.patch.empty()) {
-        response["patchType"] = "JSONPatch";
-        response["patch"] = Base64Encode(decision.patch.dump());
-      }
-      if (!decision.allowed) {
-        response["status"] = {{"code", decision.code}, {"message", decision.message}};
-      }
-      if (!decision.warnings.empty()) response["warnings"] = decision.warnings;
-      Count(result, started);
-      ReplyJson(request, status_codes::OK,
-                {{"apiVersion", review.value("apiVersion", "admission.k8s.io/v1")},
-                 {"kind", "AdmissionReview"},
-                 {"response", response}},
-                "application/json");
+      ReplyJson(request, status_codes::OK, *answer.review, "application/json");
     });
   }
 };
+
+AdmissionAnswer ReviewAdmission(const std::string& body, const AdmissionServer::Handler& handler) {
+  AdmissionAnswer answer;
+  Json review = Json::parse(body, nullptr, false);
+  if (review.is_discarded() || !review.is_object() || !review["kind"].is_string() ||
+      review["kind"] != "AdmissionReview" || !review["request"].is_object() ||
+      !review["request"].contains("uid")) {
+    answer.error = "the body is not an AdmissionReview with a request and its uid";
+    return answer;
+  }
+  const Json& req = review["request"];
+  AdmissionDecision decision;
+  answer.result = "allowed";
+  try {
+    decision = handler(req);
+    answer.result = !decision.allowed ? "denied" : decision.patch.empty() ? "allowed" : "patched";
+  } catch (const std::exception& e) {
+    decision = AdmissionDecision{};
+    decision.allowed = false;
+    decision.code = 500;
+    decision.message = std::string("the sidecar injector failed: ") + e.what();
+    answer.result = "error";
+    log::Error("admission handler threw", {{"uid", req["uid"]}, {"error", e.what()}});
+  }
+  Json response = {{"uid", req["uid"]}, {"allowed", decision.allowed}};
+  if (decision.allowed && !decision.patch.empty()) {
+    response["patchType"] = "JSONPatch";
+    response["patch"] = Base64Encode(decision.patch.dump());
+  }
+  if (!decision.allowed) {
+    response["status"] = {{"code", decision.code}, {"message", decision.message}};
+  }
+  if (!decision.warnings.empty()) response["warnings"] = decision.warnings;
+  const Json& version = review["apiVersion"];
+  answer.review = Json{{"apiVersion", version.is_string() ? version : Json("admission.k8s.io/v1")},
+                       {"kind", "AdmissionReview"},
+                       {"response", std::move(response)}};
+  return answer;
+}
 
 AdmissionServer::AdmissionServer(std::string listen, Handler handler, Metrics* metrics)
     : impl_(std::make_unique<Impl>()) {

@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "sidelog/metrics.h"
@@ -64,5 +65,15 @@ class AdmissionServer {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The answer to one POST /mutate body: the AdmissionReview to send back (its response has the
+// request's uid and the handler's decision; a handler that throws denies with code 500), or,
+// when the body is not an AdmissionReview with a request and its uid, why (a 400).
+struct AdmissionAnswer {
+  std::optional<nlohmann::json> review;
+  std::string error;
+  const char* result = "error";  // allowed, patched, denied or error (the metric's label)
+};
+AdmissionAnswer ReviewAdmission(const std::string& body, const AdmissionServer::Handler& handler);
 
 }  // namespace sidelog::op

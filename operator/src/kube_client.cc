@@ -212,6 +212,39 @@ struct KubeClient::Impl {
   std::atomic<bool> stopped{false};
 };
 
+Result<WatchEvent> DecodeWatchEvent(const std::string& line) {
+  auto j = Json::parse(line, nullptr, false);
+  if (!j.is_object() || !j["type"].is_string() || !j["object"].is_object()) {
+    return Status::Unavailable("a watch event is not {type, object} JSON: " + line.substr(0, 200));
+  }
+  WatchEvent ev{j["type"].get<std::string>(), std::move(j["object"])};
+  if (ev.type == "ERROR") {  // a metav1.Status
+    const Json& code = ev.object["code"];
+    const Json& message = ev.object["message"];
+    std::string msg = message.is_string() ? message.get<std::string>() : "error";
+    if (code == 410) return Status::Gone(msg);
+    return Status::Unavailable(msg);
+  }
+  if (ev.type != "ADDED" && ev.type != "MODIFIED" && ev.type != "DELETED" &&
+      ev.type != "BOOKMARK") {
+    return Status::Unavailable("a watch event has the unknown type " + ev.type.substr(0, 40));
+  }
+  // What every watcher reads: metadata, its name (not on a bookmark) and resourceVersion.
+  const Json& meta = ev.object["metadata"];
+  auto text = [&meta](const char* key, bool required) {
+    auto it = meta.find(key);
+    return it == meta.end() ? !required : it->is_string();
+  };
+  if (!meta.is_object() || !text("name", ev.type != "BOOKMARK") || !text("namespace", false) ||
+      !text("resourceVersion", false)) {
+    return Status::Unavailable(
+        "a watch event's object has no valid metadata (name, namespace, "
+        "resourceVersion): " +
+        line.substr(0, 200));
+  }
+  return ev;
+}
+
 KubeClient::KubeClient(KubeConfig config)
     : config_(std::move(config)), impl_(std::make_unique<Impl>(config_)) {}
 KubeClient::~KubeClient() { Shutdown(); }
@@ -307,18 +340,12 @@ Status KubeClient::Watch(const ResourceType& type, const std::string& ns,
       if (n == 0 && body.is_eof()) return Status::Ok();
       const std::string& text = line.collection();
       if (text.empty()) continue;
-      auto j = Json::parse(text, nullptr, false);
-      if (!j.is_object() || !j.contains("type") || !j.contains("object")) {
-        return Status::Unavailable(what + ": a watch event is not JSON: " + text.substr(0, 200));
+      auto ev = DecodeWatchEvent(text);
+      if (!ev.ok()) {
+        return Status(ev.status().code(), what + ": " + ev.status().message(),
+                      ev.status().context());
       }
-      WatchEvent ev{j["type"].get<std::string>(), std::move(j["object"])};
-      if (ev.type == "ERROR") {
-        int code = ev.object.value("code", 0);
-        std::string msg = what + ": " + ev.object.value("message", "error");
-        if (code == 410) return Status::Gone(msg);
-        return Status::Unavailable(msg);
-      }
-      if (!fn(ev)) return Status::Ok();
+      if (!fn(*ev)) return Status::Ok();
     }
   } catch (const std::exception& e) {
     return Status::Unavailable(what + ": " + e.what());

@@ -48,6 +48,10 @@ struct WatchEvent {
   Json object;
 };
 
+// One line of a watch response: the event, or Gone (410: the resourceVersion is too old, list
+// again) or Unavailable (an ERROR event, or a line that is not {type, object}).
+Result<WatchEvent> DecodeWatchEvent(const std::string& line);
+
 // Which objects a list or watch returns: label and field selectors as kubectl takes them
 // ("app=x,tier!=db", "metadata.name=y"); empty selects everything.
 struct Selector {

@@ -370,4 +370,36 @@ AdmissionDecision InjectSidecar(const Json& pod, const std::string& ns, const st
   return d;
 }
 
+AdmissionDecision InjectSidecarFor(
+    const Json& request,
+    const std::function<std::vector<std::shared_ptr<const Json>>(const std::string& ns)>& services,
+    const InjectorOptions& options) {
+  auto text = [](const Json& object, const char* key) {
+    auto it = object.find(key);
+    return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  auto kind = request.find("kind");
+  if (kind == request.end() || !kind->is_object() || text(*kind, "kind") != "Pod" ||
+      text(request, "operation") != "CREATE") {
+    return {};
+  }
+  const std::string ns = text(request, "namespace");
+  auto object = request.find("object");
+  if (object == request.end() || !object->is_object()) {
+    AdmissionDecision d;
+    d.allowed = false;
+    d.code = 400;
+    d.message = "the admission request has no pod object";
+    return d;
+  }
+  const Json& pod = *object;
+  auto meta = pod.find("metadata");
+  const Json no_meta = Json::object();
+  const Json& m = meta != pod.end() && meta->is_object() ? *meta : no_meta;
+  std::string name = text(request, "name");
+  if (name.empty()) name = text(m, "name");
+  if (name.empty()) name = text(m, "generateName") + "*";
+  return InjectSidecar(pod, ns, name, services(ns), options);
+}
+
 }  // namespace sidelog::op

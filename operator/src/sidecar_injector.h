@@ -23,6 +23,7 @@
 // SIDELOG_URL (a container added by a later webhook), so reinvocation is idempotent.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,6 +60,14 @@ struct InjectorOptions {
 AdmissionDecision InjectSidecar(const Json& pod, const std::string& ns, const std::string& pod_name,
                                 const std::vector<std::shared_ptr<const Json>>& services,
                                 const InjectorOptions& options);
+
+// The decision for one admission request (an AdmissionReview's `request`): a Pod being
+// created is decided by InjectSidecar with the EventServices `services(namespace)` returns;
+// any other request is allowed unchanged.
+AdmissionDecision InjectSidecarFor(
+    const Json& request,
+    const std::function<std::vector<std::shared_ptr<const Json>>(const std::string& ns)>& services,
+    const InjectorOptions& options);
 
 // True when `selector` (a metav1.LabelSelector: matchLabels and matchExpressions with In,
 // NotIn, Exists, DoesNotExist) selects `labels`. An empty or missing selector selects

@@ -48,14 +48,8 @@ void SidecarWebhook::LoadCertificate(const Json& secret) {
 }
 
 AdmissionDecision SidecarWebhook::Decide(const Json& request) const {
-  const auto kind = request.value("kind", Json::object());
-  if (kind.value("kind", "") != "Pod" || request.value("operation", "") != "CREATE") return {};
-  const std::string ns = request.value("namespace", "");
-  const Json pod = request.value("object", Json::object());
-  std::string name = request.value("name", "");
-  if (name.empty()) name = pod.value("/metadata/name"_json_pointer, std::string());
-  if (name.empty()) name = pod.value("/metadata/generateName"_json_pointer, std::string()) + "*";
-  return InjectSidecar(pod, ns, name, services_.List(ns), options_.injector);
+  return InjectSidecarFor(
+      request, [this](const std::string& ns) { return services_.List(ns); }, options_.injector);
 }
 
 }  // namespace sidelog::op

@@ -564,6 +564,9 @@ void Api::AppendBody(Call& call, const std::vector<unsigned char>& body) {
         case Status::Code::kUnavailable:
           result = "unavailable";
           break;
+        case Status::Code::kStorageFull:
+          result = "storage_full";
+          break;
         case Status::Code::kGone:
           result = "gone";
           break;

@@ -7,6 +7,7 @@
 // kill processes, not machines, so the page cache keeps what was written either way.
 #pragma once
 
+#include <arpa/inet.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -75,6 +76,16 @@ class NatsServer {
     routes_ = route_ports;
   }
 
+  // Runs the server inside network namespace `netns`, listening (clients and cluster) on
+  // `host`, with routes to `route_urls` ("host:port") instead of loopback ports. Before Start.
+  void UseNetns(const std::string& netns, const std::string& host,
+                const std::vector<std::string>& route_urls = {}) {
+    netns_ = netns;
+    host_ = host;
+    route_urls_ = route_urls;
+  }
+  const std::string& host() const { return host_; }
+
   // Config lines added to the server's config file (a `tls {}` or `authorization {}` block).
   void AddConfig(const std::string& lines) { extra_config_ += lines + "\n"; }
   void set_scheme(const std::string& scheme) { scheme_ = scheme; }
@@ -89,7 +100,12 @@ class NatsServer {
       freopen((dir_ + "/nats.log").c_str(), "a", stderr);
       freopen((dir_ + "/nats.log").c_str(), "a", stdout);
       const std::string bin = NatsServerBinary();
-      execlp(bin.c_str(), bin.c_str(), "-c", (dir_ + "/nats.conf").c_str(), nullptr);
+      const std::string conf = dir_ + "/nats.conf";
+      if (!netns_.empty()) {  // `ip netns exec` execs the server: the pid stays the server's
+        execlp("ip", "ip", "netns", "exec", netns_.c_str(), bin.c_str(), "-c", conf.c_str(),
+               nullptr);
+      }
+      execlp(bin.c_str(), bin.c_str(), "-c", conf.c_str(), nullptr);
       _exit(127);
     }
     for (int i = 0; i < 200; ++i) {
@@ -120,7 +136,8 @@ class NatsServer {
   int cluster_port() const { return cluster_port_; }
   // tls:// URLs name localhost: libnats verifies the host name against DNS SANs only.
   std::string url() const {
-    return scheme_ + (scheme_ == "tls" ? "://localhost:" : "://127.0.0.1:") + std::to_string(port_);
+    return scheme_ + (scheme_ == "tls" ? "://localhost:" : "://" + host_ + ":") +
+           std::to_string(port_);
   }
   // The `nats:` section for a sidecar config.
   std::string SidecarConfig(bool create_streams = true) const {
@@ -138,7 +155,7 @@ class NatsServer {
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port_));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    inet_pton(AF_INET, host_.c_str(), &addr.sin_addr);
     bool up = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     close(fd);
     return up;
@@ -146,16 +163,20 @@ class NatsServer {
 
   void WriteConfig() const {
     std::ofstream out(dir_ + "/nats.conf");
-    out << "listen: 127.0.0.1:" << port_ << "\n";
+    out << "listen: " << host_ << ":" << port_ << "\n";
     if (!server_name_.empty()) out << "server_name: " << server_name_ << "\n";
     out << "jetstream {\n  store_dir: \"" << dir_ << "/js\"\n";
     if (NatsServerAtLeast(2, 10)) out << "  sync_interval: always\n";
     out << "}\n" << extra_config_;
     if (!cluster_name_.empty()) {
-      out << "cluster {\n  name: " << cluster_name_ << "\n  listen: 127.0.0.1:" << cluster_port_
-          << "\n  routes: [";
-      for (size_t i = 0; i < routes_.size(); ++i) {
-        out << (i ? ", " : "") << "nats-route://127.0.0.1:" << routes_[i];
+      out << "cluster {\n  name: " << cluster_name_ << "\n  listen: " << host_ << ":"
+          << cluster_port_ << "\n  routes: [";
+      std::vector<std::string> routes = route_urls_;
+      for (int port : routes_) {
+        if (route_urls_.empty()) routes.push_back("127.0.0.1:" + std::to_string(port));
+      }
+      for (size_t i = 0; i < routes.size(); ++i) {
+        out << (i ? ", " : "") << "nats-route://" << routes[i];
       }
       out << "]\n}\n";
     }
@@ -166,7 +187,9 @@ class NatsServer {
   int cluster_port_ = 0;
   std::string cluster_name_, server_name_, extra_config_;
   std::string scheme_ = "nats";
+  std::string netns_, host_ = "127.0.0.1";
   std::vector<int> routes_;
+  std::vector<std::string> route_urls_;
   pid_t pid_ = -1;
 };
 

@@ -15,7 +15,8 @@
 namespace sidelog::testing {
 
 struct RawResponse {
-  int status = 0;
+  int status = 0;          // 0: no answer
+  bool connected = false;  // the request reached the server (status 0: its outcome is unknown)
   std::map<std::string, std::string> headers;  // lowercase names
   std::string body;
   Json json() const { return Json::parse(body, nullptr, false); }
@@ -46,6 +47,7 @@ inline RawResponse RawRequest(int port, const std::string& method, const std::st
     close(fd);
     return out;
   }
+  out.connected = true;
   timeval tv{10, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   for (size_t sent = 0; sent < req.size();) {

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "client.h"
+#include "netns.h"
 #include "replication_util.h"
 
 namespace sidelog::testing {
@@ -436,6 +437,83 @@ TEST(Replication, AReaderFollowingWhileTwoReplicasWriteSeesEveryCommitOnceInOrde
   for (size_t i = 0; i < sse_ids.size(); ++i) {
     EXPECT_EQ(sse_ids[i], std::to_string(i + 1) + ".0") << "SSE ids are position.index, no gaps";
   }
+}
+
+TEST(Replication, APartitionedNodesSidecarAnswers503WhileTheMajorityWritesAndAllConverge) {
+  if (!NatsServerAtLeast(2, 10)) {
+    GTEST_SKIP() << "clustered streams need nats-server 2.10 or later (nats-server issue 4320); "
+                    "see docs/replication.md";
+  }
+  TestNetwork net(3);
+  if (!net.ok()) GTEST_SKIP() << "cannot make network namespaces here: " << net.error();
+  std::vector<std::unique_ptr<NatsServer>> nodes;
+  for (int i = 0; i < 3; ++i) nodes.push_back(std::make_unique<NatsServer>());
+  for (int i = 0; i < 3; ++i) {
+    std::vector<std::string> routes;
+    for (int j = 0; j < 3; ++j) {
+      if (j != i) {
+        routes.push_back(TestNetwork::Address(j + 1) + ":" +
+                         std::to_string(nodes[static_cast<size_t>(j)]->cluster_port()));
+      }
+    }
+    nodes[static_cast<size_t>(i)]->JoinCluster("sidelog-it", "n" + std::to_string(i + 1), {});
+    nodes[static_cast<size_t>(i)]->UseNetns(net.Netns(i + 1), TestNetwork::Address(i + 1), routes);
+  }
+  for (auto& n : nodes) n->Start();
+  const std::string all = nodes[0]->url() + "," + nodes[1]->url() + "," + nodes[2]->url();
+  Status created = CreateOrdersStream(all, /*replicas=*/3, 120LL * 1000 * 1000 * 1000);
+  ASSERT_TRUE(created.ok()) << created.message();
+  // a talks to n1 (the majority's side), c only to n3 (the node that will be cut off).
+  auto section = [](const NatsServer& n) {
+    return "nats: {url: \"" + n.url() + "\", createStreams: false, publishTimeout: 2s}\n";
+  };
+  SidecarProcess a(kOrders, section(*nodes[0]), "orders");
+  SidecarProcess c(kOrders, section(*nodes[2]), "orders");
+  a.Start();
+  c.Start();
+  std::set<std::string> acked;
+  ASSERT_EQ(AppendWhenAvailable(a, "e0", Events("a-warm", 0)).status, 201);
+  ASSERT_EQ(AppendWhenAvailable(c, "e1", Events("c-warm", 0)).status, 201);
+  acked = {"a-warm", "c-warm"};
+
+  ASSERT_TRUE(net.Partition(3)) << net.error();
+  // The majority elects leaders without n3 (a few seconds) and goes on accepting writes.
+  RawResponse majority;
+  // Retries keep the id: an attempt whose outcome was unknown may have been stored (then 200).
+  for (auto deadline = std::chrono::steady_clock::now() + 30s;
+       majority.status != 201 && majority.status != 200 &&
+       std::chrono::steady_clock::now() < deadline;) {
+    majority = Append(a, "e0", Events("a-during", 1));
+  }
+  ASSERT_TRUE(majority.status == 201 || majority.status == 200)
+      << "the majority side accepts writes: " << majority.body;
+  acked.insert("a-during");
+  for (int i = 0; i < 10; ++i) {
+    auto r = Append(a, "e" + std::to_string(i % 3), Events("a-p-" + std::to_string(i), i));
+    if (r.status == 201) acked.insert("a-p-" + std::to_string(i));
+  }
+  // The minority's sidecar cannot get its commits acknowledged: 503, with a problem that says
+  // whether the outcome is known.
+  for (int i = 0; i < 3; ++i) {
+    auto r = Append(c, "e2", Events("c-p-" + std::to_string(i), i));
+    EXPECT_EQ(r.status, 503) << r.body;
+    EXPECT_EQ(r.header("content-type"), "application/problem+json") << r.body;
+    EXPECT_TRUE(r.json()["outcomeUnknown"].is_boolean()) << r.body;
+  }
+  auto read = RawRequest(c.port(), "GET", "/v1/streams/orders/entities/e1");
+  EXPECT_EQ(read.status, 200) << "the minority still serves its local log: " << read.body;
+
+  ASSERT_TRUE(net.Heal(3)) << net.error();
+  auto healed = AppendWhenAvailable(c, "e1", Events("c-after", 5));
+  ASSERT_TRUE(healed.status == 201 || healed.status == 409) << healed.body;
+  if (healed.status == 201) acked.insert("c-after");
+
+  const int64_t last = JetStreamLastSeq(all);
+  auto js_ids = JetStreamEventIds(all);
+  ExpectExactlyOnce(js_ids, acked, "JetStream");
+  auto da = Dump(a, last), dc = Dump(c, last);
+  EXPECT_TRUE(da == dc) << "the replicas differ after healing, " << DumpDifference(da, dc);
+  EXPECT_EQ(IdsOf(dc), js_ids) << "every replica converges on JetStream's content";
 }
 
 }  // namespace

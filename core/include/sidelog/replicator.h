@@ -108,6 +108,7 @@ class Replicator {
   // The synchronous path, on a worker: plan, publish, store, retrying after conflicts.
   Result<AppendResult> Append(AppendRequest& request);
   // Stores the entity's commits JetStream has after `after`.
+  static bool LocalConflictMayBeStale(const Status& status, const AppendRequest& request);
   Status CatchUpEntity(const std::string& stream, const std::string& entity, int64_t after);
   Status CheckIdentity(const std::string& stream);
   void StartFollower(const std::string& stream);

@@ -47,6 +47,7 @@ class Status {
     kRejected,
     kTooLarge,
     kUnavailable,
+    kStorageFull,  // the disk under the log is full: nothing was stored; retry once freed
     kInternal,
   };
 
@@ -78,6 +79,9 @@ class Status {
   }
   static Status Unavailable(std::string msg, ErrorContext ctx = {}) {
     return {Code::kUnavailable, std::move(msg), std::move(ctx)};
+  }
+  static Status StorageFull(std::string msg, ErrorContext ctx = {}) {
+    return {Code::kStorageFull, std::move(msg), std::move(ctx)};
   }
   static Status Internal(std::string msg, ErrorContext ctx = {}) {
     return {Code::kInternal, std::move(msg), std::move(ctx)};
