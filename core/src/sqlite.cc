@@ -15,7 +15,7 @@ Status Failure(sqlite3* db, std::string message) {
     ctx.reason = "DiskFull";
     ctx.retry_after_seconds = 5;
     return Status::StorageFull("the disk under the event log is full (" + message +
-                                   "); nothing was stored: free space under dataDir, then retry",
+                                   "): free space under dataDir, then retry",
                                ctx);
   }
   return Status::Internal(std::move(message));
