@@ -719,11 +719,29 @@ class Subscription {
           ready_.insert(ref);
           continue;
         }
-        auto& queue = by_entity_[item.event->entity];
-        queue.push_back(key);
+        const std::string& entity = item.event->entity;
+        auto& queue = by_entity_[entity];
+        const bool waits = prev > static_cast<int64_t>(ack_floor_) && !done_local_.count(prev);
+        if (!queue.empty() && key < queue.front()) {
+          // A commit redelivered after another pod died may come after the entity's later
+          // commit, which waits for it: unless that one is being delivered, this one goes
+          // first and the later one waits behind it.
+          if (blocked_.erase(entity) > 0 || ready_.erase(Ref{0, queue.front()}) > 0) {
+            queue.push_front(key);
+            if (waits) {
+              blocked_[entity] = prev;
+            } else {
+              ready_.insert(ref);
+            }
+            continue;
+          }
+          queue.insert(std::upper_bound(queue.begin() + 1, queue.end(), key), key);
+          continue;
+        }
+        queue.insert(std::upper_bound(queue.begin(), queue.end(), key), key);
         if (queue.size() > 1) continue;
-        if (prev > static_cast<int64_t>(ack_floor_) && !done_local_.count(prev)) {
-          blocked_[item.event->entity] = prev;
+        if (waits) {
+          blocked_[entity] = prev;
         } else {
           ready_.insert(ref);
         }
