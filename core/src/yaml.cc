@@ -2,10 +2,13 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+
+#include "sidelog/names.h"
 
 namespace sidelog {
 namespace {
@@ -131,6 +134,12 @@ Status YamlDocument::Error(const std::string& ptr, const std::string& message) c
 Result<YamlDocument> ParseYaml(const std::string& text, const std::string& origin) {
   YamlDocument doc;
   doc.origin = origin;
+  if (size_t bad = 0; !IsValidUtf8(text, &bad)) {
+    const auto line =
+        std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n');
+    return Status::Invalid(origin + ":" + std::to_string(line + 1) + ": not valid UTF-8 (byte " +
+                           std::to_string(bad) + "); YAML configs are UTF-8 text");
+  }
   try {
     YAML::Node node = YAML::Load(text);
     doc.root = ToJson(node, "", &doc);

@@ -256,6 +256,14 @@ AdmissionDecision InjectSidecar(const Json& pod, const std::string& ns, const st
                                 const std::vector<std::shared_ptr<const Json>>& services,
                                 const InjectorOptions& options) {
   const std::string who = "pod " + ns + "/" + pod_name;
+  {
+    auto spec = pod.find("spec");
+    if (spec == pod.end() || !spec->is_object() || !spec->contains("containers") ||
+        !(*spec)["containers"].is_array() ||
+        (spec->contains("initContainers") && !(*spec)["initContainers"].is_array())) {
+      return Deny(who + " has no spec.containers list: there is nothing to put the sidecar beside");
+    }
+  }
   const Json labels = ObjectAt(pod, "/metadata/labels");
   const Json annotations = ObjectAt(pod, "/metadata/annotations");
   const Json spec = pod.value("spec", Json::object());

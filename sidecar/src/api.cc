@@ -600,7 +600,7 @@ void Api::AppendBody(Call& call, const std::vector<unsigned char>& body) {
     resp.headers().add("Location", "/v1/streams/" + web::uri::encode_data_string(r->stream) +
                                        "/entities/" + web::uri::encode_data_string(r->entity));
     if (r->replay) resp.headers().add("Sidelog-Replay", "true");
-    resp.set_body(body.dump(), "application/json");
+    resp.set_body(body.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
     Finish(*shared, resp);
   };
   // The answer runs on the log's writer thread, the one serial stage of every append: it only

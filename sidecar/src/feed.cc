@@ -141,7 +141,9 @@ bool Feed::Pump(Subscriber& s, bool heartbeat_due) {
     for (const auto& e : page->events) {
       if (s.after_index >= 0 && e.position == s.after && e.index <= s.after_index) continue;
       out += "id: " + std::to_string(e.position) + "." + std::to_string(e.index) +
-             "\nevent: " + e.type + "\ndata: " + ToCloudEvent(e).dump() + "\n\n";
+             "\nevent: " + e.type +
+             "\ndata: " + ToCloudEvent(e).dump(-1, ' ', false, Json::error_handler_t::replace) +
+             "\n\n";
     }
     bool moved = page->next > s.after || s.after_index >= 0;
     s.after = std::max(page->next, s.after);

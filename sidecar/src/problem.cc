@@ -7,7 +7,10 @@ namespace {
 
 web::http::http_response Respond(int http_status, const Json& body) {
   web::http::http_response resp(static_cast<web::http::status_code>(http_status));
-  resp.set_body(body.dump(), "application/problem+json");
+  // Details may quote what the client sent (a Host header, a field name) byte for byte:
+  // invalid UTF-8 is replaced, never a reason to fail the answer.
+  resp.set_body(body.dump(-1, ' ', false, Json::error_handler_t::replace),
+                "application/problem+json");
   return resp;
 }
 
