@@ -37,9 +37,9 @@ const char* kPayload =
 
 int main(int argc, char** argv) {
   if (argc != 7) {
-    std::fprintf(
-        stderr,
-        "usage: jetstream_publish URL STREAM SUBJECT_PREFIX PUBLISHERS SECONDS sync|async|asyncN\n");
+    std::fprintf(stderr,
+                 "usage: jetstream_publish URL STREAM SUBJECT_PREFIX PUBLISHERS SECONDS "
+                 "sync|async|asyncN\n");
     return 2;
   }
   const std::string url = argv[1], prefix = argv[3];

@@ -76,7 +76,11 @@ std::string EncodeCommitEvents(const std::vector<StoredEvent>& events, const std
 
 TimeMicros StoredEventTime(const Json& event, TimeMicros first_time) {
   auto time = event.find("time");
-  return time != event.end() ? time->get<TimeMicros>() : first_time;
+  if (time == event.end()) return first_time;
+  if (time->is_number_unsigned()) return static_cast<TimeMicros>(time->get<uint64_t>());
+  // A damaged row's float or string throws type_error here (a float's conversion to an
+  // integer would be undefined beyond the range).
+  return time->get_ref<const Json::number_integer_t&>();
 }
 
 Result<Json> ParseCommitEvents(std::string_view text, int64_t position) {

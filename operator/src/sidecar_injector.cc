@@ -68,7 +68,7 @@ void AddUrl(Json& patch, const Json& containers, const std::string& path, const 
             const std::string& skip = "") {
   for (size_t i = 0; i < containers.size(); ++i) {
     const Json& c = containers[i];
-    if (c.value("name", "") == skip || HasEnv(c, "SIDELOG_URL")) continue;
+    if ((!skip.empty() && c.value("name", "") == skip) || HasEnv(c, "SIDELOG_URL")) continue;
     const std::string at = path + "/" + std::to_string(i) + "/env";
     Json var = {{"name", "SIDELOG_URL"}, {"value", url}};
     if (c.contains("env") && c["env"].is_array()) {

@@ -104,11 +104,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const std::exception&) {
     return -1;
   }
-  if (head_body.size() > 1) {
-    const std::string& body = head_body[1];
-    req.set_body(std::vector<unsigned char>(body.begin(), body.end()));
-    req.headers().remove("Content-Type");
-  }
+  // Always a complete body, as the listener hands over (an unset one would never end).
+  const std::string body = head_body.size() > 1 ? head_body[1] : std::string();
+  req.set_body(std::vector<unsigned char>(body.begin(), body.end()));
+  req.headers().remove("Content-Type");
   for (size_t i = 2; i < lines.size(); ++i) {
     auto colon = lines[i].find(':');
     if (colon == std::string::npos || colon == 0) continue;
