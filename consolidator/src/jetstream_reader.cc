@@ -69,7 +69,7 @@ Status JetStreamReader::Deliver(const JetStreamMessage& m, Cursor* after) {
   return Status::Ok();
 }
 
-void JetStreamReader::Run(Cursor after, std::string identity) {
+void JetStreamReader::Run(Cursor after, const std::string& identity) {
   auto backoff = std::chrono::seconds(1);
   std::unique_ptr<JetStream> js;
   for (;;) {

@@ -30,7 +30,7 @@ class JetStreamReader : public SourceReader {
   std::string last_error() const override;
 
  private:
-  void Run(Cursor after, std::string identity);
+  void Run(Cursor after, const std::string& identity);
   // Reads until an error or Stop; advances *after.
   Status Push(JetStream* js, uint64_t last_seq, Cursor* after);
   Status Pull(JetStream* js, uint64_t last_seq, Cursor* after);

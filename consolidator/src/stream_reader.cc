@@ -98,7 +98,7 @@ Status StreamReader::CheckIdentity(const std::string& identity) {
   return Status::Ok();  // not served there: the read fails and says so
 }
 
-void StreamReader::Run(Cursor after, std::string identity) {
+void StreamReader::Run(Cursor after, const std::string& identity) {
   auto backoff = std::chrono::seconds(1);
   for (;;) {
     Cursor before = after;

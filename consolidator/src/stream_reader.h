@@ -46,7 +46,7 @@ class StreamReader : public SourceReader {
   std::string last_error() const override;
 
  private:
-  void Run(Cursor after, std::string identity);
+  void Run(Cursor after, const std::string& identity);
   // Reads catch-up pages until the end of the stream; advances *after.
   Status CatchUp(Cursor* after);
   // Follows the SSE feed until it ends; advances *after.

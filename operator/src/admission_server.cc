@@ -57,7 +57,7 @@ void ReplyJson(const http_request& request, web::http::status_code code, const J
   web::http::http_response response(code);
   response.headers().set_content_type(content_type);
   response.set_body(body.dump(), content_type);
-  request.reply(response).then([](pplx::task<void> t) {
+  request.reply(response).then([](const pplx::task<void>& t) {
     try {
       t.get();
     } catch (const std::exception&) {  // the API server hung up; nothing to tell it
@@ -117,7 +117,8 @@ struct AdmissionServer::Impl {
       ReplyProblem(request, 405, "Method Not Allowed", "POST an AdmissionReview to /mutate");
       return;
     }
-    request.extract_string(true).then([this, request, started](pplx::task<std::string> body) {
+    request.extract_string(true).then([this, request,
+                                       started](const pplx::task<std::string>& body) {
       std::string text;
       try {
         text = body.get();

@@ -375,7 +375,7 @@ Result<ReconcileResult> ConsolidatorReconciler::Reconcile(const std::string& key
   if (!rebuild_note.empty()) {
     rebuilding = {"Rebuilding", "True", "RebuildPending", rebuild_note, generation};
   } else if (Running(rstate)) {
-    const Json counts = api_rebuild;
+    const Json& counts = api_rebuild;
     std::string progress = std::to_string(rebuild.value("progress", 0)) + "%";
     for (const char* unit : {"events", "positions"}) {
       const std::string done = std::string(unit) + "Done", total = std::string(unit) + "Total";

@@ -204,7 +204,7 @@ ConsolidatorWorkload RenderConsolidator(const Json& consolidator,
   const Json selector = {{"matchLabels", {{kConsolidatorLabel, name}}}};
   const Json pod = PodTemplate(consolidator, w, settings);
   if (target.contains("sqlite")) {
-    const Json sqlite = target["sqlite"];
+    const Json& sqlite = target["sqlite"];
     Json claim = {{"accessModes", {"ReadWriteOnce"}},
                   {"resources", {{"requests", {{"storage", sqlite.value("size", Json("1Gi"))}}}}}};
     if (sqlite.contains("storageClassName")) claim["storageClassName"] = sqlite["storageClassName"];

@@ -272,6 +272,7 @@ AdmissionDecision InjectSidecar(const Json& pod, const std::string& ns, const st
 
   // Which EventService.
   std::vector<std::string> names;
+  names.reserve(services.size());
   for (const auto& s : services) names.push_back(NameOf(*s));
   std::sort(names.begin(), names.end());
   const Json* service = nullptr;

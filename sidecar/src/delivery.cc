@@ -142,7 +142,7 @@ class Subscription {
   // `group: service` shares a durable consumer with the service's other pods.
   Subscription(std::string name, const StreamConfig& stream, DeliverConfig deliver,
                std::string host, int port, EventLog* log, Metrics* metrics,
-               SubscriptionStore* store, JetStream* js, std::string ns, std::string service)
+               SubscriptionStore* store, JetStream* js, std::string ns, const std::string& service)
       : name_(std::move(name)),
         stream_(stream.name),
         types_(stream.types.begin(), stream.types.end()),
@@ -490,8 +490,9 @@ class Subscription {
 
   int64_t BackoffMs(int failures) {
     double d = static_cast<double>(deliver_.initial_backoff_ms);
-    for (int i = 1; i < failures && d < deliver_.max_backoff_ms; ++i) d *= 2;
-    d = std::min<double>(d, deliver_.max_backoff_ms);
+    const auto max = static_cast<double>(deliver_.max_backoff_ms);
+    for (int i = 1; i < failures && d < max; ++i) d *= 2;
+    d = std::min(d, max);
     std::uniform_real_distribution<double> jitter(0.8, 1.0);
     return std::max<int64_t>(1, static_cast<int64_t>(d * jitter(rng_)));
   }

@@ -19,6 +19,7 @@ namespace {
 
 void RoundTrip(const std::vector<StoredEvent>& events) {
   std::vector<std::string_view> ids;
+  ids.reserve(events.size());
   for (const auto& e : events) ids.emplace_back(e.id);
   const bool run = IsUuidRun(ids);
   const std::string text =

@@ -108,7 +108,8 @@ TEST(Fault, AFullDiskRefusesAppendsKeepsReadsAndRecoversWhenSpaceIsFreed) {
   {
     std::ofstream out(filler, std::ios::binary);
     const std::string chunk(1 << 16, 'f');
-    while (disk.FreeBytes() > (1 << 20) && out.write(chunk.data(), chunk.size())) {
+    while (disk.FreeBytes() > (1 << 20) &&
+           out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()))) {
     }
   }
   std::set<std::string> acknowledged = {"before-0"};

@@ -447,6 +447,7 @@ TEST(Replication, APartitionedNodesSidecarAnswers503WhileTheMajorityWritesAndAll
   TestNetwork net(3);
   if (!net.ok()) GTEST_SKIP() << "cannot make network namespaces here: " << net.error();
   std::vector<std::unique_ptr<NatsServer>> nodes;
+  nodes.reserve(3);
   for (int i = 0; i < 3; ++i) nodes.push_back(std::make_unique<NatsServer>());
   for (int i = 0; i < 3; ++i) {
     std::vector<std::string> routes;

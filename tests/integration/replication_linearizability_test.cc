@@ -125,6 +125,7 @@ TEST(Replication, AppendsAndStrongReadsAreLinearizablePerEntityAcrossReplicasUnd
   History history;
   std::atomic<bool> stop{false};
   std::vector<std::thread> clients;
+  clients.reserve(6);
   for (int i = 0; i < 6; ++i)
     clients.emplace_back(Client, i, std::vector{&a, &b, &c}, &history, &stop);
 

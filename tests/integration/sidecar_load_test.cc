@@ -22,6 +22,7 @@ void ConcurrentClients(int clients) {
   constexpr int kPerClient = 40;
   std::vector<std::vector<std::pair<std::string, int64_t>>> acked(clients);
   std::vector<std::thread> threads;
+  threads.reserve(static_cast<size_t>(clients));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
@@ -74,6 +75,7 @@ TEST(SidecarLoad, SigtermDuringLoadKeepsEveryAcknowledgedAppend) {
   std::mutex mu;
   std::set<std::string> acked;
   std::vector<std::thread> threads;
+  threads.reserve(8);
   for (int c = 0; c < 8; ++c) {
     threads.emplace_back([&, c] {
       for (int i = 0; !stop; ++i) {

@@ -115,7 +115,7 @@ TEST_F(AdmissionServerTest, APatchIsAnsweredAsBase64JsonPatchWithTheRequestsUid)
     seen = request;
     AdmissionDecision d;
     d.patch.push_back({{"op", "add"}, {"path", "/metadata/labels"}, {"value", {{"a", "b"}}}});
-    d.warnings.push_back("heads up");
+    d.warnings.emplace_back("heads up");
     return d;
   };
   Reply r = Post("ca.pem", Review("uid-1"));

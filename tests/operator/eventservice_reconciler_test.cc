@@ -89,10 +89,13 @@ class EventServiceTest : public ::testing::Test {
     return names;
   }
   Status AddService(const std::string& name, Json spec) {
-    return api_.Create(kEventServices, "shop", Object("EventService", "shop", name, spec)).status();
+    return api_
+        .Create(kEventServices, "shop", Object("EventService", "shop", name, std::move(spec)))
+        .status();
   }
   Status AddStream(const std::string& name, Json spec = Json::object()) {
-    return api_.Create(kEventStreams, "shop", Object("EventStream", "shop", name, spec)).status();
+    return api_.Create(kEventStreams, "shop", Object("EventStream", "shop", name, std::move(spec)))
+        .status();
   }
 
   FakeKubeApi api_;
