@@ -101,7 +101,10 @@ bool WorkQueue::Get(std::string* key) {
     if (delayed_.empty()) {
       cv_.wait(lock);
     } else {
-      cv_.wait_until(lock, delayed_.begin()->first);
+      // A copy: wait_until reads its deadline again after waking, when another thread may
+      // have erased that entry (AddressSanitizer found the use after free).
+      const Clock::time_point until = delayed_.begin()->first;
+      cv_.wait_until(lock, until);
     }
   }
 }
