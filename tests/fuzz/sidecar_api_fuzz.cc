@@ -98,9 +98,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (target.find("minPosition") != std::string::npos) return -1;
   if (target.find("follow") != std::string::npos) return -1;
 
-  web::http::http_request req(lines[0]);
-  try {
-    req.set_request_uri(web::uri(target));  // the listener refuses what does not parse
+  web::http::http_request req;
+  try {  // the listener refuses a request line that does not parse: never handed over
+    req = web::http::http_request(lines[0]);
+    req.set_request_uri(web::uri(target));
   } catch (const std::exception&) {
     return -1;
   }

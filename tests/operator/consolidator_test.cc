@@ -245,9 +245,12 @@ TEST_F(ConsolidatorReconcilerTest, TheShopsReadModelGetsItsConfigMapStatefulSetA
   EXPECT_EQ(cons["status"]["projectionHash"], ProjectionHash(cons["spec"]));
   EXPECT_EQ(ConditionOf(cons, "Rebuilding"), "False/Idle");
 
-  // Reconciling again writes nothing: every object came from the same rendering.
+  // Reconciling again writes nothing once the informers have seen the objects (on a loaded
+  // machine they may not have yet, and a reconcile applies them again): every object came
+  // from the same rendering.
   ASSERT_TRUE(WaitFor([&] {
-    return reconciler_->Reconcile("shop/order-summary").ok() && api_.Writes("apply") == 3;
+    const int before = api_.Writes("apply");
+    return reconciler_->Reconcile("shop/order-summary").ok() && api_.Writes("apply") == before;
   }));
   const int writes = api_.Writes("apply");
   ASSERT_TRUE(reconciler_->Reconcile("shop/order-summary").ok());
