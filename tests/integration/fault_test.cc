@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include "command.h"
 #include "raw_http.h"
 #include "sidecar_process.h"
 
@@ -56,12 +57,7 @@ void ExpectProblem(const RawResponse& r, int status) {
 }
 
 std::string Sqlite(const std::string& db, const std::string& sql) {
-  std::string cmd = "sqlite3 '" + db + "' '" + sql + "' 2>&1";
-  FILE* f = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[256];
-  while (f != nullptr && fgets(buf, sizeof buf, f) != nullptr) out += buf;
-  if (f != nullptr) pclose(f);
+  std::string out = RunCommand("sqlite3 '" + db + "' '" + sql + "' 2>&1");
   while (!out.empty() && out.back() == '\n') out.pop_back();
   return out;
 }

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "command.h"
+
 namespace sidelog::testing {
 
 class TestNetwork {
@@ -66,30 +68,23 @@ class TestNetwork {
   std::string In(const std::string& name) const { return "ip netns exec " + Ns(name) + " "; }
 
   bool Sh(const std::string& cmd) {
-    const std::string full = cmd + " 2>&1";
-    FILE* f = popen(full.c_str(), "r");
-    std::string out;
-    char buf[256];
-    while (f != nullptr && fgets(buf, sizeof buf, f) != nullptr) out += buf;
-    const int status = f != nullptr ? pclose(f) : -1;
-    if (status != 0 && error_.empty()) error_ = cmd + ": " + out;
-    return status == 0;
+    int code = 0;
+    const std::string out = RunCommand(cmd + " 2>&1", &code);
+    if (code != 0 && error_.empty()) error_ = cmd + ": " + out;
+    return code == 0;
   }
 
   // Namespaces are named sl<pid>-*: delete those of processes that no longer run.
   void RemoveStale() {
-    FILE* f = popen("ip netns list 2>/dev/null", "r");
-    char buf[256];
+    std::istringstream lines(RunCommand("ip netns list 2>/dev/null"));
     std::vector<std::string> stale;
-    while (f != nullptr && fgets(buf, sizeof buf, f) != nullptr) {
-      std::string name = buf;
-      name = name.substr(0, name.find_first_of(" \n"));
+    for (std::string line; std::getline(lines, line);) {
+      const std::string name = line.substr(0, line.find(' '));
       int pid = 0;
       if (sscanf(name.c_str(), "sl%d-", &pid) == 1 && pid != getpid() && kill(pid, 0) != 0) {
         stale.push_back("sl" + std::to_string(pid));
       }
     }
-    if (f != nullptr) pclose(f);
     for (const auto& tag : stale) Remove(tag);
   }
 

@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "command.h"
 #include "replication_util.h"
 
 namespace sidelog::testing {
@@ -99,16 +100,6 @@ void Client(int id, std::vector<SidecarProcess*> replicas, History* history,
     }
     history->Add(std::move(op));
   }
-}
-
-std::string RunCommand(const std::string& cmd, int* exit_code) {
-  FILE* f = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (f != nullptr && fgets(buf, sizeof buf, f) != nullptr) out += buf;
-  const int status = f != nullptr ? pclose(f) : -1;
-  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
 }
 
 TEST(Replication, AppendsAndStrongReadsAreLinearizablePerEntityAcrossReplicasUnderFaults) {

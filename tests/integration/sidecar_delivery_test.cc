@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include "command.h"
 #include "raw_http.h"
 #include "sidecar_process.h"
 #include "test_app.h"
@@ -26,14 +27,9 @@ void AppendOne(cli::Client& c, const std::string& entity, const Json& data,
 
 // Runs the CLI against the sidecar; returns its exit code and output (stdout and stderr).
 int Cli(const SidecarProcess& p, const std::string& args, std::string* out) {
-  const std::string cmd = "SIDELOG_URL=" + p.url() + " " + SIDELOG_CLI_BIN + " " + args + " 2>&1";
-  FILE* f = popen(cmd.c_str(), "r");
-  out->clear();
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out->append(buf, n);
-  const int status = pclose(f);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  int code = 0;
+  *out = RunCommand("SIDELOG_URL=" + p.url() + " " + SIDELOG_CLI_BIN + " " + args + " 2>&1", &code);
+  return code;
 }
 
 Json Subscription(const SidecarProcess& p) {
