@@ -139,6 +139,7 @@ class Parser {
       if (c_.ns.size() > 63 || !std::regex_match(c_.ns, kLabel)) {
         return Error("/namespace", "\"" + c_.ns + "\" is not a Kubernetes namespace name");
       }
+      c_.nats->inbox_prefix = ConsolidatorInboxPrefix(c_.ns, c_.name);
       return Status::Ok();
     }
     if (root().contains("namespace")) {

@@ -4,6 +4,7 @@
 
 #include "problem.h"
 #include "sidelog/log.h"
+#include "sidelog/uri.h"
 
 namespace sidelog::consolidator {
 namespace {
@@ -85,7 +86,9 @@ void Server::ReplyJson(const http_request& request, const std::string& route, in
 
 void Server::Handle(const http_request& request) {
   const std::string method = request.method();
-  const std::string path = web::uri::decode(request.relative_uri().path());
+  auto decoded = PercentDecode(request.relative_uri().path());
+  auto query = DecodeQuery(request.relative_uri().query());
+  const std::string path = decoded.value_or("");
   auto host = request.headers().find("Host");
   if (loopback_) {
     std::string h = host == request.headers().end() ? "" : HostOf(host->second);
@@ -98,6 +101,13 @@ void Server::Handle(const http_request& request) {
                        "API listens on loopback only",
                        ctx)));
     }
+  }
+  if (!decoded || !query) {
+    return Reply(request, "unmatched",
+                 ProblemResponse(Status::Invalid(
+                     std::string("the request ") + (decoded ? "query string" : "path") +
+                     " is malformed (bad percent-encoding: a '%' must be followed by two "
+                     "hexadecimal digits)")));
   }
   auto only = [&](const char* allowed, const std::string& route) {
     if (method == allowed) return true;
@@ -113,10 +123,7 @@ void Server::Handle(const http_request& request) {
     const std::string route = "/v1/queries/{name}";
     if (!only("GET", route)) return;
     std::string name = path.substr(prefix.size());
-    std::map<std::string, std::string> params;
-    for (const auto& [k, v] : web::uri::split_query(request.relative_uri().query())) {
-      params[web::uri::decode(k)] = web::uri::decode(v);
-    }
+    const std::map<std::string, std::string>& params = *query;
     auto started = Clock::now();
     auto rows = consolidator_->queries().Run(name, params);
     Labels labels = {

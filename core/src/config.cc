@@ -281,6 +281,7 @@ class Parser {
       auto n = Nats(*it, "/nats", /*allow_create_streams=*/true);
       if (!n.ok()) return n.status();
       c.nats = *n;
+      c.nats->inbox_prefix = SidecarInboxPrefix(c.ns, c.service);
     }
 
     auto streams = r.find("streams");

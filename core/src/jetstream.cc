@@ -312,6 +312,10 @@ class NatsJetStream : public JetStream {
       natsOptions_SetURL(opts_, c.url.c_str());
     }
     natsOptions_SetName(opts_, "sidelog");
+    if (!c.inbox_prefix.empty() &&
+        (s = natsOptions_SetCustomInboxPrefix(opts_, c.inbox_prefix.c_str())) != NATS_OK) {
+      return fail("inbox prefix " + c.inbox_prefix);
+    }
     natsOptions_SetMaxReconnect(opts_, -1);
     natsOptions_SetReconnectWait(opts_, 250);
     natsOptions_SetReconnectBufSize(opts_, 0);
@@ -396,6 +400,12 @@ class NatsJetStream : public JetStream {
 
   bool connected() const override {
     return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
+  }
+
+  std::string last_error() const override {
+    const char* text = nullptr;
+    if (natsConnection_GetLastError(nc_, &text) == NATS_OK || text == nullptr) return "";
+    return text;
   }
 
   int64_t max_payload() const override { return natsConnection_GetMaxPayload(nc_); }
@@ -552,6 +562,18 @@ class NatsJetStream : public JetStream {
       return Unavailable("deleting JetStream stream " + stream + ": " + LastError(s));
     }
     return Status::Ok();
+  }
+
+  Result<std::string> Request(const std::string& subject, const std::string& payload,
+                              int timeout_ms) override {
+    if (!connected()) return Unavailable("not connected to NATS; requesting " + subject);
+    natsMsg* reply = nullptr;
+    natsStatus s = natsConnection_Request(&reply, nc_, subject.c_str(), payload.data(),
+                                          static_cast<int>(payload.size()), timeout_ms);
+    if (s != NATS_OK) return Unavailable("request on " + subject + ": " + LastError(s));
+    std::string data(natsMsg_GetData(reply), static_cast<size_t>(natsMsg_GetDataLength(reply)));
+    natsMsg_Destroy(reply);
+    return data;
   }
 
   Result<std::vector<JetStreamMessage>> FetchSubject(const std::string& stream,

@@ -242,4 +242,12 @@ std::string EntitySubject(std::string_view ns, std::string_view stream, std::str
          EncodeSubjectToken(entity);
 }
 
+std::string SidecarInboxPrefix(std::string_view ns, std::string_view service) {
+  return "_INBOX.sidelog." + std::string(ns) + ".svc." + std::string(service);
+}
+
+std::string ConsolidatorInboxPrefix(std::string_view ns, std::string_view consolidator) {
+  return "_INBOX.sidelog." + std::string(ns) + ".con." + std::string(consolidator);
+}
+
 }  // namespace sidelog

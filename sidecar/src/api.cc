@@ -10,6 +10,7 @@
 #include "routes.h"
 #include "sidelog/log.h"
 #include "sidelog/names.h"
+#include "sidelog/uri.h"
 
 namespace sidelog::sidecar {
 
@@ -275,9 +276,13 @@ void Api::Dispatch(Call& call, bool health_only) {
     Fail(call, Status::Invalid("the request path is malformed (bad percent-encoding)"));
     return;
   }
-  for (const auto& [k, v] : web::uri::split_query(call.request.relative_uri().query())) {
-    call.query[web::uri::decode(k)] = web::uri::decode(v);
+  auto query = DecodeQuery(call.request.relative_uri().query());
+  if (!query) {
+    Fail(call, Status::Invalid("the query string is malformed (bad percent-encoding: a '%' "
+                               "must be followed by two hexadecimal digits)"));
+    return;
   }
+  call.query = std::move(*query);
   std::string allowed;
   for (const auto& route : Table()) {
     std::map<std::string, std::string> params;
@@ -861,6 +866,7 @@ void Api::StatusRoute(Call& call) {
   if (replicator_) {
     nats = {{"state", replicator_->connected() ? "connected" : "disconnected"},
             {"url", config_.nats->url}};
+    if (auto why = replicator_->nats_error(); !why.empty()) nats["lastError"] = why;
   }
   const auto& o = log_->options();
   ReplyJson(call, 200,

@@ -586,6 +586,7 @@ class Subscription {
       auto c = commit_left_.find(ref.key.first);
       if (c != commit_left_.end() && --c->second == 0) {
         commit_left_.erase(c);
+        commit_prev_.erase(ref.key.first);
         AckCommit(ref.key.first);
       }
     } else {
@@ -598,8 +599,16 @@ class Subscription {
     if (!queue.empty() && queue.front() == ref.key) queue.pop_front();
     if (queue.empty()) {
       by_entity_.erase(q);
+      return;
+    }
+    // The entity's next commit held here may not follow this one: the commit between them
+    // went to another pod, and it waits for that one as FillFromConsumer decided.
+    const EventKey next = queue.front();
+    if (auto p = commit_prev_.find(next.first);
+        p != commit_prev_.end() && next.first != ref.key.first && PreviousMayBePending(p->second)) {
+      blocked_[entity] = p->second;
     } else {
-      ready_.insert(Ref{0, queue.front()});
+      ready_.insert(Ref{0, next});
     }
   }
 
@@ -654,6 +663,12 @@ class Subscription {
 
   // --- group: service over NATS: JetStream's durable consumer says which commits this pod
   // delivers; the events come from the local log (the follower stores every commit).
+
+  // Whether commit `prev` (0: none) may still be unacknowledged: delivered by another pod, or
+  // by this one before a restart, and above JetStream's ack floor.
+  bool PreviousMayBePending(int64_t prev) const {
+    return prev > static_cast<int64_t>(ack_floor_) && !done_local_.count(prev);
+  }
 
   void AckCommit(int64_t position) {
     if (durable_) durable_->Ack(static_cast<uint64_t>(position));
@@ -722,7 +737,8 @@ class Subscription {
         }
         const std::string& entity = item.event->entity;
         auto& queue = by_entity_[entity];
-        const bool waits = prev > static_cast<int64_t>(ack_floor_) && !done_local_.count(prev);
+        commit_prev_[pos] = prev;
+        const bool waits = PreviousMayBePending(prev);
         if (!queue.empty() && key < queue.front()) {
           // A commit redelivered after another pod died may come after the entity's later
           // commit, which waits for it: unless that one is being delivered, this one goes
@@ -932,6 +948,7 @@ class Subscription {
   std::thread fetcher_;
   std::deque<uint64_t> fetched_;            // fetched commits the log may not hold yet
   std::map<int64_t, int> commit_left_;      // held commits: events not done yet
+  std::map<int64_t, int64_t> commit_prev_;  // held commit -> the entity's commit before it
   std::set<int64_t> done_local_;            // acknowledged here, above the ack floor
   std::map<std::string, int64_t> blocked_;  // entity -> its previous commit, maybe not done
   uint64_t ack_floor_ = 0;

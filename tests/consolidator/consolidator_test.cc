@@ -656,6 +656,10 @@ TEST_P(ConsolidatorIT, NamedQueriesBindParametersAndAnswerProblems) {
   EXPECT_EQ(client.Send("GET", "/v1/queries/order").status, 400);
   EXPECT_EQ(client.Send("GET", "/v1/queries/order?id=o-1&limit=1").status, 400);
   EXPECT_EQ(client.Send("POST", "/v1/queries/order?id=o-1").status, 405);
+  auto bad_escape = client.Send("GET", "/v1/queries/order?id=o-1%");
+  EXPECT_EQ(bad_escape.status, 400);
+  EXPECT_NE(bad_escape.body.value("detail", "").find("bad percent-encoding"), std::string::npos)
+      << bad_escape.body.dump();
   EXPECT_EQ(client.Send("GET", "/v1/status", nullptr, {{"Host", "evil.example:80"}}).status, 403);
   Json list = Get(c.url(), "/v1/queries");
   EXPECT_NE(list.dump().find(R"({"name":"order","parameters":["id"]})"), std::string::npos)

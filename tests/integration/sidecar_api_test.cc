@@ -269,6 +269,10 @@ TEST_F(SidecarApi, BadQueryParametersAnswer400) {
                 "cannot be combined");
   ExpectProblem(Get("/v1/streams/orders/entities/a-1?consistency=linear"), 400,
                 "eventual or strong");
+  ExpectProblem(Get("/v1/streams/orders/entities/a-1?consistency=strong%"), 400,
+                "bad percent-encoding");
+  ExpectProblem(Get("/v1/streams/orders/events?limit=1%zz"), 400, "bad percent-encoding");
+  ExpectProblem(Get("/v1/streams/orders/entities/a-1?consistency"), 400, "eventual or strong");
 }
 
 TEST_F(SidecarApi, EntityReadsPageAndFoldAtVersionAndTime) {

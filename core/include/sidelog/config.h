@@ -31,6 +31,9 @@ struct NatsConfig {
   NatsTlsConfig tls;
   bool create_streams = false;    // dev mode: create missing JetStream streams
   int publish_timeout_ms = 5000;  // sidecar: how long an append waits for its PubAck
+  // Where the connection's replies arrive (not in the YAML: the sidecar's and consolidator's
+  // own, from names.h, so that a NATS identity may subscribe there only); empty: _INBOX.
+  std::string inbox_prefix;
 };
 
 enum class StreamAccess { kRead, kWrite };

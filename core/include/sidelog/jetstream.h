@@ -104,6 +104,9 @@ class JetStream {
   virtual ~JetStream() = default;
 
   virtual bool connected() const = 0;
+  // What the server or the transport last refused ("Authorization Violation", a TLS
+  // handshake error), or "" when nothing has gone wrong.
+  virtual std::string last_error() const = 0;
   virtual int64_t max_payload() const = 0;
 
   using PublishCallback = std::function<void(Result<PubAck>)>;
@@ -134,6 +137,11 @@ class JetStream {
   virtual Status UpdateStream(const JetStreamConfig& config) = 0;
   // Ok also when the stream does not exist.
   virtual Status DeleteStream(const std::string& stream) = 0;
+
+  // A plain NATS request (no JetStream): the reply's payload, or Unavailable when nothing
+  // answers within `timeout_ms`, when not connected, or when the server refuses the subject.
+  virtual Result<std::string> Request(const std::string& subject, const std::string& payload,
+                                      int timeout_ms) = 0;
 
   // Every message on `subject` after sequence `after`, in order.
   virtual Result<std::vector<JetStreamMessage>> FetchSubject(const std::string& stream,

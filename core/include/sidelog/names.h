@@ -43,4 +43,10 @@ std::string JetStreamName(std::string_view ns, std::string_view stream);
 std::string StreamSubjects(std::string_view ns, std::string_view stream);
 std::string EntitySubject(std::string_view ns, std::string_view stream, std::string_view entity);
 
+// The inbox prefix of a client's NATS connection, where its replies and push consumers'
+// messages arrive; its NATS identity may subscribe only below it (docs/security.md):
+// _INBOX.sidelog.<namespace>.svc.<service> and _INBOX.sidelog.<namespace>.con.<consolidator>.
+std::string SidecarInboxPrefix(std::string_view ns, std::string_view service);
+std::string ConsolidatorInboxPrefix(std::string_view ns, std::string_view consolidator);
+
 }  // namespace sidelog

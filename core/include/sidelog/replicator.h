@@ -82,6 +82,8 @@ class Replicator {
   void CatchUp(const std::string& stream, const std::function<void(bool)>& done);
 
   bool connected() const { return connected_.load(); }
+  // Why NATS last refused or dropped the connection ("" when it has not).
+  std::string nats_error() const { return js_ ? js_->last_error() : ""; }
   // The connection (after Start), for other users of JetStream in the sidecar.
   JetStream* jetstream() const { return js_.get(); }
   std::vector<StreamReplicationStatus> StreamStatus() const;
