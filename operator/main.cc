@@ -37,6 +37,13 @@
 //   --sidecar-nats-creds-secret NAME, --sidecar-nats-tls-secret NAME
 //                                Secrets (in each app's namespace) mounted into sidecars for
 //                                the NATS credentials file and TLS files
+//   --nats-identities SECRET     per-service NATS identities (docs/security.md): the
+//                                authority Secret in the operator's namespace, made when
+//                                missing; every EventService and Consolidator gets its own
+//                                credentials, and the operator connects with its own (the
+//                                --nats-creds/user/password/token flags are then not used)
+//   --nats-resolver-dir DIR      the NATS servers' account JWT directory, written into the
+//                                authority's auth.conf (default /data/jwt)
 //   --log-level LEVEL            debug, info (default), warn, error
 //
 // SIGTERM or SIGINT: finish the reconciles in flight, release the Lease, exit 0.
@@ -112,6 +119,8 @@ int main(int argc, char** argv) {
       {"--namespace", &o.watch_namespace},
       {"--nats", &o.nats.url},
       {"--nats-creds", &o.nats.creds_file},
+      {"--nats-identities", &o.nats_identities},
+      {"--nats-resolver-dir", &o.nats_resolver_dir},
       {"--nats-user", &o.nats.user},
       {"--nats-password", &o.nats.password},
       {"--nats-token", &o.nats.token},
@@ -153,7 +162,8 @@ int main(int argc, char** argv) {
              "  --dependency-cycles allow|warn|deny --webhook-listen --webhook-service\n"
              "  --webhook-hosts --webhook-configuration --webhook-secret\n"
              "  --webhook-cert-validity --sidecar-image --sidecar-nats-creds-secret\n"
-             "  --sidecar-nats-tls-secret --consolidator-image --consolidator-status-period\n"
+             "  --sidecar-nats-tls-secret --nats-identities --nats-resolver-dir\n"
+             "  --consolidator-image --consolidator-status-period\n"
              "  --log-level   (see docs/operator.md)\n";
       return 0;
     }

@@ -260,14 +260,21 @@ ConsolidatorReconciler::Observed ConsolidatorReconciler::Observe(const Json& con
 
 Result<ReconcileResult> ConsolidatorReconciler::Reconcile(const std::string& key) {
   auto cached = consolidators_->Get(key);
-  if (!cached) {  // deleted: what it owns goes with it (owner references)
-    std::lock_guard<std::mutex> lock(mu_);
-    checked_.erase(key);
+  if (!cached || (*cached)["metadata"].contains("deletionTimestamp")) {
+    // What it owns goes with it (owner references); its NATS users must go now.
+    if (!cached) {
+      std::lock_guard<std::mutex> lock(mu_);
+      checked_.erase(key);
+    }
+    if (options_.identities) {
+      std::string ns, name;
+      SplitKey(key, &ns, &name);
+      if (auto s = options_.identities->Forget("Consolidator", ns, name); !s.ok()) return s;
+    }
     return ReconcileResult{};
   }
   const Json& consolidator = *cached;
   const Json& meta = consolidator["metadata"];
-  if (meta.contains("deletionTimestamp")) return ReconcileResult{};
   const int64_t generation = meta.value("generation", int64_t{0});
   const Json spec = consolidator.value("spec", Json::object());
   const Json before = consolidator.value("status", Json::object());
@@ -287,6 +294,22 @@ Result<ReconcileResult> ConsolidatorReconciler::Reconcile(const std::string& key
     if (auto old = stale_cache->Get(key); old && ControlledBy(*old, meta.value("uid", ""))) {
       applied = client_->Delete(stale, meta.value("namespace", ""), meta.value("name", ""));
       if (applied.code() == Status::Code::kNotFound) applied = Status::Ok();
+    }
+    if (applied.ok() && options_.identities) {
+      const std::string ns = meta.value("namespace", ""), name = meta.value("name", "");
+      std::vector<std::string> streams;
+      for (const auto& source : spec.value("sources", Json::array())) {
+        if (source.is_object()) streams.push_back(source.value("stream", ""));
+      }
+      std::shared_ptr<const Json> secret;
+      if (options_.identity_secrets) {
+        secret =
+            options_.identity_secrets->Get(ns + "/" + NatsIdentitySecret("Consolidator", name));
+      }
+      Json owner = consolidator;
+      owner["kind"] = "Consolidator";
+      applied = options_.identities->Ensure(owner, secret.get(),
+                                            ConsolidatorPermissions(ns, name, streams));
     }
     if (applied.ok()) applied = ApplyOwned(consolidator, kConfigMaps, config_maps_, w.config_map);
     if (applied.ok()) {

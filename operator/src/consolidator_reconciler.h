@@ -29,6 +29,7 @@
 #include "controller.h"
 #include "event_recorder.h"
 #include "informer.h"
+#include "nats_identities.h"
 
 namespace sidelog::op {
 
@@ -47,6 +48,10 @@ struct ConsolidatorOptions {
   // The base URL of a consolidator's API given its Service object; "" when unknown. By
   // default http://<spec.clusterIP>:4390.
   std::function<std::string(const Json& service)> api_url;
+  // Each Consolidator's own read-only NATS identity (null: none; workload.nats_identities
+  // must be set with it), and the informer of the Secrets that hold them.
+  NatsIdentities* identities = nullptr;
+  Informer* identity_secrets = nullptr;
 };
 
 class ConsolidatorReconciler : public Reconciler {

@@ -1,5 +1,6 @@
 #include "consolidator_workload.h"
 
+#include "nats_identities.h"
 #include "sidecar_config.h"
 #include "sidelog/event.h"
 
@@ -11,6 +12,7 @@ constexpr const char* kDataDir = "/var/lib/sidelog";
 constexpr const char* kConfigVolume = "config";
 constexpr const char* kDataVolume = "data";
 constexpr const char* kCredsVolume = "nats-creds";
+constexpr const char* kIdentityVolume = "nats-identity";
 constexpr const char* kTlsVolume = "nats-tls";
 constexpr int kNonRoot = 65532;
 
@@ -65,7 +67,12 @@ Json PodTemplate(const Json& consolidator, const ConsolidatorWorkload& w,
     mounts.push_back({{"name", volume}, {"mountPath", dir}, {"readOnly", true}});
     volumes.push_back({{"name", volume}, {"secret", {{"secretName", secret_name}}}});
   };
-  secret(settings.nats_creds_secret, kCredsVolume, settings.nats_creds_dir);
+  if (settings.nats_identities) {
+    secret(NatsIdentitySecret("Consolidator", meta.value("name", "")), kIdentityVolume,
+           settings.nats_identity_dir);
+  } else {
+    secret(settings.nats_creds_secret, kCredsVolume, settings.nats_creds_dir);
+  }
   secret(settings.nats_tls_secret, kTlsVolume, settings.nats_tls_dir);
 
   std::string image = spec.value("image", "");
@@ -172,7 +179,11 @@ std::string RenderConsolidatorConfig(const Json& consolidator,
   } else {
     config["target"] = {{"postgres", {{"connectionEnv", kDatabaseEnv}}}};
   }
-  config["nats"] = NatsSection(settings.nats);
+  NatsConfig nats = settings.nats;
+  if (settings.nats_identities) {
+    nats.creds_file = settings.nats_identity_dir + "/" + kNatsCredsKey;
+  }
+  config["nats"] = NatsSection(nats);
   return "# Rendered by sidelog-operator from Consolidator " + ns + "/" + name +
          ". Edits are overwritten.\n" + ToYaml(config);
 }

@@ -38,6 +38,10 @@ struct ConsolidatorSettings {
   std::string nats_tls_secret;
   std::string nats_creds_dir = "/etc/sidelog/nats/creds";
   std::string nats_tls_dir = "/etc/sidelog/nats/tls";
+  // Each Consolidator's own NATS identity (docs/security.md): its Secret
+  // sidelog-nats-consolidator-<name> at nats_identity_dir, instead of nats_creds_secret.
+  bool nats_identities = false;
+  std::string nats_identity_dir = "/etc/sidelog/nats/identity";
 };
 
 // The objects of one rendering.

@@ -137,6 +137,18 @@ void EventServiceReconciler::WatchDependencies(Controller* controller) {
     }
     return keys;
   });
+  // Its NATS identity's Secret is edited or deleted: issued again.
+  if (options_.identity_secrets) {
+    controller->Watches(options_.identity_secrets, [](const ObjectEvent& e) {
+      std::vector<std::string> keys;
+      const Json& m = (*e.object)["metadata"];
+      for (const auto& ref : m.value("ownerReferences", Json::array())) {
+        if (ref.value("kind", "") == "EventService" && ref.value("controller", false))
+          keys.push_back(m.value("namespace", "") + "/" + ref.value("name", ""));
+      }
+      return keys;
+    });
+  }
   // A pod of the service starts, stops or goes: its count. Pod status changes count here.
   if (pods_) {
     controller->Watches(pods_, [](const ObjectEvent& e) {
@@ -244,12 +256,17 @@ EventServiceReconciler::Resolved EventServiceReconciler::Resolve(
 }
 
 Result<ReconcileResult> EventServiceReconciler::Reconcile(const std::string& key) {
-  auto cached = services_->Get(key);
-  if (!cached) return ReconcileResult{};  // deleted: its ConfigMap goes with it (owner reference)
-  const Json& service = *cached;
-  if (service["metadata"].contains("deletionTimestamp")) return ReconcileResult{};
   std::string ns, name;
   SplitKey(key, &ns, &name);
+  auto cached = services_->Get(key);
+  if (!cached || (*cached)["metadata"].contains("deletionTimestamp")) {
+    // Its ConfigMap and Secret go with it (owner references); its NATS users must go now.
+    if (options_.identities) {
+      if (auto s = options_.identities->Forget("EventService", ns, name); !s.ok()) return s;
+    }
+    return ReconcileResult{};
+  }
+  const Json& service = *cached;
 
   const DependencyGraph graph =
       DependencyGraph::FromObjects(Objects(streams_->List(ns)), Objects(services_->List(ns)));
@@ -280,6 +297,21 @@ Result<ReconcileResult> EventServiceReconciler::Reconcile(const std::string& key
     r.config_map.clear();
     (void)WriteStatus(service, r);  // Ready=False says so; the error retries the key
     return s;
+  }
+  if (options_.identities) {
+    std::vector<std::string> produces, consumes;
+    for (const auto& s : r.streams) (s.write ? produces : consumes).push_back(s.name);
+    std::shared_ptr<const Json> secret;
+    if (options_.identity_secrets) {
+      secret = options_.identity_secrets->Get(ns + "/" + NatsIdentitySecret("EventService", name));
+    }
+    Json owner = service;
+    owner["kind"] = "EventService";
+    if (Status s = options_.identities->Ensure(owner, secret.get(),
+                                               SidecarPermissions(ns, name, produces, consumes));
+        !s.ok()) {
+      return s;
+    }
   }
   if (auto w = WriteStatus(service, r); !w.ok()) return w;
   return ReconcileResult{};

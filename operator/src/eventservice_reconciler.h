@@ -17,6 +17,9 @@
 //  - status.injectedPods: the service's pods that run with the injected sidecar (Running,
 //    annotated sidelog.dev/injected, labelled sidelog.dev/service=<name>, not being deleted),
 //    kept current by a watch of the pods labelled for injection.
+//  - NATS identity (with identities on): the Secret sidelog-nats-<service> with credentials
+//    whose permissions follow the rendered streams (NatsIdentities); revoked when the service
+//    is deleted.
 //  - Ready = the config is rendered and the dependencies are resolved. observedGeneration is
 //    on status and on every condition.
 #pragma once
@@ -26,6 +29,7 @@
 #include "dependency_graph.h"
 #include "event_recorder.h"
 #include "informer.h"
+#include "nats_identities.h"
 #include "sidecar_config.h"
 
 namespace sidelog::op {
@@ -39,6 +43,10 @@ Selector InjectedPodSelector();
 struct EventServiceOptions {
   CyclePolicy cycles = CyclePolicy::kWarn;
   SidecarSettings sidecar;
+  // Each service's own NATS identity (null: none), and the informer of the Secrets that hold
+  // them (labelled sidelog.dev/nats-identity=true).
+  NatsIdentities* identities = nullptr;
+  Informer* identity_secrets = nullptr;
 };
 
 class EventServiceReconciler : public Reconciler {

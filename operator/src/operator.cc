@@ -2,6 +2,10 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
 #include "sidelog/log.h"
 
 namespace sidelog::op {
@@ -25,6 +29,10 @@ Status Operator::Start() {
     bool ip = host.find_first_not_of("0123456789.") == std::string::npos ||
               host.find(':') != std::string::npos;
     (ip ? certs.ip_addresses : certs.dns_names).push_back(host);
+  }
+
+  if (!options_.nats_identities.empty()) {
+    if (auto s = OpenIdentities(); !s.ok()) return s;
   }
 
   auto& connected =
@@ -79,6 +87,66 @@ Status Operator::Start() {
   return Status::Ok();
 }
 
+Status Operator::OpenIdentities() {
+  auto ids = NatsIdentities::Open(
+      client_.get(), {options_.election.ns, options_.nats_identities, options_.nats_resolver_dir});
+  if (!ids.ok()) return ids.status();
+  identities_ = std::move(ids).value();
+  // nats.c reads credentials from files: the operator's own, in a directory only it can read.
+  const char* tmp = std::getenv("TMPDIR");
+  std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/sidelog-operator-XXXXXX";
+  if (mkdtemp(templ.data()) == nullptr) {
+    return Status::Unavailable("cannot create a directory for the NATS credentials under " + templ);
+  }
+  creds_dir_ = templ;
+  auto write = [this](const std::string& file, const std::string& text) {
+    const std::string path = creds_dir_ + "/" + file;
+    std::ofstream out(path, std::ios::trunc);
+    out << text;
+    out.close();
+    std::filesystem::permissions(
+        path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    return path;
+  };
+  options_.nats.creds_file = write("operator.creds", identities_->OperatorCreds());
+  options_.nats.user.clear();
+  options_.nats.password.clear();
+  options_.nats.token.clear();
+  NatsConfig system = options_.nats;
+  system.creds_file = write("system.creds", identities_->SystemCreds());
+  auto js = JetStream::Connect(system, [this](bool up) {
+    if (!up) return;
+    std::lock_guard<std::mutex> lock(pusher_mu_);
+    force_push_ = true;  // a restarted server may have lost what it was given
+    pusher_cv_.notify_all();
+  });
+  if (!js.ok()) return js.status();
+  system_js_ = std::move(js).value();
+  identities_->SetSystemConnection(system_js_.get());
+  // What injected sidecars read: their own credentials, mounted from their Secret.
+  options_.webhook.injector.nats_identities = true;
+  log::Info("NATS identities on",
+            {{"authority", options_.election.ns + "/" + options_.nats_identities}});
+  return Status::Ok();
+}
+
+void Operator::PushAccounts() {
+  std::unique_lock<std::mutex> lock(pusher_mu_);
+  while (!pusher_stop_) {
+    const bool force = force_push_;
+    force_push_ = false;
+    lock.unlock();
+    Status s = system_js_->connected() ? identities_->Push(force) : Status::Ok();
+    lock.lock();
+    if (!s.ok()) {
+      force_push_ = force_push_ || force;
+      log::Warn("NATS account push failed; retrying", {{"error", s.message()}});
+    }
+    pusher_cv_.wait_for(lock, std::chrono::seconds(s.ok() ? 10 : 2),
+                        [this] { return pusher_stop_ || force_push_; });
+  }
+}
+
 void Operator::StartControllers() {
   log::Info("starting controllers",
             {{"namespace", options_.watch_namespace.empty() ? "*" : options_.watch_namespace}});
@@ -96,6 +164,18 @@ void Operator::StartControllers() {
   EventServiceOptions service_options;
   service_options.cycles = options_.dependency_cycles;
   service_options.sidecar.nats = options_.nats;
+  if (identities_) {
+    Informer* secrets =
+        manager_->InformerFor(kSecrets, {std::string(kNatsIdentityLabel) + "=true", ""});
+    service_options.identities = identities_.get();
+    service_options.identity_secrets = secrets;
+    options_.consolidators.identities = identities_.get();
+    options_.consolidators.identity_secrets = secrets;
+    options_.consolidators.workload.nats_identities = true;
+    service_options.sidecar.nats.creds_file =
+        options_.webhook.injector.nats_identity_dir + "/" + kNatsCredsKey;
+    pusher_ = std::thread([this] { PushAccounts(); });
+  }
   services_reconciler_ = std::make_unique<EventServiceReconciler>(
       writer, manager_->InformerFor(kEventServices), streams,
       manager_->InformerFor(kConfigMaps, {"app.kubernetes.io/managed-by=sidelog-operator", ""}),
@@ -164,7 +244,21 @@ void Operator::Stop() {
   if (elector_) elector_->Stop();
   if (elector_thread_.joinable()) elector_thread_.join();  // releases the Lease
   running_ = false;
+  if (pusher_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(pusher_mu_);
+      pusher_stop_ = true;
+      pusher_cv_.notify_all();
+    }
+    pusher_.join();
+  }
   js_.reset();  // no more NATS callbacks
+  system_js_.reset();
+  if (!creds_dir_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(creds_dir_, ignored);
+    creds_dir_.clear();
+  }
   if (client_) client_->Shutdown();
   if (manager_) manager_->Stop();
   if (webhook_) webhook_->Stop();

@@ -14,7 +14,9 @@
 #include <cpprest/http_listener.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -26,6 +28,7 @@
 #include "kube_client.h"
 #include "leader_election.h"
 #include "manager.h"
+#include "nats_identities.h"
 #include "sidecar_webhook.h"
 #include "sidelog/config.h"
 #include "sidelog/jetstream.h"
@@ -47,6 +50,11 @@ struct OperatorOptions {
   SidecarWebhookOptions webhook;
   // The Consolidators' workloads: image, status period, NATS (main.cc copies the operator's).
   ConsolidatorOptions consolidators;
+  // Per-service NATS identities (docs/security.md): the authority Secret's name in the
+  // operator's namespace; empty turns them off (every client uses the configured credentials).
+  // The operator then connects with credentials it issues itself.
+  std::string nats_identities;
+  std::string nats_resolver_dir = "/data/jwt";  // written into auth.conf
 };
 
 class Operator {
@@ -81,6 +89,20 @@ class Operator {
   std::unique_ptr<WebhookCertificateReconciler> certificates_reconciler_;
   Controller* streams_controller_ = nullptr;
   std::atomic<bool> running_{false};  // the manager is started
+
+  // With NATS identities: the authority, the system account's connection that pushes account
+  // updates, a private directory for the operator's own credentials files, and the leader's
+  // thread that pushes the account after each reconnect (and retries a failed push).
+  Status OpenIdentities();
+  void PushAccounts();
+  std::unique_ptr<NatsIdentities> identities_;
+  std::unique_ptr<JetStream> system_js_;
+  std::string creds_dir_;
+  std::thread pusher_;
+  std::mutex pusher_mu_;
+  std::condition_variable pusher_cv_;
+  bool pusher_stop_ = false;
+  bool force_push_ = true;
 };
 
 }  // namespace sidelog::op

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "conditions.h"
+#include "nats_identities.h"
 #include "sidecar_config.h"
 #include "sidelog/yaml.h"
 
@@ -15,6 +16,7 @@ constexpr const char* kConfigVolume = "sidelog-config";
 constexpr const char* kDataVolume = "sidelog-data";
 constexpr const char* kCredsVolume = "sidelog-nats-creds";
 constexpr const char* kTlsVolume = "sidelog-nats-tls";
+constexpr const char* kIdentityVolume = "sidelog-nats-identity";
 constexpr const char* kConfigDir = "/etc/sidelog/config";
 constexpr const char* kDataDir = "/var/lib/sidelog";
 constexpr int kSidecarUser = 65532;
@@ -103,7 +105,10 @@ Json SidecarContainer(const Json& sidecar, const InjectorOptions& options) {
       {{"name", kConfigVolume}, {"mountPath", kConfigDir}, {"readOnly", true}},
       {{"name", kDataVolume}, {"mountPath", kDataDir}},
   });
-  if (!options.nats_creds_secret.empty()) {
+  if (options.nats_identities) {
+    mounts.push_back(
+        {{"name", kIdentityVolume}, {"mountPath", options.nats_identity_dir}, {"readOnly", true}});
+  } else if (!options.nats_creds_secret.empty()) {
     mounts.push_back(
         {{"name", kCredsVolume}, {"mountPath", options.nats_creds_dir}, {"readOnly", true}});
   }
@@ -146,7 +151,8 @@ Json SidecarContainer(const Json& sidecar, const InjectorOptions& options) {
   return c;
 }
 
-Json Volumes(const Json& sidecar, const std::string& config_map, const InjectorOptions& options) {
+Json Volumes(const Json& sidecar, const std::string& service, const std::string& config_map,
+             const InjectorOptions& options) {
   Json storage = sidecar.value("storage", Json::object());
   Json data = {{"name", kDataVolume}};
   if (storage.value("type", "emptyDir") == "volumeClaim") {
@@ -166,7 +172,10 @@ Json Volumes(const Json& sidecar, const std::string& config_map, const InjectorO
       {{"name", kConfigVolume}, {"configMap", {{"name", config_map}}}},
       data,
   });
-  if (!options.nats_creds_secret.empty()) {
+  if (options.nats_identities) {
+    volumes.push_back({{"name", kIdentityVolume},
+                       {"secret", {{"secretName", NatsIdentitySecret("EventService", service)}}}});
+  } else if (!options.nats_creds_secret.empty()) {
     volumes.push_back(
         {{"name", kCredsVolume}, {"secret", {{"secretName", options.nats_creds_secret}}}});
   }
@@ -372,7 +381,7 @@ AdmissionDecision InjectSidecar(const Json& pod, const std::string& ns, const st
     patch.push_back(
         {{"op", "add"}, {"path", "/spec/initContainers"}, {"value", Json::array({container})}});
   }
-  Append(patch, pod, "/spec/volumes", Volumes(sidecar, config_map, options));
+  Append(patch, pod, "/spec/volumes", Volumes(sidecar, service_name, config_map, options));
   SetMapEntries(patch, pod, "/metadata/labels", {{kServiceLabel, service_name}});
   SetMapEntries(patch, pod, "/metadata/annotations",
                 {{kConfigHashAnnotation, hash}, {kInjectedAnnotation, options.operator_version}});

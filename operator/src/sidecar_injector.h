@@ -52,6 +52,10 @@ struct InjectorOptions {
   // --nats-tls-* files, which the rendered config names.
   std::string nats_creds_dir = "/etc/sidelog/nats/creds";
   std::string nats_tls_dir = "/etc/sidelog/nats/tls";
+  // Each service's own NATS identity (docs/security.md): its Secret sidelog-nats-<service>,
+  // mounted at nats_identity_dir instead of nats_creds_secret.
+  bool nats_identities = false;
+  std::string nats_identity_dir = "/etc/sidelog/nats/identity";
 };
 
 // The decision for `pod` (the admission request's object) in namespace `ns`, whose
