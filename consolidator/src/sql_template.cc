@@ -185,8 +185,12 @@ class Scanner {
     std::string name = s_.substr(i_ + 1, end - i_ - 1);
     auto [it, inserted] = numbers_.emplace(name, static_cast<int>(numbers_.size()) + 1);
     if (inserted) cur_.parameters.push_back(name);
+    // A mark next to an identifier would merge with it (PostgreSQL and SQLite identifiers may
+    // hold '$': "a:x" must not become the identifier "a$1"), so it is set apart.
+    if (!cur_.text.empty() && IsIdentChar(cur_.text.back())) cur_.text += ' ';
     cur_.text += pg() ? '$' : '?';
     cur_.text += std::to_string(it->second);
+    if (IsIdentChar(At(end))) cur_.text += ' ';
     i_ = end;
     return Status::Ok();
   }

@@ -37,6 +37,17 @@ TEST(SqlTemplate, ARepeatedNameReusesItsNumber) {
   EXPECT_EQ(s.parameters, (Names{"id", "other"}));
 }
 
+TEST(SqlTemplate, AMarkNeverMergesWithAnIdentifierBesideIt) {
+  // PostgreSQL identifiers may hold '$': "a$1" would be one identifier, and "$1$$" would
+  // open a dollar quote the original did not have.
+  auto pg = One("SELECT a:entity$$x$$", Dialect::kPostgres);
+  EXPECT_EQ(pg.text, "SELECT a $1 $$x$$");
+  EXPECT_EQ(pg.parameters, (Names{"entity"}));
+  auto again = ParseSql(pg.text, Dialect::kPostgres);
+  EXPECT_FALSE(again.ok()) << "a hand-written $1 is refused, so the mark stands alone";
+  EXPECT_EQ(One("SELECT x:id", Dialect::kSqlite).text, "SELECT x ?1");
+}
+
 TEST(SqlTemplate, StringLiteralsWithDoubledQuotesAreText) {
   auto s = One("SELECT 'it''s :not a param', :yes", Dialect::kSqlite);
   EXPECT_EQ(s.text, "SELECT 'it''s :not a param', ?1");
