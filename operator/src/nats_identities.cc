@@ -116,6 +116,10 @@ void NatsIdentities::ReissueAccount() {
 
 std::string NatsIdentities::AuthConf() const {
   std::lock_guard<std::mutex> lock(mu_);
+  return AuthConfText();
+}
+
+std::string NatsIdentities::AuthConfText() const {
   return "# The NATS authority of sidelog-operator (docs/security.md): include it in the NATS\n"
          "# servers' config. It changes with every revocation; the servers also get each change\n"
          "# at once through the system account.\n"
@@ -137,6 +141,7 @@ Json NatsIdentities::SecretData() const {
   data["account.jwt"] = Base64Encode(account_jwt_);
   data["identities.json"] = Base64Encode(issued.dump());
   data["revocations.json"] = Base64Encode(Json(revocations_).dump());
+  data["auth.conf"] = Base64Encode(AuthConfText());
   return data;
 }
 

@@ -85,6 +85,7 @@ class NatsIdentities {
   NatsIdentities(KubeApi* client, NatsIdentityOptions options);
   Status Load(const Json& secret);
   Json SecretData() const;
+  std::string AuthConfText() const;
   // Writes the authority Secret (guarded by its resourceVersion). With mu_ held.
   Status Save();
   // Pushes the account JWT unless the servers have it. With mu_ held.
