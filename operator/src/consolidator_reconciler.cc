@@ -296,20 +296,13 @@ Result<ReconcileResult> ConsolidatorReconciler::Reconcile(const std::string& key
       if (applied.code() == Status::Code::kNotFound) applied = Status::Ok();
     }
     if (applied.ok() && options_.identities) {
-      const std::string ns = meta.value("namespace", ""), name = meta.value("name", "");
-      std::vector<std::string> streams;
+      NatsIdentities::Grant grant;
       for (const auto& source : spec.value("sources", Json::array())) {
-        if (source.is_object()) streams.push_back(source.value("stream", ""));
-      }
-      std::shared_ptr<const Json> secret;
-      if (options_.identity_secrets) {
-        secret =
-            options_.identity_secrets->Get(ns + "/" + NatsIdentitySecret("Consolidator", name));
+        if (source.is_object()) grant.reads.push_back(source.value("stream", ""));
       }
       Json owner = consolidator;
       owner["kind"] = "Consolidator";
-      applied = options_.identities->Ensure(owner, secret.get(),
-                                            ConsolidatorPermissions(ns, name, streams));
+      applied = options_.identities->Ensure(owner, grant);
     }
     if (applied.ok()) applied = ApplyOwned(consolidator, kConfigMaps, config_maps_, w.config_map);
     if (applied.ok()) {

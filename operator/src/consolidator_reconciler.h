@@ -49,9 +49,8 @@ struct ConsolidatorOptions {
   // default http://<spec.clusterIP>:4390.
   std::function<std::string(const Json& service)> api_url;
   // Each Consolidator's own read-only NATS identity (null: none; workload.nats_identities
-  // must be set with it), and the informer of the Secrets that hold them.
+  // must be set with it).
   NatsIdentities* identities = nullptr;
-  Informer* identity_secrets = nullptr;
 };
 
 class ConsolidatorReconciler : public Reconciler {

@@ -137,18 +137,6 @@ void EventServiceReconciler::WatchDependencies(Controller* controller) {
     }
     return keys;
   });
-  // Its NATS identity's Secret is edited or deleted: issued again.
-  if (options_.identity_secrets) {
-    controller->Watches(options_.identity_secrets, [](const ObjectEvent& e) {
-      std::vector<std::string> keys;
-      const Json& m = (*e.object)["metadata"];
-      for (const auto& ref : m.value("ownerReferences", Json::array())) {
-        if (ref.value("kind", "") == "EventService" && ref.value("controller", false))
-          keys.push_back(m.value("namespace", "") + "/" + ref.value("name", ""));
-      }
-      return keys;
-    });
-  }
   // A pod of the service starts, stops or goes: its count. Pod status changes count here.
   if (pods_) {
     controller->Watches(pods_, [](const ObjectEvent& e) {
@@ -299,19 +287,11 @@ Result<ReconcileResult> EventServiceReconciler::Reconcile(const std::string& key
     return s;
   }
   if (options_.identities) {
-    std::vector<std::string> produces, consumes;
-    for (const auto& s : r.streams) (s.write ? produces : consumes).push_back(s.name);
-    std::shared_ptr<const Json> secret;
-    if (options_.identity_secrets) {
-      secret = options_.identity_secrets->Get(ns + "/" + NatsIdentitySecret("EventService", name));
-    }
+    NatsIdentities::Grant grant;
+    for (const auto& s : r.streams) (s.write ? grant.writes : grant.reads).push_back(s.name);
     Json owner = service;
     owner["kind"] = "EventService";
-    if (Status s = options_.identities->Ensure(owner, secret.get(),
-                                               SidecarPermissions(ns, name, produces, consumes));
-        !s.ok()) {
-      return s;
-    }
+    if (Status s = options_.identities->Ensure(owner, grant); !s.ok()) return s;
   }
   if (auto w = WriteStatus(service, r); !w.ok()) return w;
   return ReconcileResult{};

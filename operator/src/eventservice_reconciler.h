@@ -43,10 +43,8 @@ Selector InjectedPodSelector();
 struct EventServiceOptions {
   CyclePolicy cycles = CyclePolicy::kWarn;
   SidecarSettings sidecar;
-  // Each service's own NATS identity (null: none), and the informer of the Secrets that hold
-  // them (labelled sidelog.dev/nats-identity=true).
+  // Each service's own NATS identity (null: none).
   NatsIdentities* identities = nullptr;
-  Informer* identity_secrets = nullptr;
 };
 
 class EventServiceReconciler : public Reconciler {

@@ -92,11 +92,27 @@ Status NatsIdentities::Load(const Json& secret) {
   Json revoked = Json::parse(SecretValue(&secret, "revocations.json"), nullptr, false);
   issued_.clear();
   revocations_.clear();
+  auto strings = [](const Json& j) {
+    std::vector<std::string> out;
+    if (!j.is_array()) return out;
+    for (const auto& v : j) {
+      if (v.is_string()) out.push_back(v.get<std::string>());
+    }
+    return out;
+  };
   if (issued.is_object()) {
-    for (const auto& [owner, users] : issued.items()) {
-      for (const auto& u : users) {
-        if (u.is_string()) issued_[owner].push_back(u.get<std::string>());
+    for (const auto& [owner, entry] : issued.items()) {
+      if (!entry.is_object()) continue;
+      Issued i;
+      i.seed = entry.value("seed", "");
+      i.issued_at = entry.value("iat", int64_t{0});
+      i.grant.writes = strings(entry.value("writes", Json::array()));
+      i.grant.reads = strings(entry.value("reads", Json::array()));
+      i.live = strings(entry.value("live", Json::array()));
+      if (!NKey::FromSeed(i.seed).ok()) {
+        return Status::Invalid(where + "identities.json: the seed of " + owner + " is not one");
       }
+      issued_[owner] = std::move(i);
     }
   }
   if (revoked.is_object()) {
@@ -133,7 +149,13 @@ std::string NatsIdentities::AuthConfText() const {
 
 Json NatsIdentities::SecretData() const {
   Json issued = Json::object();
-  for (const auto& [owner, users] : issued_) issued[owner] = users;
+  for (const auto& [owner, i] : issued_) {
+    issued[owner] = {{"seed", i.seed},
+                     {"iat", i.issued_at},
+                     {"writes", i.grant.writes},
+                     {"reads", i.grant.reads},
+                     {"live", i.live}};
+  }
   Json data = secret_.value("data", Json::object());
   data["operator.nk"] = Base64Encode(operator_->seed());
   data["system.nk"] = Base64Encode(system_->seed());
@@ -197,6 +219,7 @@ Status NatsIdentities::Save() {
     updated["metadata"]["resourceVersion"] = (*fresh)["metadata"]["resourceVersion"];
     w = client_->Update(kSecrets, updated);
   }
+  dirty_ = !w.ok();
   if (!w.ok()) return w.status();
   secret_ = *w;
   return Status::Ok();
@@ -206,66 +229,63 @@ std::string NatsIdentitySecret(const std::string& kind, const std::string& name)
   return kind == "Consolidator" ? "sidelog-nats-consolidator-" + name : "sidelog-nats-" + name;
 }
 
-Status NatsIdentities::Ensure(const Json& owner, const Json* existing,
-                              const NatsPermissions& permissions) {
+namespace {
+
+NatsPermissions PermissionsOf(const std::string& kind, const std::string& ns,
+                              const std::string& name, const NatsIdentities::Grant& g) {
+  return kind == "Consolidator" ? ConsolidatorPermissions(ns, name, g.reads)
+                                : SidecarPermissions(ns, name, g.writes, g.reads);
+}
+
+}  // namespace
+
+Status NatsIdentities::Ensure(const Json& owner, const Grant& grant) {
   const Json& meta = owner["metadata"];
   const std::string ns = meta.value("namespace", "");
   const std::string name = meta.value("name", "");
   const std::string kind = owner.value("kind", "");
-  const std::string hash = Sha256Hex(PermissionsJson(permissions).dump());
-  const auto holds = [&](const Json* secret) {
-    if (!secret) return false;
-    const Json annotations = (*secret)["metadata"].value("annotations", Json::object());
-    return annotations.value(kNatsPermissionsAnnotation, "") == hash &&
-           !SecretValue(secret, kNatsCredsKey).empty();
-  };
-  // The cache may not have seen the last write yet: before issuing, ask the API itself.
-  Json fresh;
-  if (!holds(existing)) {
-    auto got = client_->Get(kSecrets, ns, NatsIdentitySecret(kind, name));
-    if (!got.ok() && got.status().code() != Status::Code::kNotFound) return got.status();
-    existing = nullptr;
-    if (got.ok()) {
-      fresh = std::move(got).value();
-      existing = &fresh;
-    }
-  }
+  const std::string key = OwnerKey(kind, ns, name);
+  const NatsPermissions permissions = PermissionsOf(kind, ns, name, grant);
+  const auto now = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lock(mu_);
-  auto& live = issued_[OwnerKey(kind, ns, name)];
-  std::string current;  // the user the Secret holds, if this operator issued it
-  NatsPermissions before;
-  if (existing) {
-    const Json annotations = (*existing)["metadata"].value("annotations", Json::object());
-    current = annotations.value(kNatsUserAnnotation, "");
-    if (std::find(live.begin(), live.end(), current) == live.end()) current.clear();
-    if (!current.empty() && holds(existing)) {
-      return PushLocked();  // as it should be; a revocation may still be on its way
-    }
-    if (auto claims = JwtClaims(JwtOfCreds(SecretValue(existing, kNatsCredsKey))); claims.ok()) {
-      before = PermissionsOfUser(*claims);
-    }
+  if (dirty_) {
+    if (auto s = Save(); !s.ok()) return s;
   }
-
-  NKey user = NKey::Generate(NKeyRole::kUser);
-  std::vector<std::string> keep = {user.public_key()};
+  Issued& i = issued_[key];
   bool revoked = false;
-  for (const auto& u : live) {
-    if (u == current && permissions.Covers(before)) {
-      keep.push_back(u);  // pods still using it may do nothing the new one may not
-    } else {
-      revocations_[u] = Now();
-      revoked = true;
+  const bool same =
+      !i.seed.empty() && i.grant.writes == grant.writes && i.grant.reads == grant.reads;
+  if (same) {
+    auto w = written_.find(key);
+    if (w != written_.end() && now - w->second < options_.rewrite_every) return PushLocked();
+  } else {
+    const bool covered =
+        !i.seed.empty() && permissions.Covers(PermissionsOf(kind, ns, name, i.grant));
+    NKey user = NKey::Generate(NKeyRole::kUser);
+    std::vector<std::string> live = {user.public_key()};
+    for (size_t k = 0; k < i.live.size(); ++k) {
+      if (k == 0 && covered) {
+        live.push_back(i.live[k]);  // pods still using it may do nothing the new one may not
+      } else {
+        revocations_[i.live[k]] = Now();
+        revoked = true;
+      }
     }
+    i = Issued{user.seed(), Now(), grant, live};
+    if (revoked) ReissueAccount();
+    if (auto s = Save(); !s.ok()) return s;
+    // Failing now, the revocation goes out with the next call or reconnect.
+    if (auto s = PushLocked(); !s.ok()) {
+      log::Warn("NATS account not pushed yet", {{"error", s.message()}});
+    }
+    log::Info(
+        "NATS identity issued",
+        {{"owner", kind + " " + ns + "/" + name}, {"user", live[0]}, {"previousRevoked", revoked}});
   }
-  live = keep;
-  if (revoked) ReissueAccount();
-  if (auto s = Save(); !s.ok()) return s;
-  // Failing now, the revocation goes out with the next call or reconnect.
-  if (auto s = PushLocked(); !s.ok()) {
-    log::Warn("NATS account not pushed yet", {{"error", s.message()}});
-  }
-  const std::string jwt =
-      UserJwt(*account_, user.public_key(), kind + "/" + ns + "/" + name, permissions, Now());
+  auto user = NKey::FromSeed(i.seed);
+  if (!user.ok()) return user.status();
+  const std::string creds =
+      CredsFile(UserJwt(*account_, user->public_key(), key, permissions, i.issued_at), i.seed);
   lock.unlock();
 
   Json secret = {
@@ -279,26 +299,27 @@ Status NatsIdentities::Ensure(const Json& owner, const Json* existing,
          {{"app.kubernetes.io/managed-by", "sidelog-operator"},
           {kNatsIdentityLabel, "true"},
           {kind == "Consolidator" ? "sidelog.dev/consolidator" : "sidelog.dev/service", name}}},
-        {"annotations",
-         {{kNatsUserAnnotation, user.public_key()}, {kNatsPermissionsAnnotation, hash}}},
+        {"annotations", {{kNatsUserAnnotation, user->public_key()}}},
         {"ownerReferences", Json::array({ControllerReference(owner)})}}},
-      {"data", {{kNatsCredsKey, Base64Encode(CredsFile(jwt, user.seed()))}}}};
+      {"data", {{kNatsCredsKey, Base64Encode(creds)}}}};
   auto w = client_->Apply(kSecrets, secret);
   if (!w.ok()) return w.status();
-  log::Info("NATS identity issued", {{"owner", kind + " " + ns + "/" + name},
-                                     {"secret", NatsIdentitySecret(kind, name)},
-                                     {"user", user.public_key()},
-                                     {"previousRevoked", revoked}});
+  lock.lock();
+  written_[key] = now;
   return Status::Ok();
 }
 
 Status NatsIdentities::Forget(const std::string& kind, const std::string& ns,
                               const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (dirty_) {
+    if (auto s = Save(); !s.ok()) return s;
+  }
   auto it = issued_.find(OwnerKey(kind, ns, name));
   if (it == issued_.end()) return PushLocked();
-  for (const auto& u : it->second) revocations_[u] = Now();
+  for (const auto& u : it->second.live) revocations_[u] = Now();
   issued_.erase(it);
+  written_.erase(OwnerKey(kind, ns, name));
   ReissueAccount();
   if (auto s = Save(); !s.ok()) return s;
   log::Info("NATS identity revoked", {{"owner", kind + " " + ns + "/" + name}});

@@ -4,24 +4,28 @@
 // The operator holds a NATS operator key, the system account's key and one account, "sidelog",
 // where every Sidelog stream lives. They are kept in one Secret of the operator's namespace
 // (the authority), which also holds what the NATS servers need to trust them (auth.conf, for
-// an `include`), the users issued so far and the revocations:
+// an `include`), every identity issued and the revocations:
 //   operator.nk, system.nk, account.nk   the seeds
+//   operator.jwt, system.jwt             the operator and the system account
 //   account.jwt                          the account, with the revocations
 //   auth.conf                            operator JWT, system account, full resolver, preload
-//   identities.json                      {"<Kind>/<ns>/<name>": ["U...", ...]}: live users
+//   identities.json                      {"<Kind>/<ns>/<name>": {seed, iat, grant, live users}}
 //   revocations.json                     {"U...": unix seconds}
 // Each EventService (and Consolidator) gets a Secret of its own, in its namespace and owned by
-// it, holding nats.creds: a user JWT with the permissions its spec implies
-// (SidecarPermissions, ConsolidatorPermissions) and the user's seed. When the permissions
-// change, a new user is issued; the previous one is revoked unless the new permissions cover
-// it. When the owner is gone, every user issued for it is revoked. A revocation is a new
-// account JWT pushed to the servers through the system account ($SYS.REQ.CLAIMS.UPDATE), which
-// disconnects the revoked users at once.
+// it, holding nats.creds: a user JWT with the permissions its grant implies
+// (SidecarPermissions, ConsolidatorPermissions) and the user's seed. Its content is a function
+// of the authority's record (Ed25519 signatures are deterministic), so the operator only ever
+// writes these Secrets, never reads them: it needs no right to read other namespaces' Secrets.
+// When the grant changes, a new user is issued; the previous one is revoked unless the new
+// permissions cover it. When the owner is gone, every user issued for it is revoked. A
+// revocation is a new account JWT pushed to the servers through the system account
+// ($SYS.REQ.CLAIMS.UPDATE), which disconnects the revoked users at once.
 //
 // Thread-safe: reconcilers of several workers call it; only the leader should call the methods
 // that write (Ensure, Forget, Push).
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -38,7 +42,6 @@ extern const ResourceType kSecrets;
 
 inline constexpr const char* kNatsIdentityLabel = "sidelog.dev/nats-identity";
 inline constexpr const char* kNatsUserAnnotation = "sidelog.dev/nats-user";
-inline constexpr const char* kNatsPermissionsAnnotation = "sidelog.dev/nats-permissions";
 inline constexpr const char* kNatsCredsKey = "nats.creds";
 
 // The Secret holding the credentials of EventService `name` (kind "EventService") or of
@@ -50,6 +53,7 @@ struct NatsIdentityOptions {
   std::string secret = "sidelog-nats-auth";  // its name
   // Where the NATS servers keep account JWTs (the full resolver's dir, in auth.conf).
   std::string resolver_dir = "/data/jwt";
+  std::chrono::milliseconds rewrite_every{std::chrono::minutes(10)};
 };
 
 class NatsIdentities {
@@ -74,10 +78,14 @@ class NatsIdentities {
   // answer; the next call tries again.
   Status Push(bool force = false);
 
-  // Makes `existing` (the owner's Secret as cached, or null) hold a credential with exactly
-  // `permissions`, issuing a new user when the permissions differ, and revoking the previous
-  // one unless the new permissions cover it. Writes nothing when nothing changed.
-  Status Ensure(const Json& owner, const Json* existing, const NatsPermissions& permissions);
+  // Makes the owner's Secret hold a credential for `grant`: the streams it writes and those it
+  // reads (a Consolidator writes none). A changed grant issues a new user and revokes the
+  // previous one unless the new permissions cover it. An unchanged one writes the Secret again
+  // only every `rewrite_every` (a Secret deleted by hand comes back then).
+  struct Grant {
+    std::vector<std::string> writes, reads;
+  };
+  Status Ensure(const Json& owner, const Grant& grant);
   // Revokes every user issued for `kind` `ns`/`name`, whose resource is gone.
   Status Forget(const std::string& kind, const std::string& ns, const std::string& name);
 
@@ -97,13 +105,22 @@ class NatsIdentities {
   const NatsIdentityOptions options_;
   mutable std::mutex mu_;
   std::unique_ptr<NKey> operator_, system_, account_;
-  std::map<std::string, std::vector<std::string>> issued_;  // owner key -> live user keys
+  // What was issued for each owner ("<Kind>/<ns>/<name>").
+  struct Issued {
+    std::string seed;  // the current user's
+    int64_t issued_at = 0;
+    Grant grant;
+    std::vector<std::string> live;  // users issued and not revoked, the current one first
+  };
+  std::map<std::string, Issued> issued_;
+  std::map<std::string, std::chrono::steady_clock::time_point> written_;  // Secret last applied
   std::map<std::string, int64_t> revocations_;
   std::string account_jwt_;
   int64_t account_issued_at_ = 0;
   Json secret_;  // as last read or written
   JetStream* system_js_ = nullptr;
   std::string pushed_;  // the account JWT the servers were last given
+  bool dirty_ = false;  // the authority Secret is behind what this process holds
 };
 
 }  // namespace sidelog::op

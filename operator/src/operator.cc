@@ -165,12 +165,8 @@ void Operator::StartControllers() {
   service_options.cycles = options_.dependency_cycles;
   service_options.sidecar.nats = options_.nats;
   if (identities_) {
-    Informer* secrets =
-        manager_->InformerFor(kSecrets, {std::string(kNatsIdentityLabel) + "=true", ""});
     service_options.identities = identities_.get();
-    service_options.identity_secrets = secrets;
     options_.consolidators.identities = identities_.get();
-    options_.consolidators.identity_secrets = secrets;
     options_.consolidators.workload.nats_identities = true;
     service_options.sidecar.nats.creds_file =
         options_.webhook.injector.nats_identity_dir + "/" + kNatsCredsKey;

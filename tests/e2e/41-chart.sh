@@ -222,7 +222,10 @@ args=$(field Deployment "$FULL-operator" "$c.args" <<<"$OUT")
 for a in --dependency-cycles=deny --resync-period=1m --log-level=debug; do assert_contains "the operator runs with $a" "$args" "\"$a\""; done
 assert_eq "the image tag and pull policy follow" "sidelog/operator:dev Always" \
   "$(field Deployment "$FULL-operator" "$c.image" <<<"$OUT") $(field Deployment "$FULL-operator" "$c.imagePullPolicy" <<<"$OUT")"
-assert_ok "with NATS credentials and TLS Secrets" render --set nats.enabled=false,nats.url=tls://n:4222,nats.credsSecret.name=creds,nats.tls.secretName=tls,nats.tls.mutual=true
+assert_contains "by default the operator issues NATS identities" "$(render --show-only templates/deployment.yaml)" "--nats-identities=sidelog-nats-auth"
+assert_contains "and the NATS servers include their authority" "$(nats_conf "$defaults")" 'include "../nats-auth/auth.conf"'
+assert_contains "from its Secret" "$(render --show-only templates/nats/statefulset.yaml)" "secretName: sidelog-nats-auth"
+assert_ok "with NATS credentials and TLS Secrets" render --set nats.enabled=false,nats.url=tls://n:4222,nats.credsSecret.name=creds,nats.tls.secretName=tls,nats.tls.mutual=true,nats.identities.enabled=false
 args=$(field Deployment "$FULL-operator" "$c.args" <<<"$OUT")
 for a in --nats-creds=/etc/sidelog/nats/creds/nats.creds --nats-tls-ca=/etc/sidelog/nats/tls/ca.crt \
   --nats-tls-cert=/etc/sidelog/nats/tls/tls.crt --nats-tls-key=/etc/sidelog/nats/tls/tls.key; do
@@ -306,9 +309,14 @@ assert_contains "and the operator does not serve one" "$OUT" "--webhook-listen=o
 
 echo "# nats-server runs the chart's nats.conf"
 # The paths and ports of the pod are moved onto this machine; the rest is the file as rendered.
+# The authority the operator would make: an operator, a system account and an account.
+mkdir -p "$WORK/nats-auth" "$WORK/chart-nats-t"
+python3 "$ROOT/tests/integration/nats_jwt.py" "$WORK/nats-auth"
+nats_conf "$defaults" >"$WORK/chart-nats-t/one.conf"
+nats_conf "$three" >"$WORK/chart-nats-t/three.conf"
 POD_NAME=$FULL-nats-0 assert_ok "nats-server $("$NATS_CURRENT" --version | awk '{print $2}') accepts the 1-server config" \
-  "$NATS_CURRENT" -t -c <(nats_conf "$defaults")
-POD_NAME=$FULL-nats-0 assert_ok "and the 3-server config" "$NATS_CURRENT" -t -c <(nats_conf "$three")
+  "$NATS_CURRENT" -t -c "$WORK/chart-nats-t/one.conf"
+POD_NAME=$FULL-nats-0 assert_ok "and the 3-server config" "$NATS_CURRENT" -t -c "$WORK/chart-nats-t/three.conf"
 declare -a CHART_NATS_PIDS=()
 stop_chart_nats() {
   local p
@@ -383,6 +391,9 @@ assert_eq "it may not delete EventStreams" "no" "$(can delete eventstreams.sidel
 assert_eq "it may not read Secrets" "no" "$(can list secrets -n "$NS")"
 assert_eq "but its webhook's Secret" "yes" "$(can update secret/sidelog-webhook-tls -n "$NS")"
 assert_eq "and not another one" "no" "$(can get secret/other -n "$NS")"
+assert_eq "it may update its NATS authority" "yes" "$(can update secret/sidelog-nats-auth -n "$NS")"
+assert_eq "it may write a service's NATS identity" "yes" "$(can patch secrets -n shop)"
+assert_eq "but never read one" "no" "$(can get secrets -n shop)"
 assert_eq "it may patch the injector's webhook configuration" "yes" "$(can patch mutatingwebhookconfiguration/sidelog-sidecar-injector)"
 assert_eq "and no other" "no" "$(can patch mutatingwebhookconfiguration/other)"
 

@@ -73,8 +73,6 @@ class NatsIdentitiesTest : public ::testing::Test {
     o.sidecar.nats.url = "nats://nats.sidelog-system:4222";
     o.sidecar.nats.creds_file = "/etc/sidelog/nats/identity/nats.creds";
     o.identities = ids_.get();
-    o.identity_secrets =
-        manager_->InformerFor(kSecrets, {std::string(kNatsIdentityLabel) + "=true", ""});
     reconciler_ = std::make_unique<EventServiceReconciler>(
         manager_->client(), manager_->InformerFor(kEventServices),
         manager_->InformerFor(kEventStreams), manager_->InformerFor(kConfigMaps), nullptr,
