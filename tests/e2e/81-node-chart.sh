@@ -70,6 +70,11 @@ assert_eq "named after the namespace and stream" "SIDELOG_shop-node_orders" \
 assert_ok "every EventService is Ready within 60 s" kubectl wait -n shop-node evsvc --all --for=condition=Ready --timeout=60s
 assert_contains "billing's rendered config names the chart's NATS" \
   "$(kubectl get configmap -n shop-node sidelog-billing -o jsonpath='{.data.sidecar\.yaml}')" "$REL-nats"
+assert_contains "and billing's own NATS credentials" \
+  "$(kubectl get configmap -n shop-node sidelog-billing -o jsonpath='{.data.sidecar\.yaml}')" "/etc/sidelog/nats/identity/nats.creds"
+assert_eq "which the operator issued into billing's Secret, owned by its EventService" "EventService/billing" \
+  "$(kubectl get secret -n shop-node sidelog-nats-billing -o jsonpath='{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}')"
+assert_ok "the NATS authority is in the release namespace" kubectl get secret -n "$SYS" sidelog-nats-auth
 
 echo "# two app pods, their sidecars injected by the operator's webhook"
 # The pods declare only their app: the label sidelog.dev/inject asks for the sidecar. orders is
@@ -144,6 +149,8 @@ assert_eq "the sidecar is ready in the running pod" "true" \
   "$(kubectl get pod -n shop-node "$orders_pod" -o jsonpath='{.status.initContainerStatuses[0].ready}')"
 assert_eq "labelled with its service by the selector that matched" "orders" \
   "$(kubectl get pod -n shop-node "$orders_pod" -o jsonpath='{.metadata.labels.sidelog\.dev/service}')"
+assert_contains "its sidecar mounts orders' own NATS identity" \
+  "$(kubectl get pod -n shop-node "$orders_pod" -o jsonpath='{.spec.volumes[*].secret.secretName}')" "sidelog-nats-orders"
 injected() { [ "$(kubectl get evsvc -n shop-node "$1" -o jsonpath='{.status.injectedPods}')" = 1 ]; }
 wait_until "orders counts its injected pod (status.injectedPods)" 60 injected orders
 wait_until "billing counts its own" 60 injected billing
