@@ -150,7 +150,8 @@ void AddRead(const std::string& ns, const std::string& s, const std::string& dur
        {"$JS.API.STREAM.INFO." + j, "$JS.API.STREAM.MSG.GET." + j, "$JS.API.DIRECT.GET." + j,
         "$JS.API.DIRECT.GET." + j + ".>", "$JS.API.CONSUMER.CREATE." + j,
         "$JS.API.CONSUMER.CREATE." + j + ".>", "$JS.API.CONSUMER.INFO." + j + ".>",
-        "$JS.API.CONSUMER.MSG.NEXT." + j + ".>", "$JS.ACK." + j + ".>", "$JS.FC." + j + ".>"}) {
+        "$JS.API.CONSUMER.DELETE." + j + ".>", "$JS.API.CONSUMER.MSG.NEXT." + j + ".>",
+        "$JS.ACK." + j + ".>", "$JS.FC." + j + ".>"}) {
     allow->push_back(subject);
   }
   if (!durable.empty()) {
@@ -161,11 +162,17 @@ void AddRead(const std::string& ns, const std::string& s, const std::string& dur
 // What no Sidelog client but the operator may ever do, named even where the allow list would
 // refuse it already, so that a wider allow list cannot grant it by mistake.
 const std::vector<std::string>& NeverAllowed() {
-  static const std::vector<std::string> subjects = {
-      "$JS.API.STREAM.CREATE.>",  "$JS.API.STREAM.UPDATE.>",     "$JS.API.STREAM.DELETE.>",
-      "$JS.API.STREAM.PURGE.>",   "$JS.API.STREAM.MSG.DELETE.>", "$JS.API.STREAM.SNAPSHOT.>",
-      "$JS.API.STREAM.RESTORE.>", "$JS.API.CONSUMER.DELETE.>",   "$JS.API.META.>",
-      "$JS.API.SERVER.>",         "$JS.API.ACCOUNT.>",           "$SYS.>"};
+  static const std::vector<std::string> subjects = {"$JS.API.STREAM.CREATE.>",
+                                                    "$JS.API.STREAM.UPDATE.>",
+                                                    "$JS.API.STREAM.DELETE.>",
+                                                    "$JS.API.STREAM.PURGE.>",
+                                                    "$JS.API.STREAM.MSG.DELETE.>",
+                                                    "$JS.API.STREAM.SNAPSHOT.>",
+                                                    "$JS.API.STREAM.RESTORE.>",
+                                                    "$JS.API.META.>",
+                                                    "$JS.API.SERVER.>",
+                                                    "$JS.API.ACCOUNT.>",
+                                                    "$SYS.>"};
   return subjects;
 }
 

@@ -91,7 +91,9 @@ Result<Json> JwtClaims(std::string_view jwt);
 // A sidecar of EventService `service` in namespace `ns`: publish commits to the subjects of the
 // streams it produces; read (stream info, last message, ordered and pull consumers, acks and
 // flow control) the streams it produces or consumes; its durable delivery consumers by name;
-// replies only to its own inbox prefix. Never a stream's create, update, delete or purge, a
+// delete consumers of those streams (libnats deletes the ephemeral consumers it made when a
+// subscription ends, and their names are the server's: docs/security.md says what that leaves
+// open); replies only to its own inbox prefix. Never a stream's create, update, delete or purge, a
 // message delete, or another namespace's subjects.
 NatsPermissions SidecarPermissions(const std::string& ns, const std::string& service,
                                    const std::vector<std::string>& produces,
