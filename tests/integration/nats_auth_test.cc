@@ -14,11 +14,13 @@ namespace sidelog::testing {
 namespace {
 
 // A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl in `dir`.
-void MakeCertificates(const std::string& dir) {
+void MakeCertificates(const std::string& dir,
+                      const std::string& server_names = "IP:127.0.0.1,DNS:localhost") {
   const std::string script = "cd '" + dir + R"(' && {
     openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=sidelog-test-ca -keyout ca.key -out ca.crt &&
     openssl req -newkey rsa:2048 -nodes -subj /CN=nats -keyout server.key -out server.csr &&
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > server.ext &&
+    printf 'subjectAltName=)" +
+                             server_names + R"(\n' > server.ext &&
     openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile server.ext -out server.crt &&
     openssl req -newkey rsa:2048 -nodes -subj /CN=sidecar -keyout client.key -out client.csr &&
     printf 'extendedKeyUsage=clientAuth\n' > client.ext &&
@@ -56,6 +58,27 @@ TEST(NatsAuth, TlsWithAClientCertificateAndAPasswordWorks) {
   no_cert.Start(std::chrono::seconds(20));  // ready once the startup catch-up gives up
   EXPECT_EQ(Append(no_cert, "o2", Events("tls-2", 1)).status, 503)
       << "the server requires a client certificate";
+  Json refused = RawRequest(no_cert.port(), "GET", "/v1/status").json();
+  EXPECT_EQ(refused["nats"]["state"], "disconnected");
+  EXPECT_NE(refused["nats"].value("lastError", ""), "") << "the sidecar does not say why";
+
+  // A CA that did not sign the server's certificate: the sidecar does not connect, and says
+  // why.
+  ASSERT_EQ(std::system(("cd '" + d +
+                         "' && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=other "
+                         "-keyout other.key -out other.crt >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  SidecarProcess wrong_ca(kOrders,
+                          NatsSection(nats, ", tls: {ca: \"" + d + "/other.crt\", cert: \"" + d +
+                                                "/client.crt\", key: \"" + d +
+                                                "/client.key\"}, user: orders, password: s3cret"),
+                          "orders");
+  wrong_ca.Start(std::chrono::seconds(20));
+  EXPECT_EQ(Append(wrong_ca, "o4", Events("tls-4", 1)).status, 503);
+  Json why = RawRequest(wrong_ca.port(), "GET", "/v1/status").json();
+  EXPECT_EQ(why["nats"]["state"], "disconnected");
+  EXPECT_NE(why["nats"].value("lastError", ""), "") << why.dump();
 
   SidecarProcess wrong_password(kOrders, NatsSection(nats, tls + ", user: orders, password: nope"),
                                 "orders");
@@ -70,6 +93,23 @@ TEST(NatsAuth, TlsWithAClientCertificateAndAPasswordWorks) {
   reader.Start();
   auto got = RawRequest(reader.port(), "GET", "/v1/streams/orders/entities/o1?minPosition=1");
   EXPECT_EQ(got.status, 200) << got.body;
+}
+
+TEST(NatsAuth, AServerCertificateForAnotherNameIsRefusedAndTheSidecarSaysWhy) {
+  NatsServer nats;
+  MakeCertificates(nats.dir(), "DNS:nats.elsewhere.test");
+  const std::string d = nats.dir();
+  nats.AddConfig("tls { cert_file: \"" + d + "/server.crt\", key_file: \"" + d + "/server.key\" }");
+  nats.set_scheme("tls");  // tls://localhost: a name the certificate does not hold
+  nats.Start();
+  SidecarProcess sidecar(kOrders, NatsSection(nats, ", tls: {ca: \"" + d + "/ca.crt\"}"), "orders");
+  sidecar.Start(std::chrono::seconds(20));
+  EXPECT_EQ(Append(sidecar, "o1", Events("host-1", 1)).status, 503);
+  Json why = RawRequest(sidecar.port(), "GET", "/v1/status").json();
+  EXPECT_EQ(why["nats"]["state"], "disconnected");
+  EXPECT_NE(why["nats"].value("lastError", ""), "") << why.dump();
+  EXPECT_EQ(RawRequest(sidecar.port(), "GET", "/readyz").status, 200)
+      << "a NATS it cannot reach does not make the sidecar unready";
 }
 
 TEST(NatsAuth, ATokenIsSentAndAWrongOneRefused) {
