@@ -100,7 +100,7 @@ Status Operator::OpenIdentities() {
   }
   creds_dir_ = templ;
   auto write = [this](const std::string& file, const std::string& text) {
-    const std::string path = creds_dir_ + "/" + file;
+    std::string path = creds_dir_ + "/" + file;
     std::ofstream out(path, std::ios::trunc);
     out << text;
     out.close();
