@@ -1,16 +1,8 @@
 #include "routes.h"
 
+#include "sidelog/uri.h"
+
 namespace sidelog::sidecar {
-namespace {
-
-int Hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-}  // namespace
 
 bool SplitPath(const std::string& raw, std::vector<std::string>* segments) {
   segments->clear();
@@ -19,18 +11,9 @@ bool SplitPath(const std::string& raw, std::vector<std::string>* segments) {
   while (start <= raw.size()) {
     size_t end = raw.find('/', start);
     if (end == std::string::npos) end = raw.size();
-    std::string seg;
-    for (size_t i = start; i < end; ++i) {
-      if (raw[i] == '%') {
-        if (i + 2 >= end) return false;
-        int hi = Hex(raw[i + 1]), lo = Hex(raw[i + 2]);
-        if (hi < 0 || lo < 0) return false;
-        seg += static_cast<char>(hi * 16 + lo);
-        i += 2;
-      } else {
-        seg += raw[i];
-      }
-    }
+    auto decoded = PercentDecode(std::string_view(raw).substr(start, end - start));
+    if (!decoded) return false;
+    std::string seg = std::move(*decoded);
     if (seg.empty() && end != raw.size()) return false;
     if (!seg.empty() || end != raw.size() || segments->empty()) segments->push_back(seg);
     start = end + 1;
