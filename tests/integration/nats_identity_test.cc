@@ -13,6 +13,7 @@
 #include "nats_identity.h"
 #include "replication_util.h"
 #include "sidelog/names.h"
+#include "test_app.h"
 
 namespace sidelog::testing {
 namespace {
@@ -226,7 +227,10 @@ TEST_F(NatsIdentities, AWiderIdentityWorksWithoutRestartingNatsAndTheOldOneStays
   const std::string refunds =
       "streams:\n  - name: refunds\n    access: write\n  - name: payments\n    access: write\n";
   SidecarProcess sidecar(refunds, Section(after), "billing");
-  sidecar.Start();
+  sidecar.Start(std::chrono::seconds(20));
+  ASSERT_TRUE(WaitFor([&] {
+    return RawRequest(sidecar.port(), "GET", "/v1/status").json()["nats"]["state"] == "connected";
+  })) << RawRequest(sidecar.port(), "GET", "/v1/status").body;
   auto r = RawRequest(sidecar.port(), "POST", "/v1/streams/refunds/entities/r1/events",
                       R"({"events":[{"type":"RefundIssued"}]})");
   EXPECT_EQ(r.status, 201) << r.body;
