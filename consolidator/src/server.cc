@@ -86,8 +86,8 @@ void Server::ReplyJson(const http_request& request, const std::string& route, in
 
 void Server::Handle(const http_request& request) {
   const std::string method = request.method();
-  auto decoded = PercentDecode(request.relative_uri().path());
-  auto query = DecodeQuery(request.relative_uri().query());
+  auto decoded = PercentDecode(request.request_uri().path());
+  auto query = DecodeQuery(request.request_uri().query());
   const std::string path = decoded.value_or("");
   auto host = request.headers().find("Host");
   if (loopback_) {

@@ -108,7 +108,7 @@ struct AdmissionServer::Impl {
 
   void Serve(http_request request) {
     const auto started = std::chrono::steady_clock::now();
-    const std::string path = request.relative_uri().path();
+    const std::string path = request.request_uri().path();
     if (path != "/mutate") {
       ReplyProblem(request, 404, "Not Found", "the webhook serves POST /mutate only");
       return;

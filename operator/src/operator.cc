@@ -218,7 +218,7 @@ bool Operator::Ready() const {
 }
 
 void Operator::Serve(const http_request& request) {
-  const std::string path = request.relative_uri().path();
+  const std::string path = request.request_uri().path();
   if (path == "/healthz" || path == "/livez") {
     request.reply(status_codes::OK, "ok\n");
   } else if (path == "/readyz") {

@@ -272,11 +272,13 @@ void Api::HandleHealth(const http_request& request) {
 
 void Api::Dispatch(Call& call, bool health_only) {
   std::vector<std::string> segments;
-  if (!SplitPath(call.request.relative_uri().path(), &segments)) {
+  // request_uri(), not relative_uri(): the listener serves "/", and relative_uri() throws on
+  // a target such as "t:00" (a scheme and no path) that request_uri() holds as it came.
+  if (!SplitPath(call.request.request_uri().path(), &segments)) {
     Fail(call, Status::Invalid("the request path is malformed (bad percent-encoding)"));
     return;
   }
-  auto query = DecodeQuery(call.request.relative_uri().query());
+  auto query = DecodeQuery(call.request.request_uri().query());
   if (!query) {
     Fail(call, Status::Invalid("the query string is malformed (bad percent-encoding: a '%' "
                                "must be followed by two hexadecimal digits)"));
@@ -315,7 +317,7 @@ void Api::Dispatch(Call& call, bool health_only) {
     return;
   }
   Fail(call, Status::NotFound("no route " + call.method + " " +
-                              call.request.relative_uri().path().substr(0, 200) +
+                              call.request.request_uri().path().substr(0, 200) +
                               (health_only ? " on the health listener (it serves only /livez, "
                                              "/readyz and /metrics)"
                                            : "")));

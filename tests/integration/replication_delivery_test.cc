@@ -123,7 +123,8 @@ TEST(ReplicatedDelivery, RandomFailuresAndAPodKilledMidDeliveryLoseNothing) {
       "maxAttempts: 1000}}");
   pods.app_a.set_fail_rate(0.3);
   pods.app_b.set_fail_rate(0.3);
-  pods.app_a.set_delay(std::chrono::milliseconds(5));
+  // Pod a's app is the slower one, so that pod a still holds commits when it is killed.
+  pods.app_a.set_delay(std::chrono::milliseconds(30));
   pods.app_b.set_delay(std::chrono::milliseconds(5));
   constexpr int kEntities = 8, kPer = 25;
   AppendMany(*pods.b, kEntities, kPer);
