@@ -18,6 +18,7 @@
 #include <string>
 
 #include "kube_client.h"
+#include "nats_identities.h"
 #include "sidelog/config.h"
 
 namespace sidelog::op {
@@ -41,7 +42,7 @@ struct ConsolidatorSettings {
   // Each Consolidator's own NATS identity (docs/security.md): its Secret
   // sidelog-nats-consolidator-<name> at nats_identity_dir, instead of nats_creds_secret.
   bool nats_identities = false;
-  std::string nats_identity_dir = "/etc/sidelog/nats/identity";
+  std::string nats_identity_dir = kNatsIdentityDir;
 };
 
 // The objects of one rendering.

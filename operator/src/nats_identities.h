@@ -43,6 +43,8 @@ extern const ResourceType kSecrets;
 inline constexpr const char* kNatsIdentityLabel = "sidelog.dev/nats-identity";
 inline constexpr const char* kNatsUserAnnotation = "sidelog.dev/nats-user";
 inline constexpr const char* kNatsCredsKey = "nats.creds";
+// Where injected sidecars and consolidator pods mount their identity's Secret.
+inline constexpr const char* kNatsIdentityDir = "/etc/sidelog/nats/identity";
 
 // The Secret holding the credentials of EventService `name` (kind "EventService") or of
 // Consolidator `name`: sidelog-nats-<name>, sidelog-nats-consolidator-<name>.

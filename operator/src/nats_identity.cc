@@ -246,24 +246,6 @@ Json PermissionsJson(const NatsPermissions& p) {
           {"sub", Permission(p.subscribe_allow, p.subscribe_deny)}};
 }
 
-NatsPermissions PermissionsOfUser(const Json& claims) {
-  NatsPermissions p;
-  const Json nats = claims.value("nats", Json::object());
-  auto list = [&](const char* side, const char* which) {
-    std::vector<std::string> out;
-    const Json part = nats.value(side, Json::object()).value(which, Json::array());
-    for (const auto& s : part) {
-      if (s.is_string()) out.push_back(s.get<std::string>());
-    }
-    return out;
-  };
-  p.publish_allow = list("pub", "allow");
-  p.publish_deny = list("pub", "deny");
-  p.subscribe_allow = list("sub", "allow");
-  p.subscribe_deny = list("sub", "deny");
-  return p;
-}
-
 std::string OperatorJwt(const NKey& op, const std::string& name, const std::string& system_account,
                         int64_t issued_at) {
   return Encode(op, op.public_key(), name,
@@ -312,14 +294,6 @@ std::string CredsFile(const std::string& user_jwt, const std::string& user_seed)
          user_seed +
          "\n------END USER NKEY SEED------\n\n"
          "*************************************************************\n";
-}
-
-std::string JwtOfCreds(const std::string& creds) {
-  const std::string begin = "-----BEGIN NATS USER JWT-----\n";
-  const auto from = creds.find(begin);
-  const auto to = creds.find("\n------END NATS USER JWT------");
-  if (from == std::string::npos || to == std::string::npos || to < from + begin.size()) return "";
-  return creds.substr(from + begin.size(), to - from - begin.size());
 }
 
 Result<Json> JwtClaims(std::string_view jwt) {

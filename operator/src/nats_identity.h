@@ -58,10 +58,8 @@ struct NatsPermissions {
   bool Covers(const NatsPermissions& other) const;
 };
 
-// As a user JWT holds them: {"pub": {"allow": [...], "deny": [...]}, "sub": {...}}; and back
-// from a user JWT's claims (what a credential issued earlier may do).
+// As a user JWT holds them: {"pub": {"allow": [...], "deny": [...]}, "sub": {...}}.
 Json PermissionsJson(const NatsPermissions& permissions);
-NatsPermissions PermissionsOfUser(const Json& claims);
 
 // The self-signed operator JWT the servers trust, naming the system account.
 std::string OperatorJwt(const NKey& op, const std::string& name, const std::string& system_account,
@@ -79,9 +77,6 @@ std::string UserJwt(const NKey& account, const std::string& user_public, const s
 
 // A credentials file as `nsc generate creds` writes it, which nats.c and the nats CLI read.
 std::string CredsFile(const std::string& user_jwt, const std::string& user_seed);
-
-// The user JWT of a credentials file ("" when it holds none).
-std::string JwtOfCreds(const std::string& creds);
 
 // The claims of a JWT (not verified), or Invalid when it is not a JWT.
 Result<Json> JwtClaims(std::string_view jwt);

@@ -30,6 +30,7 @@
 
 #include "admission_server.h"
 #include "kube_client.h"
+#include "nats_identities.h"
 
 namespace sidelog::op {
 
@@ -55,7 +56,7 @@ struct InjectorOptions {
   // Each service's own NATS identity (docs/security.md): its Secret sidelog-nats-<service>,
   // mounted at nats_identity_dir instead of nats_creds_secret.
   bool nats_identities = false;
-  std::string nats_identity_dir = "/etc/sidelog/nats/identity";
+  std::string nats_identity_dir = kNatsIdentityDir;
 };
 
 // The decision for `pod` (the admission request's object) in namespace `ns`, whose
